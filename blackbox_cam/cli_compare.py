@@ -1,0 +1,70 @@
+"""``blackbox-cam compare``: several methods on the same images, scored and reported side by side.
+
+Parses, loads, and calls :func:`blackbox_cam.compare.compare_images` and
+:func:`blackbox_cam.report.write_report`; no metric code lives here.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli_options import classifier_kwargs, model_options, run_options
+from .methods import METHODS
+
+DEFAULT_METHODS = ",".join(m for m in ("decam", "gradcam", "rise") if m in METHODS)
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--methods", "-m", default=DEFAULT_METHODS, show_default=True, metavar="NAME[,NAME...]",
+              help=f"Methods to compare: {', '.join(METHODS)}.")
+@click.option("--boxes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV with header image,x0,y0,x1,y1 (file name, box in original-image pixels, x1/y1 "
+                   "exclusive; extra columns ignored): adds pointing game and energy in box.")
+@click.option("--reference", default=None, metavar="NAME",
+              help="Map the others are compared with (default: the first white-box method listed).")
+@run_options
+@click.option("--road/--no-road", default=True, show_default=True,
+              help="Compute ROAD (18 imputed images per map).")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=15.0, show_default=True,
+              help="Pointing-game tolerance in pixels of the original image.")
+@click.option("--topk", type=click.FloatRange(min=0, max=100, min_open=True), default=20.0, show_default=True,
+              help="Top-k %% of pixels for the IoU agreement.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="compare-out",
+              show_default=True, help="Folder for index.html, compare.json, compare.csv and panels/.")
+@model_options
+def compare(model: Path, images: tuple[Path, ...], methods: str, boxes: Path | None, reference: str | None,
+            target: str, budget: int | None, seed: int, road: bool, tolerance: float, topk: float,
+            out_dir: Path, **kw: Any) -> None:
+    """Run each method on each image (same target), score every map, write a report.
+
+    Writes OUT/index.html (summary table, then one panel per image), compare.json and
+    compare.csv (one row per image x method: deletion/insertion AUC, ROAD, agreement with the
+    reference map, pointing game and energy in box when --boxes is given, queries, seconds) and
+    OUT/panels/*.png. An image that fails is recorded and the rest go on; the exit code is 1 if
+    any image or method failed.
+    """
+    from .compare import MetricSettings, compare_images, parse_methods, read_boxes
+    from .errors import BlackboxCamError
+    from .output import ensure_dir
+    from .report import write_report
+    from .runtime import Classifier
+
+    names = parse_methods(methods)
+    if budget is not None and budget <= 0:
+        raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
+    box_map = read_boxes(boxes, images) if boxes is not None else None
+    ensure_dir(out_dir)
+    clf = Classifier(model, **classifier_kwargs(kw))
+    result = compare_images(clf, images, names, target=target, budget=budget, seed=seed, boxes=box_map,
+                            reference=reference, settings=MetricSettings(road=road, tolerance=tolerance,
+                                                                         topk=topk, seed=seed),
+                            progress=lambda msg: click.echo(msg, err=True))
+    written = write_report(result, out_dir)
+    click.echo(f"{len(result.rows)} maps scored, {len(result.failures)} failure(s) -> {written['html']}")
+    if result.failures:
+        sys.exit(1)

@@ -1,0 +1,316 @@
+"""Compare saliency methods on the same images with the same target, and score every map.
+
+:func:`compare_images` is the library behind ``blackbox-cam compare``: for each image it fixes
+the target once (top-1 of the unmasked image unless given), runs every method through
+:func:`blackbox_cam.explain.explain_image`, and scores each map with the metrics of
+:mod:`blackbox_cam.metrics`:
+
+* faithfulness at the model input resolution: deletion / insertion AUC (RISE protocol) and
+  ROAD (combined, MoRF, LeRF);
+* agreement with a reference map (the first white-box method listed, e.g. ``gradcam``):
+  Spearman rank correlation and top-k % IoU;
+* localisation, when a box is known for the image, at the original resolution in the box's own
+  pixel coordinates: pointing game and energy in the box.
+
+A failing image (unreadable file, box outside the image) or a failing method on an image is
+recorded in :attr:`CompareResult.failures` and the rest go on. :func:`summarise` gives each
+method's mean and 95 % t-interval over images. Writing files is :mod:`blackbox_cam.report`'s job.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from scipy import stats
+
+from . import metrics
+from .errors import BlackboxCamError
+from .explain import explain_image, resolve_target
+from .images import load_image
+from .methods import METHODS
+
+#: Per-row metric keys, in report order; ``higher`` says which direction is better.
+METRICS: dict[str, dict[str, Any]] = {
+    "deletion_auc": {"higher": False, "label": "Deletion AUC"},
+    "insertion_auc": {"higher": True, "label": "Insertion AUC"},
+    "road": {"higher": True, "label": "ROAD (LeRF-MoRF)/2"},
+    "road_morf": {"higher": False, "label": "ROAD MoRF"},
+    "road_lerf": {"higher": True, "label": "ROAD LeRF"},
+    "pointing_game": {"higher": True, "label": "Pointing game"},
+    "energy_in_box": {"higher": True, "label": "Energy in box"},
+    "queries": {"higher": False, "label": "Queries"},
+    "seconds": {"higher": False, "label": "Seconds"},
+}
+BOX_COLUMNS = ("image", "x0", "y0", "x1", "y1")
+
+
+@dataclass
+class MetricSettings:
+    """Options of the metrics (defaults as in their papers; see docs/metrics.md)."""
+
+    road: bool = True
+    tolerance: float = 15.0      # pointing game, pixels of the original image
+    topk: float = 20.0           # top-k % for the IoU agreement
+    seed: int = 0                # tie-breaking and ROAD noise
+
+
+@dataclass
+class ImageResult:
+    """What one image produced: its maps (at original and model resolution) for the panels."""
+
+    name: str
+    path: str
+    image: np.ndarray | None
+    target: int | None
+    label: str | None
+    maps: dict[str, np.ndarray] = field(default_factory=dict)         # original resolution, [0, 1]
+    model_maps: dict[str, np.ndarray] = field(default_factory=dict)   # model input resolution
+    box: tuple[float, float, float, float] | None = None
+
+
+@dataclass
+class CompareResult:
+    """Rows (one per image x method), failures, per-image results and the settings used."""
+
+    rows: list[dict[str, Any]]
+    failures: list[dict[str, str]]
+    images: list[ImageResult]
+    methods: list[str]
+    reference: str | None
+    settings: dict[str, Any]
+
+    @property
+    def agreement_keys(self) -> list[str]:
+        if self.reference is None:
+            return []
+        return [f"spearman_vs_{self.reference}", f"iou_vs_{self.reference}"]
+
+    @property
+    def metric_keys(self) -> list[str]:
+        """Numeric columns present in the rows, in report order."""
+        keys = ["deletion_auc", "insertion_auc"]
+        if self.settings.get("road", True):
+            keys += ["road", "road_morf", "road_lerf"]
+        keys += self.agreement_keys
+        if any(r.get("pointing_game") is not None for r in self.rows):
+            keys += ["pointing_game", "energy_in_box"]
+        return keys + ["queries", "seconds"]
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def parse_methods(text: str | Sequence[str]) -> list[str]:
+    """``"decam,gradcam"`` -> ``["decam", "gradcam"]``; unknown names raise, listing valid ones."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if not names:
+        raise BlackboxCamError(f"--methods is empty; choose from {', '.join(METHODS)}")
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise BlackboxCamError(f"unknown method{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                               f"choose from {', '.join(METHODS)}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise BlackboxCamError(f"--methods lists {', '.join(dupes)} more than once")
+    return names
+
+
+def choose_reference(methods: Sequence[str], reference: str | None = None) -> str | None:
+    """The map others are compared with: ``reference`` if given, else the first white-box method
+    listed, else the first method (so agreement columns always exist when two or more are run)."""
+    if reference is not None:
+        if reference not in methods:
+            raise BlackboxCamError(f"--reference {reference!r} is not among --methods ({', '.join(methods)})")
+        return reference
+    white = [m for m in methods if METHODS[m].whitebox]
+    if white:
+        return white[0]
+    return methods[0] if len(methods) > 1 else None
+
+
+def read_boxes(path: str | os.PathLike, images: Iterable[str | os.PathLike]) -> dict[str, tuple[float, ...]]:
+    """Boxes by image file name from a CSV with header ``image,x0,y0,x1,y1`` (extra columns ignored).
+
+    Coordinates are pixels of the original image, ``x1``/``y1`` exclusive. Every row must name one
+    of ``images`` (by file name) at most once and hold a non-empty box; otherwise a
+    :class:`BlackboxCamError` names the file and the row (line number).
+    """
+    p = Path(path)
+    known = {Path(i).name for i in images}
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise BlackboxCamError(f"{p}: no such boxes file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BlackboxCamError(f"{p}: cannot read the boxes file ({e})") from None
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if header is None:
+        raise BlackboxCamError(f"{p}: the boxes file is empty; expected a header {','.join(BOX_COLUMNS)}")
+    cols = [h.strip().lower() for h in header]
+    missing = [c for c in BOX_COLUMNS if c not in cols]
+    if missing:
+        raise BlackboxCamError(f"{p}, line 1: header lacks {', '.join(missing)}; expected {','.join(BOX_COLUMNS)} "
+                               "(extra columns are ignored)")
+    at = {c: cols.index(c) for c in BOX_COLUMNS}
+    boxes: dict[str, tuple[float, ...]] = {}
+    for line, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) < len(cols):
+            raise BlackboxCamError(f"{p}, line {line}: {len(row)} fields but the header has {len(cols)}")
+        name = row[at["image"]].strip()
+        if name not in known:
+            raise BlackboxCamError(f"{p}, line {line}: image {name!r} is not one of the images given "
+                                   f"({', '.join(sorted(known))})")
+        if name in boxes:
+            raise BlackboxCamError(f"{p}, line {line}: a second box for {name!r}; give one box per image")
+        try:
+            x0, y0, x1, y1 = (float(row[at[c]]) for c in ("x0", "y0", "x1", "y1"))
+        except ValueError:
+            raise BlackboxCamError(f"{p}, line {line}: x0,y0,x1,y1 must be numbers, got "
+                                   f"{[row[at[c]] for c in ('x0', 'y0', 'x1', 'y1')]}") from None
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or min(x0, y0) < 0 or x1 <= x0 or y1 <= y0:
+            raise BlackboxCamError(f"{p}, line {line}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is not valid; "
+                                   "need 0 <= x0 < x1 and 0 <= y0 < y1")
+        boxes[name] = (x0, y0, x1, y1)
+    return boxes
+
+
+# -- running -------------------------------------------------------------------------------------
+def score_map(clf, x: np.ndarray, saliency: np.ndarray, target: int, settings: MetricSettings) -> dict[str, float]:
+    """Faithfulness metrics of one model-resolution map (queries go through ``clf.probabilities``)."""
+    prob = clf.probabilities
+    out = {
+        "deletion_auc": metrics.deletion(prob, x, saliency, target, seed=settings.seed).auc,
+        "insertion_auc": metrics.insertion(prob, x, saliency, target, seed=settings.seed).auc,
+    }
+    if settings.road:
+        r = metrics.road(prob, x, saliency, target, seed=settings.seed)
+        out.update(road=r.combined, road_morf=r.morf, road_lerf=r.lerf)
+    return out
+
+
+def _unique_names(paths: Sequence[Path]) -> list[str]:
+    """File names, made unique (``a.png``, ``a-2.png``) when two folders hold the same name."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in paths:
+        n = seen.get(p.name, 0) + 1
+        seen[p.name] = n
+        out.append(p.name if n == 1 else f"{p.stem}-{n}{p.suffix}")
+    return out
+
+
+def compare_images(clf, images: Sequence[str | os.PathLike], methods: Sequence[str], *,
+                   target: str | int | None = None, budget: int | None = None, seed: int = 0,
+                   boxes: dict[str, tuple[float, ...]] | None = None, reference: str | None = None,
+                   settings: MetricSettings | None = None,
+                   progress: Callable[[str], None] | None = None) -> CompareResult:
+    """Run ``methods`` on ``images`` with a shared target per image and score every map.
+
+    Parameters
+    ----------
+    clf : a :class:`blackbox_cam.runtime.Classifier`.
+    images : image files.
+    methods : registry names (see :func:`parse_methods`).
+    target : ``None``/``"top1"`` (each image's top-1 class), a class index or a label.
+    budget, seed : passed to every method (white-box methods ignore the budget).
+    boxes : ``{file name: (x0, y0, x1, y1)}`` from :func:`read_boxes`; enables the pointing game
+        and energy in box for those images.
+    reference : method the others are compared with (default :func:`choose_reference`).
+    settings : metric options.
+    progress : called with one line per finished step (the CLI echoes it).
+    """
+    methods = parse_methods(list(methods))
+    ref = choose_reference(methods, reference)
+    settings = settings or MetricSettings(seed=seed)
+    boxes = boxes or {}
+    say = progress or (lambda _msg: None)
+    paths = [Path(p) for p in images]
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, str]] = []
+    results: list[ImageResult] = []
+    for path, name in zip(paths, _unique_names(paths)):
+        try:
+            img, x, tgt, box = _prepare(clf, path, target, boxes.get(path.name))
+        except BlackboxCamError as e:
+            failures.append({"image": name, "method": "", "error": str(e)})
+            say(f"{name}: failed ({e})")
+            continue
+        ir = ImageResult(name, str(path), img, tgt, clf.label(tgt), box=box)
+        results.append(ir)
+        for m in methods:
+            try:
+                res = explain_image(clf, img, m, target=tgt, budget=budget, seed=seed)
+            except Exception as e:  # one method failing must not lose the others' results
+                msg = str(e) if isinstance(e, BlackboxCamError) else f"{type(e).__name__}: {e}"
+                failures.append({"image": name, "method": m, "error": msg})
+                say(f"{name} / {m}: failed ({msg})")
+                continue
+            ir.maps[m] = res.saliency
+            ir.model_maps[m] = res.explanation.saliency
+            t0 = time.perf_counter()
+            row: dict[str, Any] = {"image": name, "method": m, "target": tgt, "label": clf.label(tgt),
+                                   "target_probability": res.score}
+            row.update(score_map(clf, x, res.explanation.saliency, tgt, settings))
+            if box is not None:
+                row["pointing_game"] = float(metrics.pointing_game(res.saliency, box, tolerance=settings.tolerance))
+                row["energy_in_box"] = metrics.energy_in_region(res.saliency, box)
+            row["queries"] = int(res.explanation.queries)
+            row["seconds"] = float(res.explanation.seconds)
+            row["metric_seconds"] = time.perf_counter() - t0
+            rows.append(row)
+            say(f"{name} / {m}: deletion {row['deletion_auc']:.3f}, insertion {row['insertion_auc']:.3f} "
+                f"({row['queries']} queries, {row['seconds']:.1f} s)")
+        if ref is not None and ref in ir.model_maps:
+            for row in rows:
+                if row["image"] == name and row["method"] in ir.model_maps:
+                    a, b = ir.model_maps[row["method"]], ir.model_maps[ref]
+                    row[f"spearman_vs_{ref}"] = metrics.spearman(a, b)
+                    row[f"iou_vs_{ref}"] = metrics.topk_iou(a, b, settings.topk, seed=settings.seed)
+    setts = {"methods": list(methods), "reference": ref, "target": "top1" if target is None else str(target),
+             "budget": budget, "seed": seed, "road": settings.road, "tolerance": settings.tolerance,
+             "topk": settings.topk, "model": str(getattr(clf, "path", "")),
+             "input_size": list(getattr(clf, "input_size", ())), "num_classes": getattr(clf, "num_classes", None),
+             "boxes": bool(boxes)}
+    return CompareResult(rows, failures, results, list(methods), ref, setts)
+
+
+def _prepare(clf, path: Path, target, box):
+    img = load_image(path)
+    h, w = img.shape[:2]
+    if box is not None and (box[2] > w + 1e-6 or box[3] > h + 1e-6):
+        raise BlackboxCamError(f"{path.name}: box ({', '.join(f'{v:g}' for v in box)}) lies outside the "
+                               f"{w}x{h} image; boxes are in pixels of the original image")
+    x = clf.prepare(img)
+    probs = clf.probabilities(x[None])[0]
+    return img, x, resolve_target(clf, target, probs), box
+
+
+# -- summary ---------------------------------------------------------------------------------------
+def interval(values: Sequence[float], level: float = 0.95) -> dict[str, float | int | None]:
+    """Mean and two-sided Student-t interval of the mean; ``lo``/``hi`` are None for fewer than
+    two values (no spread to estimate) and equal the mean when all values are equal."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    n = int(v.size)
+    if n == 0:
+        return {"mean": None, "lo": None, "hi": None, "n": 0}
+    mean = float(v.mean())
+    if n < 2:
+        return {"mean": mean, "lo": None, "hi": None, "n": n}
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
+
+
+def summarise(result: CompareResult) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """``{method: {metric: {mean, lo, hi, n}}}`` over the images where the method succeeded."""
+    out: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    for m in result.methods:
+        rows = [r for r in result.rows if r["method"] == m]
+        out[m] = {k: interval([r[k] for r in rows if r.get(k) is not None]) for k in result.metric_keys}
+    return out

@@ -1,0 +1,52 @@
+"""Matrix products: Gemm (all transA/transB) and MatMul (with broadcast batch dims)."""
+from __future__ import annotations
+
+from blackbox_cam.errors import BlackboxCamError
+from blackbox_cam.gradients.rules._context import Grad
+from blackbox_cam.gradients.rules._helpers import unbroadcast
+from blackbox_cam.gradients.rules._registry import vjp
+
+
+@vjp("Gemm")
+def gemm(g: Grad) -> None:
+    """Y = alpha * op(A) op(B) + beta * C."""
+    a, b, dy = g.I(0), g.I(1), g.GO(0)
+    ta, tb, alpha = g.attr("transA"), g.attr("transB"), float(g.attr("alpha"))
+    if g.needs(0):  # dA = dY op(B)^T, transposed when transA
+        if not ta:
+            g.op("Gemm", dy, b, alpha=alpha, transB=0 if tb else 1, out=g.GI(0))
+        else:
+            g.op("Gemm", b, dy, alpha=alpha, transA=1 if tb else 0, transB=1, out=g.GI(0))
+    if g.needs(1):  # dB = op(A)^T dY, transposed when transB
+        if not tb:
+            g.op("Gemm", a, dy, alpha=alpha, transA=0 if ta else 1, out=g.GI(1))
+        else:
+            g.op("Gemm", dy, a, alpha=alpha, transA=1, transB=1 if ta else 0, out=g.GI(1))
+    if g.needs(2):
+        beta = float(g.attr("beta"))
+        t = dy if beta == 1.0 else g.op("Mul", dy, g.scalar(beta, g.O(0)))
+        unbroadcast(g, t, g.I(2), out=g.GI(2))
+
+
+def _swap_last(g: Grad, x: str, rank: int) -> str:
+    perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+    return g.op("Transpose", x, perm=perm)
+
+
+@vjp("MatMul")
+def matmul(g: Grad) -> None:
+    a, b, dy = g.I(0), g.I(1), g.GO(0)
+    ra, rb = g.rank(a), g.rank(b)
+    if ra < 2 or rb < 2:
+        raise BlackboxCamError(
+            f"MatMul node '{g.node.name}' multiplies a 1-D tensor; only ranks >= 2 are supported")
+    yshape = g.shape(g.O(0))
+    batch = None if yshape is None else tuple(yshape[:-2])
+    if g.needs(0):  # dA = dY B^T
+        da = g.op("MatMul", dy, _swap_last(g, b, rb))
+        shp = None if batch is None else batch + tuple(g.shape(a)[-2:])
+        unbroadcast(g, da, a, out=g.GI(0), grad_shape=shp)
+    if g.needs(1):  # dB = A^T dY
+        db = g.op("MatMul", _swap_last(g, a, ra), dy)
+        shp = None if batch is None else batch + tuple(g.shape(b)[-2:])
+        unbroadcast(g, db, b, out=g.GI(1), grad_shape=shp)

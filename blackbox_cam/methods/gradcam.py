@@ -1,0 +1,252 @@
+"""The white-box Grad-CAM family on an ONNX classifier: gradients from the graph itself.
+
+:mod:`blackbox_cam.gradients` turns the classifier into a *gradient model* (inputs: the image
+and a ``seed`` row per image; outputs: each chosen layer's activation and the gradient of
+``sum(seed * scores)`` with respect to it); :mod:`blackbox_cam.cams` turns those into maps
+with pytorch-grad-cam's conventions. With a one-hot seed the gradient is that of the target's
+raw score (``ClassifierOutputTarget``), so maps match pytorch-grad-cam on the source model.
+
+Registered methods: ``gradcam``, ``gradcam++``, ``hirescam``, ``xgradcam``, ``layercam``;
+option ``layer`` (a tensor name from ``blackbox-cam layers``, or ``auto`` for the last 4-D
+feature map before global pooling). ``budget`` and ``seed`` are accepted and ignored;
+``queries`` counts images run through the gradient model (one per explanation).
+
+Gradient models and their sessions are built once per classifier and layer set and cached.
+:func:`layer_cams` computes maps for many layers in one run, the CAM formula emitted into the
+graph (:func:`blackbox_cam.cams.add_cam_outputs`) so the run returns ``[N, h, w]`` per layer
+instead of full activations and gradients.
+"""
+from __future__ import annotations
+
+import difflib
+import time
+import weakref
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import cams
+from ..errors import BlackboxCamError
+from .base import Explanation, register
+
+_STATE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def _gradients():
+    from .. import gradients  # B's package; imported lazily so the black-box core never needs it
+
+    return gradients
+
+
+def _state(clf) -> dict:
+    st = _STATE.get(clf)
+    if st is None:
+        g = _gradients()
+        prepared = g.prepare_model(clf.model)
+        st = {"model": prepared, "layers": g.candidate_layers(prepared), "runs": {}}
+        _STATE[clf] = st
+    return st
+
+
+def list_layers(clf_or_model) -> list:
+    """The layers Grad-CAM can explain (``LayerInfo``; ``is_default`` marks what ``auto`` uses).
+
+    Accepts a :class:`~blackbox_cam.runtime.Classifier`, an ``onnx.ModelProto`` or a path.
+    """
+    if hasattr(clf_or_model, "model") and hasattr(clf_or_model, "input_name"):
+        return list(_state(clf_or_model)["layers"])
+    g = _gradients()
+    return list(g.candidate_layers(g.prepare_model(clf_or_model)))
+
+
+def _shape_of(model, name: str):
+    for vi in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input):
+        if vi.name == name and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                    for d in vi.type.tensor_type.shape.dim]
+    return None
+
+
+def resolve_layer(layers: Sequence, name: str | None, model=None):
+    """The ``LayerInfo`` called ``name`` (``auto``/None: the default); a clear error otherwise."""
+    if not layers:
+        raise BlackboxCamError("the model has no 4-D feature map to explain with Grad-CAM "
+                               "(no [N, C, H, W] tensor before the classifier head)")
+    if name is None or str(name).lower() == "auto":
+        default = [l for l in layers if l.is_default]
+        if not default or default[-1].shape is None or len(default[-1].shape) != 4:
+            raise BlackboxCamError("the model has no 4-D feature map before global pooling to explain "
+                                   "with Grad-CAM; pick one with --layer (see `blackbox-cam layers MODEL`)")
+        return default[-1]
+    found = next((l for l in layers if l.name == name), None)
+    shape = (list(found.shape) if found is not None and found.shape is not None else
+             _shape_of(model, name) if model is not None else None)
+    if found is not None and (shape is None or len(shape) == 4):
+        return found
+    if shape is not None and len(shape) != 4:
+        default = [l.name for l in layers if l.is_default] or ["auto"]
+        raise BlackboxCamError(
+            f"--layer {name!r} is a {len(shape)}-D tensor {shape}; Grad-CAM needs a 4-D feature map "
+            f"[N, C, H, W] (e.g. the default {default[0]!r}); see `blackbox-cam layers MODEL`")
+    names = [l.name for l in layers if l.shape is None or len(l.shape) == 4]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    if not close:  # tensor names are long paths: also try matching the last path parts
+        tail = name.strip("/").split("/")[-1].lower()
+        close = [n for n in names if tail and tail in n.lower()][:3]
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise BlackboxCamError(f"--layer {name!r} is not a layer of this model{hint} "
+                           "(`blackbox-cam layers MODEL` lists them, or use --layer auto)")
+
+
+def _layer_layout(info, clf) -> str:
+    lay = getattr(info, "layout", None)
+    if lay:
+        return str(lay)
+    # A channels-last model keeps channels last inside (tf2onnx transposes only around Conv),
+    # which shape alone cannot tell: trust the input's layout.
+    return "NHWC" if getattr(clf, "layout", "NCHW") == "NHWC" and _is_channels_last(info) else "NCHW"
+
+
+def _is_channels_last(info) -> bool:
+    shape = list(getattr(info, "shape", []) or [])
+    if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        return False
+    return shape[3] > max(shape[1], shape[2])
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | None = None) -> dict:
+    """Cached: the gradient model for ``layer_names`` and its session. With ``methods`` the
+    CAM formulas are emitted into the graph and the session returns ``[N, h, w]`` maps
+    (one per layer and method, in that order) instead of activations and gradients."""
+    st = _state(clf)
+    key = (layer_names, methods)
+    run = st["runs"].get(key)
+    if run is not None:
+        return run
+    import onnxruntime as ort
+
+    infos = [resolve_layer(st["layers"], n, st["model"]) for n in layer_names]
+    gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], output=clf.output_name)
+    layouts = [_layer_layout(i, clf) for i in infos]
+    pairs = {i.name: (gm.activation_names[i.name], gm.gradient_names[i.name]) for i in infos}
+    model, emitted = gm.model, []
+    if methods is None:
+        outputs = [t for i in infos for t in pairs[i.name]]
+    else:
+        if len(set(layouts)) != 1:
+            raise BlackboxCamError(f"layers {list(layer_names)} mix layouts {sorted(set(layouts))}")
+        model, emitted = cams.add_cam_outputs(model, pairs, methods, layout=layouts[0])
+        outputs = [e.output for e in emitted]
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), so, providers=list(clf.providers))
+    run = {"infos": infos, "layouts": layouts, "session": session, "seed": gm.seed_name,
+           "outputs": outputs, "emitted": emitted}
+    st["runs"][key] = run
+    return run
+
+
+def _run(clf, run: dict, x: np.ndarray, targets: Sequence[int]) -> list[np.ndarray]:
+    """Run the gradient model on a model-space batch, ``clf.batch_size`` images per call."""
+    x = np.asarray(x, np.float32)
+    if x.ndim == 3:
+        x = x[None]
+    targets = np.asarray(targets, np.int64).reshape(-1)
+    if len(targets) != len(x):
+        raise BlackboxCamError(f"{len(targets)} targets for {len(x)} images")
+    if np.any(targets < 0) or np.any(targets >= clf.num_classes):
+        raise BlackboxCamError(f"targets {targets.tolist()} out of range 0..{clf.num_classes - 1}")
+    fixed = run["session"].get_inputs()[0].shape[0]
+    fixed = fixed if isinstance(fixed, int) and fixed > 0 else None
+    step = fixed or int(getattr(clf, "batch_size", None) or len(x))
+    chunks = []
+    for i in range(0, len(x), step):
+        xb, t = x[i:i + step], targets[i:i + step]
+        pad = step - len(xb) if fixed else 0
+        if pad:  # a model exported with a fixed batch: repeat the last image
+            xb, t = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)]), np.concatenate([t, np.repeat(t[-1:], pad)])
+        seed = np.zeros((len(t), clf.num_classes), np.float32)
+        seed[np.arange(len(t)), t] = 1
+        outs = run["session"].run(run["outputs"], {clf.input_name: clf.to_feed(xb), run["seed"]: seed})
+        chunks.append([o[:len(o) - pad] for o in outs])
+    clf.queries += len(x)
+    return [np.concatenate([c[j] for c in chunks]) for j in range(len(run["outputs"]))]
+
+
+def compute_cams(clf, x: np.ndarray, targets: Sequence[int], *, method: str = "gradcam",
+                 layer: str | None = "auto") -> np.ndarray:
+    """``method``'s maps for a model-space batch ``x (N, 3, H, W)``: float32 ``[N, H, W]`` in
+    [0, 1] at the model's input size, equal to pytorch-grad-cam's ``grayscale_cam``."""
+    cams.check_method(method)
+    st = _state(clf)
+    info = resolve_layer(st["layers"], layer, st["model"])
+    run = _gradient_run(clf, (info.name,))
+    A, G = _run(clf, run, x, targets)
+    return cams.cam_maps(method, A, G, tuple(clf.input_size), layout=run["layouts"][0])
+
+
+def block_outputs(layers: Sequence) -> list[str]:
+    """The last 4-D tensor of every top-level scope (``/_blocks.3/...`` -> ``/_blocks.3``), in
+    graph order: one map per network block, what CAManim animates."""
+    last: dict[str, str] = {}
+    for l in layers:
+        if l.shape is not None and len(l.shape) == 4:
+            top = (l.scope or l.name).strip("/").split("/")[0]
+            last.pop(top, None)
+            last[top] = l.name
+    return list(last.values())
+
+
+def layer_cams(clf, x: np.ndarray, targets: Sequence[int], *, method: str = "gradcam",
+               layers: Sequence[str] | None = None, upsample: bool = True) -> dict[str, np.ndarray]:
+    """Maps for many layers from one run (CAManim): ``layer -> [N, H, W]`` (``upsample``) or
+    the ReLU'd maps ``[N, h, w]`` at each layer's own resolution. ``layers=None``: every block
+    output (:func:`block_outputs`). The CAM formula runs inside the graph."""
+    cams.check_method(method)
+    st = _state(clf)
+    names = tuple(block_outputs(st["layers"]) if layers is None else layers)
+    run = _gradient_run(clf, names, (method,))
+    outs = _run(clf, run, x, targets)
+    if not upsample:
+        return {e.layer: o for e, o in zip(run["emitted"], outs)}
+    return {e.layer: cams.upsample_cams(o, tuple(clf.input_size)) for e, o in zip(run["emitted"], outs)}
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _make(method: str):
+    spec = cams.CAM_METHODS[method]
+
+    def explain(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
+                layer: str | None = "auto", **_: object) -> Explanation:
+        t0 = time.perf_counter()
+        q0 = clf.queries
+        st = _state(clf)
+        info = resolve_layer(st["layers"], layer, st["model"])
+        run = _gradient_run(clf, (info.name,))
+        A, G = _run(clf, run, x[None], [target])
+        lay = run["layouts"][0]
+        saliency = cams.cam_maps(method, A, G, tuple(clf.input_size), layout=lay)[0]
+        score = float(clf.probabilities(x[None])[0, target])
+        return Explanation(saliency=saliency, target=int(target), score=score, queries=clf.queries - q0,
+                           seconds=time.perf_counter() - t0,
+                           params={"layer": info.name, "layer_shape": list(info.shape or [])},
+                           method=method, extra={"cam": cams.cam_image(method, A, G, layout=lay)[0]})
+
+    explain.__name__ = f"explain_{method.replace('+', 'p').replace('-', '_')}"
+    explain.__doc__ = (f"{spec.summary}\n\nWhite-box: gradients from the ONNX graph at ``layer`` "
+                       "(``auto``: the last feature map before global pooling). ``queries`` counts "
+                       "the gradient run and the forward pass that scores the target (2).")
+    return explain
+
+
+for _name in ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"):
+    register(_name, whitebox=True, summary=cams.CAM_METHODS[_name].summary)(_make(_name))
+del _name
