@@ -37,15 +37,15 @@ from .methods import METHODS
 
 #: Per-row metric keys, in report order; ``higher`` says which direction is better.
 METRICS: dict[str, dict[str, Any]] = {
-    "deletion_auc": {"higher": False, "label": "Deletion AUC"},
-    "insertion_auc": {"higher": True, "label": "Insertion AUC"},
-    "road": {"higher": True, "label": "ROAD (LeRF-MoRF)/2"},
-    "road_morf": {"higher": False, "label": "ROAD MoRF"},
-    "road_lerf": {"higher": True, "label": "ROAD LeRF"},
-    "pointing_game": {"higher": True, "label": "Pointing game"},
-    "energy_in_box": {"higher": True, "label": "Energy in box"},
-    "queries": {"higher": False, "label": "Queries"},
-    "seconds": {"higher": False, "label": "Seconds"},
+    "deletion_auc": {"higher": False, "label": "Deletion AUC", "range": (0.0, 1.0)},
+    "insertion_auc": {"higher": True, "label": "Insertion AUC", "range": (0.0, 1.0)},
+    "road": {"higher": True, "label": "ROAD (LeRF-MoRF)/2", "range": (-1.0, 1.0)},
+    "road_morf": {"higher": False, "label": "ROAD MoRF", "range": (-1.0, 1.0)},
+    "road_lerf": {"higher": True, "label": "ROAD LeRF", "range": (-1.0, 1.0)},
+    "pointing_game": {"higher": True, "label": "Pointing game", "range": (0.0, 1.0)},
+    "energy_in_box": {"higher": True, "label": "Energy in box", "range": (0.0, 1.0)},
+    "queries": {"higher": False, "label": "Queries", "range": (0.0, math.inf)},
+    "seconds": {"higher": False, "label": "Seconds", "range": (0.0, math.inf)},
 }
 BOX_COLUMNS = ("image", "x0", "y0", "x1", "y1")
 
@@ -293,9 +293,13 @@ def _prepare(clf, path: Path, target, box):
 
 
 # -- summary ---------------------------------------------------------------------------------------
-def interval(values: Sequence[float], level: float = 0.95) -> dict[str, float | int | None]:
-    """Mean and two-sided Student-t interval of the mean; ``lo``/``hi`` are None for fewer than
-    two values (no spread to estimate) and equal the mean when all values are equal."""
+def interval(values: Sequence[float], level: float = 0.95,
+             bounds: tuple[float, float] = (-math.inf, math.inf)) -> dict[str, float | int | None]:
+    """Mean and two-sided Student-t interval of the mean, clipped to the metric's ``bounds``.
+
+    ``lo``/``hi`` are None for fewer than two values (no spread to estimate) and equal the mean
+    when all values are equal. With few images the t-interval of a bounded score can leave its
+    range (e.g. an AUC above 1); it is clipped to ``bounds`` rather than reported as impossible."""
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
     n = int(v.size)
     if n == 0:
@@ -304,7 +308,7 @@ def interval(values: Sequence[float], level: float = 0.95) -> dict[str, float | 
     if n < 2:
         return {"mean": mean, "lo": None, "hi": None, "n": n}
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
+    return {"mean": mean, "lo": max(bounds[0], mean - half), "hi": min(bounds[1], mean + half), "n": n}
 
 
 def summarise(result: CompareResult) -> dict[str, dict[str, dict[str, float | int | None]]]:
@@ -312,5 +316,16 @@ def summarise(result: CompareResult) -> dict[str, dict[str, dict[str, float | in
     out: dict[str, dict[str, dict[str, float | int | None]]] = {}
     for m in result.methods:
         rows = [r for r in result.rows if r["method"] == m]
-        out[m] = {k: interval([r[k] for r in rows if r.get(k) is not None]) for k in result.metric_keys}
+        out[m] = {k: interval([r[k] for r in rows if r.get(k) is not None], bounds=_bounds(k))
+                  for k in result.metric_keys}
     return out
+
+
+def _bounds(key: str) -> tuple[float, float]:
+    if key in METRICS:
+        return METRICS[key]["range"]
+    if key.startswith("spearman_vs_"):
+        return (-1.0, 1.0)
+    if key.startswith("iou_vs_"):
+        return (0.0, 1.0)
+    return (-math.inf, math.inf)

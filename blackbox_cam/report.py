@@ -37,7 +37,7 @@ def _fmt(v: Any, key: str = "") -> str:
     if key in ("seconds", "metric_seconds"):
         return f"{v:.2f}"
     if isinstance(v, float):
-        return f"{v:.3f}"
+        return f"{0.0 if abs(v) < 5e-4 else v:.3f}"
     return str(v)
 
 
@@ -173,7 +173,8 @@ def _summary_table(result: CompareResult, summary: dict) -> str:
     for k in keys:
         hi = _higher(k)
         vals = [summary[m][k]["mean"] for m in result.methods if summary[m][k]["mean"] is not None]
-        if hi is not None and len(vals) > 1 and not k.startswith(("spearman_vs_", "iou_vs_")):
+        if hi is not None and len(vals) > 1 and k not in ("queries", "seconds") \
+                and not k.startswith(("spearman_vs_", "iou_vs_")):
             best[k] = max(vals) if hi else min(vals)
     head = "".join(f"<th>{html.escape(_label(k))}<br><span class=dir>{_arrow(k)}</span></th>" for k in keys)
     body = []
@@ -238,8 +239,9 @@ def render_html(result: CompareResult, summary: dict, panels: dict[str, str]) ->
         "image); best mean per faithfulness column in bold. Deletion/insertion: RISE protocol (Petsiuk et al. 2018), "
         "target softmax probability, normalised AUC. ROAD: noisy linear imputation, (LeRF &minus; MoRF)/2 over "
         f"10&ndash;90% removal (Rong et al. 2022). Agreement: Spearman rank correlation and IoU of the top "
-        f"{_fmt(s.get('topk'))}% pixels against the reference map. "
-        + (f"Pointing game tolerance {_fmt(s.get('tolerance'))} px. " if s.get("boxes") else "")
+        f"{s.get('topk'):g}% pixels against the reference map. "
+        + (f"Pointing game: is the map's maximum within {s.get('tolerance'):g} px of the box; energy in box: "
+           "share of the map's mass inside the box. " if s.get("boxes") else "")
         + "Queries and seconds are the method's own (metrics excluded).</p>",
     ]
     if result.failures:

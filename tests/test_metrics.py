@@ -109,6 +109,16 @@ def test_blur_is_rise_gkern_with_zero_padding():
     assert b[0, 0, 0] == pytest.approx(k[5:, 5:].sum(), abs=1e-6)  # a quarter of the kernel sees zeros
 
 
+def test_blur_equals_rise_conv2d_with_padding_5():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((3, 20, 30)).astype(np.float32)
+    kern = np.zeros((3, 3, 11, 11), np.float32)
+    for c in range(3):
+        kern[c, c] = gkern(11, 5)
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x)[None], torch.from_numpy(kern), padding=5)[0].numpy()
+    np.testing.assert_allclose(blur(x), ref, atol=1e-5)
+
+
 def test_constant_map_scores_as_random_order_without_warnings(prob_fn):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -69,18 +69,28 @@ def all_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
+def _dims_of(vi: onnx.ValueInfoProto) -> tuple | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                 for d in t.shape.dim)
+
+
 def graph_facts(model: onnx.ModelProto, new_name=None) -> GraphFacts:
     g = model.graph
     shapes: dict[str, tuple | None] = {}
+    dims: dict[str, tuple | None] = {}
     dtypes: dict[str, int] = {}
     for vi in itertools.chain(g.input, g.value_info, g.output):
         if vi.type.HasField("tensor_type"):
             shapes[vi.name] = _shape_of(vi)
+            dims[vi.name] = _dims_of(vi)
             dtypes[vi.name] = vi.type.tensor_type.elem_type
     constants: dict[str, np.ndarray] = {}
     for t in g.initializer:
         constants[t.name] = numpy_helper.to_array(t)
-        shapes[t.name] = tuple(t.dims)
+        shapes[t.name] = dims[t.name] = tuple(t.dims)
         dtypes[t.name] = t.data_type
     for n in g.node:
         if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
@@ -88,7 +98,8 @@ def graph_facts(model: onnx.ModelProto, new_name=None) -> GraphFacts:
             if v is not None:
                 constants[n.output[0]] = v
     return GraphFacts(opset=default_opset(model), shapes=shapes, dtypes=dtypes,
-                      constants=constants, new_name=new_name or NameMaker(all_names(g)))
+                      constants=constants, new_name=new_name or NameMaker(all_names(g)),
+                      dims=dims)
 
 
 def image_inputs(graph: onnx.GraphProto) -> list[str]:

@@ -46,12 +46,20 @@ AGGREGATES = ("combined", "regression", "elite", "best")
 
 
 def plan(budget: int, dims: int, population: int | None = None) -> tuple[int, int]:
-    """Population size and number of generations (initial one included) within ``budget`` queries."""
+    """Population size ``S`` and generations ``G`` (initial one included) with ``2 S G <= budget``.
+
+    ``S ~ sqrt(1.6 * budget / 2)`` (between 8 and 80) balances exploration against the number
+    of generations; among sizes within 25 % of that, the one that leaves the fewest queries
+    unused is taken, so the budget is spent, not only respected.
+    """
     evals = budget // 2
-    if population is None:
-        population = int(np.clip(round(math.sqrt(1.6 * evals)), 8, 80))
-    population = max(5, min(int(population), evals))
-    return population, max(1, evals // population)
+    if population is not None:
+        pop = max(5, min(int(population), evals))
+        return pop, max(1, evals // pop)
+    ideal = float(np.clip(math.sqrt(1.6 * evals), 8, 80))
+    sizes = range(max(5, math.floor(0.75 * ideal)), max(5, math.ceil(1.25 * ideal)) + 1)
+    pop = min((p for p in sizes if p <= evals), key=lambda p: (evals % p, abs(p - ideal)), default=5)
+    return pop, max(1, evals // pop)
 
 
 def ridge_effects(masks: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> np.ndarray:

@@ -192,14 +192,19 @@ def compute_cams(clf, x: np.ndarray, targets: Sequence[int], *, method: str = "g
 
 
 def block_outputs(layers: Sequence) -> list[str]:
-    """The last 4-D tensor of every top-level scope (``/_blocks.3/...`` -> ``/_blocks.3``), in
-    graph order: one map per network block, what CAManim animates."""
+    """The last 4-D tensor of every block, in graph order: what CAManim animates.
+
+    A block is a top-level module (``/layer1/...``), or an item of a top-level container
+    (``/_blocks/3/...``, ``/features/3/...``), read from each layer's exporter scope. Pooled
+    ``1 x 1`` maps are left out.
+    """
     last: dict[str, str] = {}
     for l in layers:
-        if l.shape is not None and len(l.shape) == 4:
-            top = (l.scope or l.name).strip("/").split("/")[0]
-            last.pop(top, None)
-            last[top] = l.name
+        if l.shape is not None and len(l.shape) == 4 and l.shape[2:] != (1, 1):
+            parts = (l.scope or l.name).strip("/").split("/")
+            key = "/".join(parts[:2]) if len(parts) > 1 and parts[1].isdigit() else parts[0]
+            last.pop(key, None)
+            last[key] = l.name
     return list(last.values())
 
 

@@ -21,6 +21,7 @@ class GraphFacts:
     dtypes: dict[str, int]  # onnx elem type per tensor
     constants: dict[str, np.ndarray]  # initializers and Constant outputs
     new_name: Callable[[str], str]  # unique-name generator for new tensors
+    dims: dict[str, tuple] = field(default_factory=dict)  # int, symbol (str) or None per dim
 
 
 @dataclass
@@ -90,6 +91,10 @@ class Grad:
     def shape(self, name: str) -> tuple | None:
         """Static shape (None for dynamic dims), or None if the rank is unknown."""
         return self.facts.shapes.get(name)
+
+    def dims(self, name: str) -> tuple | None:
+        """Static dims with dynamic ones as their symbol (str) or None when anonymous."""
+        return self.facts.dims.get(name, self.shape(name))
 
     def rank(self, name: str) -> int:
         shape = self.shape(name)

@@ -14,37 +14,38 @@ from blackbox_cam.gradients.rules._context import Grad
 
 
 def unbroadcast(g: Grad, grad: str, like: str, out: str | None = None,
-                grad_shape: tuple | None | str = "O0") -> str:
+                grad_dims: tuple | None | str = "O0") -> str:
     """Sum ``grad`` (shaped like the broadcast result) back to the shape of tensor ``like``.
 
-    ``grad_shape`` is the static shape of ``grad`` (default: that of forward output 0).
-
-    Reduces over the leading axes ``like`` lacks and over axes where ``like`` has size 1 and
-    the result may not, then reshapes to ``Shape(like)``. Uses static shapes when they settle
-    the question and a runtime computation of the axes otherwise.
+    Reduces over the leading axes ``like`` lacks and over axes where ``like`` has size 1, then
+    reshapes to ``Shape(like)``. ``grad_dims`` are the static dims of ``grad`` (ints, symbols or
+    None; default: those of forward output 0). When the static dims do not settle which axes
+    are broadcast (say an unnamed dynamic dim), the axes are computed at run time.
     """
-    gshape = g.shape(g.O(0)) if grad_shape == "O0" else grad_shape
-    lshape = g.shape(like)
-    if gshape is not None and lshape is not None:
-        extra = len(gshape) - len(lshape)
+    gdims = g.dims(g.O(0)) if grad_dims == "O0" else grad_dims
+    ldims = g.dims(like)
+    if gdims is not None and ldims is not None and len(gdims) >= len(ldims):
+        extra = len(gdims) - len(ldims)
         axes = list(range(extra))
-        static = True
-        for j, d in enumerate(lshape):
-            gd = gshape[extra + j]
-            if d == 1 and gd != 1:
-                axes.append(extra + j)
-            elif d is None and gd is not None and gd != 1:
-                static = False  # a dynamic dim against a static one: 1 or equal, ask at run time
-        if static:
-            if not axes and extra == 0:
+        decided = True
+        for j, d in enumerate(ldims):
+            gd = gdims[extra + j]
+            if d == 1:
+                if gd != 1:
+                    axes.append(extra + j)
+            elif isinstance(d, int):
+                continue  # a static size other than 1 is never broadcast
+            elif not (isinstance(d, str) and d == gd):
+                decided = False  # unknown: 1 or not, ask at run time
+        if decided:
+            if not axes:
                 return g.op("Identity", grad, out=out)
             red = g.op("ReduceSum", grad, g.ints(axes), keepdims=1)
             return g.op("Reshape", red, g.op("Shape", like), out=out)
-    # runtime: axes where the (left-padded) shape of `like` differs from the gradient's shape
+    # run time: axes where the (left-padded) shape of `like` differs from the gradient's shape
     gs = g.op("Shape", grad)
     ls = g.op("Shape", like)
-    rank_g = g.op("Size", gs)
-    pad_n = g.op("Sub", rank_g, g.op("Size", ls))
+    pad_n = g.op("Sub", g.op("Size", gs), g.op("Size", ls))
     ones = g.op("Expand", g.ints([1]), g.op("Reshape", pad_n, g.ints([1])))
     padded = g.op("Concat", ones, ls, axis=0)
     differ = g.op("Not", g.op("Equal", padded, gs))

@@ -40,13 +40,13 @@ def matmul(g: Grad) -> None:
     if ra < 2 or rb < 2:
         raise BlackboxCamError(
             f"MatMul node '{g.node.name}' multiplies a 1-D tensor; only ranks >= 2 are supported")
-    yshape = g.shape(g.O(0))
-    batch = None if yshape is None else tuple(yshape[:-2])
-    if g.needs(0):  # dA = dY B^T
+    ydims = g.dims(g.O(0))
+    batch = None if ydims is None else tuple(ydims[:-2])
+    if g.needs(0):  # dA = dY B^T: batch dims of Y, matrix dims of A
         da = g.op("MatMul", dy, _swap_last(g, b, rb))
-        shp = None if batch is None else batch + tuple(g.shape(a)[-2:])
-        unbroadcast(g, da, a, out=g.GI(0), grad_shape=shp)
+        dims = None if batch is None else batch + tuple(g.dims(a)[-2:])
+        unbroadcast(g, da, a, out=g.GI(0), grad_dims=dims)
     if g.needs(1):  # dB = A^T dY
         db = g.op("MatMul", _swap_last(g, a, ra), dy)
-        shp = None if batch is None else batch + tuple(g.shape(b)[-2:])
-        unbroadcast(g, db, b, out=g.GI(1), grad_shape=shp)
+        dims = None if batch is None else batch + tuple(g.dims(b)[-2:])
+        unbroadcast(g, db, b, out=g.GI(1), grad_dims=dims)

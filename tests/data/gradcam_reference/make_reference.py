@@ -152,7 +152,7 @@ def small_models():
     mob = randomise_bn(MobileNetish(), 2)
     return {
         "resnetish": (res, ["layer3", "layer2"]),
-        "mobilenetish": (mob, ["head_conv", "blocks.2"]),
+        "mobilenetish": (mob, ["head_conv", "blocks.2.body.2"]),
     }
 
 
@@ -261,7 +261,9 @@ def reference(name: str, model, layers: list[str], x: np.ndarray, onnx_path: str
             cam = getattr(pgc, cls)(model=model, target_layers=[modules[layer]])
             with cam:
                 grayscale = cam(input_tensor=xt, targets=[ClassifierOutputTarget(int(t)) for t in targets])
-            out[f"cam/{layer}/{method}"] = np.asarray(grayscale, np.float32)
+            grayscale = np.asarray(grayscale, np.float32)
+            assert grayscale.max(axis=(1, 2)).min() > 0.5, f"{name} {layer} {method}: an all-zero map"
+            out[f"cam/{layer}/{method}"] = grayscale
     path = os.path.join(HERE, f"{name}.npz")
     np.savez_compressed(path, **out)
     print(f"wrote {path} ({os.path.getsize(path) // 1024} KB), targets {targets.tolist()}")

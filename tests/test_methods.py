@@ -1,0 +1,79 @@
+"""The black-box methods on the planted-evidence model, where the right answer is known."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blackbox_cam import explain_image
+from blackbox_cam.methods import METHODS
+from blackbox_cam.methods.decam import plan
+
+BLACKBOX = ["decam", "rise", "occlusion"]
+
+
+def _hits(clf, heldout, method, budget, n=50):
+    hits = []
+    for i in range(n):
+        res = explain_image(clf, heldout["images"][i].astype(np.float32), method, target=int(heldout["labels"][i]),
+                            budget=budget, seed=i)
+        y, x = np.unravel_index(np.argmax(res.saliency), res.saliency.shape)
+        x0, y0, x1, y1 = heldout["boxes"][i]
+        hits.append(x0 <= x < x1 and y0 <= y < y1)
+    return np.mean(hits)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, budget", [("decam", 1000), ("rise", 1000)])
+def test_map_maximum_lies_on_the_planted_object(planted, heldout, method, budget):
+    """>= 90 % of 50 held-out images: the map's maximum is inside the object's box."""
+    rate = _hits(planted, heldout, method, budget)
+    assert rate >= 0.9, f"{method}: maximum on the object in {rate:.0%} of images"
+
+
+@pytest.mark.parametrize("method", BLACKBOX)
+def test_same_seed_same_map_bytes(planted, heldout, method):
+    img = heldout["images"][3].astype(np.float32)
+    a = explain_image(planted, img, method, budget=200, seed=7).saliency
+    b = explain_image(planted, img, method, budget=200, seed=7).saliency
+    assert a.tobytes() == b.tobytes()
+    if method != "occlusion":  # occlusion is deterministic by construction
+        c = explain_image(planted, img, method, budget=200, seed=8).saliency
+        assert a.tobytes() != c.tobytes()
+
+
+def test_batch_size_does_not_change_the_map(planted_path, heldout):
+    from blackbox_cam import Classifier
+    img = heldout["images"][5].astype(np.float32)
+    maps = [explain_image(Classifier(planted_path, batch_size=bs), img, "decam", budget=150, seed=1).saliency
+            for bs in (7, 64)]
+    np.testing.assert_allclose(maps[0], maps[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", BLACKBOX)
+@pytest.mark.parametrize("budget", [3, 11, 64, 333])
+def test_query_budget_is_never_exceeded(planted, heldout, method, budget):
+    img = heldout["images"][0].astype(np.float32)
+    if method == "decam" and budget < 11:
+        with pytest.raises(Exception, match="too small"):
+            explain_image(planted, img, method, budget=budget)
+        return
+    q0 = planted.queries
+    res = explain_image(planted, img, method, budget=budget, seed=0)
+    used = planted.queries - q0
+    assert used == res.explanation.queries <= budget
+    if method != "occlusion":  # occlusion's windows lie on a lattice; the others spend the budget
+        assert used >= 0.9 * budget or budget < 20
+
+
+def test_decam_plan_fits_the_budget():
+    for budget in range(10, 5000, 37):
+        pop, gens = plan(budget, 64)
+        assert 2 * pop * gens <= budget and pop >= 5 and gens >= 1
+
+
+@pytest.mark.parametrize("method", BLACKBOX)
+def test_maps_are_normalised_float32(planted, heldout, method):
+    res = explain_image(planted, heldout["images"][1].astype(np.float32), method, budget=100)
+    s = res.saliency
+    assert s.dtype == np.float32 and s.shape == (64, 64) and s.min() == 0.0 and s.max() == 1.0
+    assert METHODS[method].whitebox is False
