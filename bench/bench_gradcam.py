@@ -11,7 +11,7 @@ Prints, per image of a batch of ``--batch`` images:
   torch         pytorch-grad-cam's GradCAM (or plain autograd hooks if it is not installed) on
                 the torch EfficientNet-Lite0 the ONNX file was exported from, same threads
                 (goal: ours >= 10x faster); only for EfficientNet-Lite0 with torch installed.
-Times are medians of ``--repeat`` interleaved runs after one warm-up; ORT uses its default threads
+Times are medians over ``--repeat`` rounds (see :func:`timed`); ORT uses its default threads
 (the physical cores), torch ``--threads``.
 """
 from __future__ import annotations
@@ -30,16 +30,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def timed(fns: dict, repeat: int) -> dict:
-    """Median seconds per call of each function, calls interleaved round-robin so that load
-    from other processes on the shared cores hits every function alike."""
-    for fn in fns.values():
-        fn()
+    """Median seconds per call of each function over ``repeat`` rounds. Each round calls every
+    function once untimed, then twice timed: rounds spread the load from other processes on the
+    shared cores over all functions, and the untimed call lets the previous function's thread
+    pool (ORT and OpenMP threads spin after a run) go quiet before timing."""
     times: dict = {k: [] for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
             fn()
-            times[k].append(time.perf_counter() - t0)
+            for _ in range(2):
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -84,13 +86,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "models" / "efficientnet_lite0.onnx"))
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=4)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     args = ap.parse_args()
 
-    from blackbox_cam.methods import gradcam as gc
     import onnxruntime as ort
 
+    from blackbox_cam.methods import gradcam as gc
     from blackbox_cam.runtime import Classifier
 
     clf = Classifier(args.model, device="cpu", batch_size=args.batch)

@@ -197,8 +197,8 @@ def aggregate(rows):
 
 
 def markdown(agg, meta) -> str:
-    lines = [f"# Faithfulness vs. budget ({meta['when']})", "",
-             f"{meta['note']}", "",
+    note = " / ".join(dict.fromkeys(meta["note"].split(" / ")))          # appended runs repeat it
+    lines = [f"# Faithfulness vs. budget ({meta['when']})", "", note, "",
              "| data set | method | budget | images | queries | deletion AUC (lower better) | "
              "insertion AUC (higher better) | pointing game | energy in box | seconds |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -330,7 +330,8 @@ def main(argv=None) -> None:
     if a.append and (a.out / "quality.json").exists():
         old = json.loads((a.out / "quality.json").read_text())
         rows = [r for r in old["rows"] if r["dataset"] not in datasets]
-        meta["note"] = f"{old['meta']['note']} / {meta['note']}" if rows else meta["note"]
+        if rows and old["meta"]["note"] != meta["note"]:
+            meta["note"] = f"{old['meta']['note']} / {meta['note']}"
     save = lambda: write_outputs(rows, meta, a.out)
     loaders = {"imagenet": lambda: load_imagenet(a.imagenet_images), "planted": lambda: load_planted(a.planted_images)}
     for ds in datasets:

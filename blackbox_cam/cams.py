@@ -35,8 +35,9 @@ References
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -126,9 +127,9 @@ def _cam_method(name: str) -> Callable[[CamFormula], CamFormula]:
 
 @_cam_method("gradcam")
 def gradcam(A, G, k):
-    """Grad-CAM, Selvaraju et al. 2017 [1], eq. 1-2.
+    """Grad-CAM (Selvaraju et al. 2017): channels weighted by their mean gradient.
 
-    alpha_k = mean_ij dY/dA^k_ij;  cam = sum_k alpha_k A^k.
+    [1] eq. 1-2: alpha_k = mean_ij dY/dA^k_ij;  cam = sum_k alpha_k A^k.
     """
     weights = k.spatial_mean(G)
     return k.channel_sum(weights * A)
@@ -136,9 +137,9 @@ def gradcam(A, G, k):
 
 @_cam_method("gradcam++")
 def gradcam_plusplus(A, G, k):
-    """Grad-CAM++, Chattopadhyay et al. 2018 [2], eq. 19 (exp. score, so higher-order
-    derivatives are powers of the first).
+    """Grad-CAM++ (Chattopadhyay et al. 2018): channels weighted by alpha-scaled positive gradients.
 
+    [2] eq. 19 (exponential score, so higher derivatives are powers of the first):
     a^k_ij = g^2 / (2 g^2 + sum_ab A^k_ab g^3);  w_k = sum_ij a^k_ij relu(g_ij);
     cam = sum_k w_k A^k, with a = 0 where g = 0 (pytorch-grad-cam's convention).
     """
@@ -152,15 +153,18 @@ def gradcam_plusplus(A, G, k):
 
 @_cam_method("hirescam")
 def hirescam(A, G, k):
-    """HiResCAM, Draelos & Carin 2020 [3], eq. 3: cam = sum_k G^k (.) A^k (element-wise)."""
+    """HiResCAM (Draelos & Carin 2020): element-wise gradient x activation, summed over channels.
+
+    [3] eq. 3: cam = sum_k G^k (.) A^k.
+    """
     return k.channel_sum(G * A)
 
 
 @_cam_method("xgradcam")
 def xgradcam(A, G, k):
-    """XGrad-CAM, Fu et al. 2020 [4], eq. 10.
+    """XGrad-CAM (Fu et al. 2020): channels weighted by activation-normalised gradient sums.
 
-    w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dY/dA^k_ij;  cam = sum_k w_k A^k.
+    [4] eq. 10: w_k = sum_ij (A^k_ij / sum_ab A^k_ab) dY/dA^k_ij;  cam = sum_k w_k A^k.
     """
     weights = k.spatial_sum(G * A / (k.spatial_sum(A) + 1e-7))
     return k.channel_sum(weights * A)
@@ -168,7 +172,10 @@ def xgradcam(A, G, k):
 
 @_cam_method("layercam")
 def layercam(A, G, k):
-    """LayerCAM, Jiang et al. 2021 [5], eq. 5-6: cam = sum_k relu(G^k) (.) A^k."""
+    """LayerCAM (Jiang et al. 2021): element-wise positive gradient x activation.
+
+    [5] eq. 5-6: cam = sum_k relu(G^k) (.) A^k.
+    """
     return k.channel_sum(k.relu(G) * A)
 
 
@@ -228,29 +235,33 @@ def resize_bilinear(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     c0, c1, fx = _linear_taps(w, W)
     r0, r1, fy = _linear_taps(h, H)
     rows = x[..., c0] * (1 - fx) + x[..., c1] * fx
-    return (rows[..., r0, :] * (1 - fy)[:, None] + rows[..., r1, :] * fy[:, None]).astype(np.float32)
+    return (rows[..., r0, :] * (1 - fy)[:, None] + rows[..., r1, :] * fy[:, None]).astype(np.float32, copy=False)
 
 
 def scale_cam(cams: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
     """Per-image ``(c - min) / (max + 1e-7)``, then resize to ``size = (H, W)`` if given.
 
     pytorch-grad-cam's ``scale_cam_image`` (which takes ``(W, H)``; we take ``(H, W)`` like
-    every other shape in this package).
+    every other shape in this package). Returns a new float32 array.
     """
-    c = np.asarray(cams, dtype=np.float32)
-    c = c - c.min(axis=(-2, -1), keepdims=True)
-    c = c / (np.float32(NORM_EPS) + c.max(axis=(-2, -1), keepdims=True))
-    if size is not None:
-        c = resize_bilinear(c, size)
-    return c.astype(np.float32, copy=False)
+    c = np.array(cams, dtype=np.float32)
+    c -= c.min(axis=(-2, -1), keepdims=True)
+    c /= np.float32(NORM_EPS) + c.max(axis=(-2, -1), keepdims=True)
+    return resize_bilinear(c, size) if size is not None else c
 
 
 def upsample_cams(cams: Sequence[np.ndarray] | np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Steps 3-4 of the pipeline: ``[B, h, w]`` ReLU'd maps (or a list of them, one per layer,
     averaged like pytorch-grad-cam's ``aggregate_multi_layers``) -> ``[B, H, W]`` in [0, 1)."""
     per_layer = [cams] if isinstance(cams, np.ndarray) else list(cams)
-    scaled = [np.maximum(scale_cam(c, size), 0) for c in per_layer]
-    return scale_cam(np.mean(np.stack(scaled, axis=1), axis=1))
+    total = None
+    for c in per_layer:
+        scaled = scale_cam(c, size)
+        np.maximum(scaled, 0, out=scaled)
+        total = scaled if total is None else np.add(total, scaled, out=total)
+    if len(per_layer) > 1:
+        total /= np.float32(len(per_layer))
+    return scale_cam(total)
 
 
 def cam_maps(method: str, activations: np.ndarray, gradients: np.ndarray, size: tuple[int, int], *,
@@ -266,10 +277,10 @@ def cam_maps(method: str, activations: np.ndarray, gradients: np.ndarray, size: 
 class _Sym:
     """A tensor name in a graph under construction; arithmetic emits ONNX nodes."""
 
-    def __init__(self, kernel: "_GraphKernel", name: str):
+    def __init__(self, kernel: _GraphKernel, name: str):
         self.k, self.name = kernel, name
 
-    def _bin(self, op: str, other, reverse: bool = False) -> "_Sym":
+    def _bin(self, op: str, other, reverse: bool = False) -> _Sym:
         o = other if isinstance(other, _Sym) else self.k.const(other)
         a, b = (o, self) if reverse else (self, o)
         return self.k.op(op, a, b)
@@ -347,7 +358,7 @@ class CamOutput:
 
 
 def add_cam_outputs(model, pairs: dict[str, tuple[str, str]], methods: Sequence[str] = ("gradcam",), *,
-                    layout: str | Layout = NCHW, keep_outputs: Sequence[str] = ()):
+                    layout: str | Layout | dict[str, str | Layout] = NCHW, keep_outputs: Sequence[str] = ()):
     """Return a copy of ``model`` whose outputs are CAMs instead of activations and gradients.
 
     Parameters
@@ -359,7 +370,7 @@ def add_cam_outputs(model, pairs: dict[str, tuple[str, str]], methods: Sequence[
         ``layer -> (activation tensor name, gradient tensor name)`` in ``model``.
     methods : names in :data:`CAM_METHODS`
         Maps to emit for every layer.
-    layout : the feature maps' layout.
+    layout : the feature maps' layout, one for all or a dict ``layer -> layout``.
     keep_outputs : other graph outputs to keep (e.g. the logits); everything else is dropped.
 
     Returns
@@ -371,7 +382,7 @@ def add_cam_outputs(model, pairs: dict[str, tuple[str, str]], methods: Sequence[
     from onnx import TensorProto, helper
 
     specs = [check_method(m) for m in methods]
-    lay = get_layout(layout)
+    layouts = {layer: get_layout(layout[layer] if isinstance(layout, dict) else layout) for layer in pairs}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
         raise BlackboxCamError(f"CAM emission needs ONNX opset >= 13, the model has {opset}; "
@@ -392,7 +403,7 @@ def add_cam_outputs(model, pairs: dict[str, tuple[str, str]], methods: Sequence[
     emitted: list[CamOutput] = []
     for i, (layer, (a, g)) in enumerate(pairs.items()):
         for spec in specs:
-            k = _GraphKernel(lay, opset, f"cam{i}/{spec.name}")
+            k = _GraphKernel(layouts[layer], opset, f"cam{i}/{spec.name}")
             cam = k.relu(spec.formula(_Sym(k, a), _Sym(k, g), k))
             graph.node.extend(k.nodes)
             graph.initializer.extend(k.initializers)

@@ -71,7 +71,7 @@ def _progress(total: int | None, desc: str):
 @click.option("--grid", type=click.IntRange(min=2), default=None,
               help="decam/rise: mask grid size (default decam 8, rise 7).")
 @click.option("--baseline", type=click.Choice(list(BASELINES)), default=None,
-              help="What removed pixels become (default decam blur, rise/occlusion zeros).")
+              help="What removed pixels become (default zeros: the mean colour after normalisation).")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="occlusion: window size in pixels.")
 @click.option("--layer", default="auto", show_default=True,
               help="White-box methods: tensor name to explain at (see `blackbox-cam layers MODEL`).")

@@ -232,38 +232,27 @@ def compare_images(clf, images: Sequence[str | os.PathLike], methods: Sequence[s
     boxes = boxes or {}
     say = progress or (lambda _msg: None)
     paths = [Path(p) for p in images]
+    if target is not None and str(target).lower() != "top1":
+        target = resolve_target(clf, target, None)        # a bad --target fails once, up front
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     results: list[ImageResult] = []
     for path, name in zip(paths, _unique_names(paths)):
         try:
             img, x, tgt, box = _prepare(clf, path, target, boxes.get(path.name))
-        except BlackboxCamError as e:
-            failures.append({"image": name, "method": "", "error": str(e)})
-            say(f"{name}: failed ({e})")
+        except Exception as e:  # a bad image is recorded; the others go on
+            failures.append({"image": name, "method": "", "error": _message(e)})
+            say(f"{name}: failed ({_message(e)})")
             continue
         ir = ImageResult(name, str(path), img, tgt, clf.label(tgt), box=box)
         results.append(ir)
         for m in methods:
             try:
-                res = explain_image(clf, img, m, target=tgt, budget=budget, seed=seed)
+                row = _run_method(clf, ir, x, m, budget, seed, settings)
             except Exception as e:  # one method failing must not lose the others' results
-                msg = str(e) if isinstance(e, BlackboxCamError) else f"{type(e).__name__}: {e}"
-                failures.append({"image": name, "method": m, "error": msg})
-                say(f"{name} / {m}: failed ({msg})")
+                failures.append({"image": name, "method": m, "error": _message(e)})
+                say(f"{name} / {m}: failed ({_message(e)})")
                 continue
-            ir.maps[m] = res.saliency
-            ir.model_maps[m] = res.explanation.saliency
-            t0 = time.perf_counter()
-            row: dict[str, Any] = {"image": name, "method": m, "target": tgt, "label": clf.label(tgt),
-                                   "target_probability": res.score}
-            row.update(score_map(clf, x, res.explanation.saliency, tgt, settings))
-            if box is not None:
-                row["pointing_game"] = float(metrics.pointing_game(res.saliency, box, tolerance=settings.tolerance))
-                row["energy_in_box"] = metrics.energy_in_region(res.saliency, box)
-            row["queries"] = int(res.explanation.queries)
-            row["seconds"] = float(res.explanation.seconds)
-            row["metric_seconds"] = time.perf_counter() - t0
             rows.append(row)
             say(f"{name} / {m}: deletion {row['deletion_auc']:.3f}, insertion {row['insertion_auc']:.3f} "
                 f"({row['queries']} queries, {row['seconds']:.1f} s)")
@@ -279,6 +268,29 @@ def compare_images(clf, images: Sequence[str | os.PathLike], methods: Sequence[s
              "input_size": list(getattr(clf, "input_size", ())), "num_classes": getattr(clf, "num_classes", None),
              "boxes": bool(boxes)}
     return CompareResult(rows, failures, results, list(methods), ref, setts)
+
+
+def _message(e: Exception) -> str:
+    return str(e) if isinstance(e, BlackboxCamError) else f"{type(e).__name__}: {e}"
+
+
+def _run_method(clf, ir: ImageResult, x: np.ndarray, method: str, budget: int | None, seed: int,
+                settings: MetricSettings) -> dict[str, Any]:
+    """Explain ``ir`` with ``method`` (keeping its maps on ``ir``) and score the map: one row."""
+    res = explain_image(clf, ir.image, method, target=ir.target, budget=budget, seed=seed)
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"image": ir.name, "method": method, "target": ir.target, "label": ir.label,
+                           "target_probability": res.score}
+    row.update(score_map(clf, x, res.explanation.saliency, ir.target, settings))
+    if ir.box is not None:
+        row["pointing_game"] = float(metrics.pointing_game(res.saliency, ir.box, tolerance=settings.tolerance))
+        row["energy_in_box"] = metrics.energy_in_region(res.saliency, ir.box)
+    row["queries"] = int(res.explanation.queries)
+    row["seconds"] = float(res.explanation.seconds)
+    row["metric_seconds"] = time.perf_counter() - t0
+    ir.maps[method] = res.saliency
+    ir.model_maps[method] = res.explanation.saliency
+    return row
 
 
 def _prepare(clf, path: Path, target, box):

@@ -81,7 +81,7 @@ def make_panel(ir: ImageResult, result: CompareResult) -> Image.Image:
     base = Image.fromarray(to_uint8(ir.image))
     if ir.box is not None:
         d = ImageDraw.Draw(base)
-        lw = max(2, round(max(base.size) / 200))
+        lw = max(1, round(max(base.size) / 128))          # about 2 px once the tile is scaled to 256
         x0, y0, x1, y1 = ir.box
         d.rectangle([x0, y0, x1 - 1, y1 - 1], outline=(0, 255, 0), width=lw)
     tiles, caps = [base], [f"{ir.name}\ntarget {ir.target}: {_short(ir.label)}\n"]

@@ -56,6 +56,9 @@ def make_session(model: onnx.ModelProto | bytes | str, device: str = "auto",
     payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    # ORT's worker threads spin after each run by default; between runs our Numba kernels
+    # compose the next batch on the same cores, so spinning only steals their time.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         so.intra_op_num_threads = threads
     want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers()
@@ -159,10 +162,17 @@ class Classifier:
         self._limit: int | None = None
         self._make_sessions()
         bytes_per_image = int(np.prod(self.input_size)) * self.channels * 4
-        auto = int(min(128, max(1, 2 ** 25 // bytes_per_image)))
+        auto = int(min(128, max(1, 2 ** 24 // bytes_per_image)))  # ~16 MB of input: bounds ORT activation memory
         self.batch_size = batch_size or (auto if self._fixed_batch is None else self._fixed_batch)
         self._probe()
-        self.labels = self._read_labels(labels if labels is not None else self.sidecar.get("labels"))
+        if labels is not None:
+            self.labels = self._read_labels(Path(labels))
+        else:
+            side = self.sidecar.get("labels")
+            self.labels = self._read_labels(self.path.parent / side) if side else None
+        if self.sidecar.get("resize", "squash") != "squash":
+            raise BlackboxCamError(f"{self.path.with_suffix('.json')}: resize {self.sidecar['resize']!r} is not "
+                                   "supported; use \"squash\" (the whole image resized to the input size)")
 
     # -- set-up -------------------------------------------------------------------------------
     def _check_input(self, layout: str | None, input_size: tuple[int, int] | None) -> None:
@@ -288,12 +298,7 @@ class Classifier:
         sums_to_one = bool(np.all(row >= -1e-6) and np.all(row <= 1 + 1e-6) and abs(row.sum() - 1) < 1e-3)
         self.outputs_probabilities = self._softmax_node or sums_to_one
 
-    def _read_labels(self, labels: str | os.PathLike | None) -> list[str] | None:
-        if not labels:
-            return None
-        p = Path(labels)
-        if not p.is_absolute():
-            p = self.path.parent / p
+    def _read_labels(self, p: Path) -> list[str]:
         try:
             names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
         except OSError as e:

@@ -18,7 +18,7 @@ REF = ROOT / "tests" / "data" / "gradcam_reference"
 LITE0 = ROOT / "models" / "efficientnet_lite0.onnx"
 CHELSEA = ROOT / "models" / "images" / "chelsea.png"
 METHODS = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"]
-SMALL = {"resnetish": REF / "resnetish.onnx", "mobilenetish": REF / "mobilenetish.onnx"}
+SMALL = {name: REF / f"{name}.onnx" for name in ("resnetish", "mobilenetish", "vggish_softmax")}
 
 
 def _rng(seed=0):
@@ -125,9 +125,9 @@ def test_scale_cam_uses_pytorch_grad_cams_epsilon_and_maps_constants_to_zero():
 # --------------------------------------------------------------------------- ONNX models
 
 gradients = pytest.importorskip("blackbox_cam.gradients")
-from blackbox_cam.methods import METHODS as REGISTRY  # noqa: E402
-from blackbox_cam.methods import gradcam as gc  # noqa: E402
-from blackbox_cam.runtime import Classifier  # noqa: E402
+from blackbox_cam.methods import METHODS as REGISTRY
+from blackbox_cam.methods import gradcam as gc
+from blackbox_cam.runtime import Classifier
 
 _CLFS: dict = {}
 
@@ -195,6 +195,56 @@ def test_in_graph_cams_for_all_layers_in_one_run_equal_the_numpy_path(method):
     assert list(maps) == tensors
     for layer, tensor in zip(ref["layers"], tensors):
         assert np.abs(maps[tensor] - ref[f"cam/{layer}/{method}"]).max() < 1e-4
+
+
+def test_softmax_model_without_global_pooling_defaults_to_its_last_feature_map():
+    ref = _ref("vggish_softmax")
+    default = next(l for l in gc.list_layers(_clf("vggish_softmax")) if l.is_default)
+    assert default.name == str(ref["layer_tensors"][list(ref["layers"]).index("conv3")])
+
+
+def test_channels_last_feature_map_gives_the_map_of_its_channels_first_twin(tmp_path):
+    """tf2onnx-style graphs keep feature maps NHWC between Transposes: the layout is read from
+    the graph, so the NHWC tensor's map equals pytorch-grad-cam's on the NCHW one."""
+    import onnx
+    from onnx import helper
+
+    ref = _ref("vggish_softmax")
+    nchw = str(ref["layer_tensors"][list(ref["layers"]).index("conv3")])
+    m = onnx.load(str(SMALL["vggish_softmax"]))
+    nodes = list(m.graph.node)
+    at = next(k for k, n in enumerate(nodes) if nchw in n.output) + 1
+    for n in nodes[at:]:
+        n.input[:] = ["back" if i == nchw else i for i in n.input]
+    nodes[at:at] = [helper.make_node("Transpose", [nchw], ["nhwc"], perm=[0, 2, 3, 1]),
+                    helper.make_node("Identity", ["nhwc"], ["nhwc_copy"]),
+                    helper.make_node("Transpose", ["nhwc_copy"], ["back"], perm=[0, 3, 1, 2])]
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    path = tmp_path / "vggish_nhwc.onnx"
+    onnx.save(m, str(path))
+    clf = Classifier(path)
+    for layer in ("nhwc", "nhwc_copy"):
+        assert gc._layer_layout(gc._state(clf)["model"], layer) == "NHWC"
+        for method in METHODS:
+            ours = gc.compute_cams(clf, ref["x"], ref["targets"], method=method, layer=layer)
+            assert np.abs(ours - ref[f"cam/conv3/{method}"]).max() < 1e-4, (layer, method)
+        maps = gc.layer_cams(clf, ref["x"], ref["targets"], layers=[layer, nchw])
+        for t in (layer, nchw):
+            assert np.abs(maps[t] - ref["cam/conv3/gradcam"]).max() < 1e-4
+
+
+def test_model_exported_with_a_fixed_batch_of_one_still_explains_batches(tmp_path):
+    import onnx
+
+    m = onnx.load(str(SMALL["resnetish"]))
+    for vi in list(m.graph.input) + list(m.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_value = 1
+    path = tmp_path / "resnetish_b1.onnx"
+    onnx.save(m, str(path))
+    ref = _ref("resnetish")
+    ours = gc.compute_cams(Classifier(path), ref["x"], ref["targets"], layer="auto")
+    assert np.abs(ours - ref["cam/layer3/gradcam"]).max() < 1e-4
 
 
 def test_block_outputs_are_one_4d_tensor_per_top_level_scope():

@@ -95,6 +95,16 @@ def test_unknown_method_lists_the_valid_ones(planted_case, tmp_path):
         parse_methods("gradcam,bogus")
 
 
+def test_bad_target_fails_once_up_front(planted_case, tmp_path):
+    model, images, _ = planted_case
+    r = run([model, *images[:2], "--methods", "occlusion", "--target", "7", "--out", tmp_path / "o"])
+    assert r.exit_code == 2 and "out of range" in r.output
+    r = run([model, images[0], "--methods", "occlusion", "--budget", "20", "--no-road", "--target", "ring",
+             "--out", tmp_path / "o"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "o" / "compare.json").read_text())["rows"][0]["target"] == 2
+
+
 def test_boxes_file_errors_name_the_file_and_row(tmp_path):
     imgs = [tmp_path / "a.png", tmp_path / "b.png"]
     f = tmp_path / "boxes.csv"

@@ -50,16 +50,16 @@ def _load(name: str):
         model = prepare_model(os.path.join(DATA, name + ".onnx"))
         ref = dict(np.load(os.path.join(DATA, _arch(name) + ".npz")))
         layers = candidate_layers(model)
-        sess = session(with_outputs(model, [l.name for l in layers]))
-        values = dict(zip([l.name for l in layers], sess.run(None, {
+        sess = session(with_outputs(model, [info.name for info in layers]))
+        values = dict(zip([info.name for info in layers], sess.run(None, {
             model.graph.input[0].name: ref["x"]})))
         tags = {}
         for key in ref:
             if not key.startswith("act/"):
                 continue
             tag, act = key[4:], ref[key]
-            match = [l.name for l in layers if values[l.name].shape == act.shape
-                     and np.allclose(values[l.name], act, rtol=1e-4, atol=1e-4)]
+            match = [info.name for info in layers if values[info.name].shape == act.shape
+                     and np.allclose(values[info.name], act, rtol=1e-4, atol=1e-4)]
             assert match, f"{name}: no ONNX tensor matches torch module '{tag}'"
             tags[tag] = match[0]
         _CACHE[name] = (model, ref, tags, layers)
@@ -75,14 +75,14 @@ def test_gradients_match_torch_autograd(name):
         act, grad = out[gm.activation_names[layer]], out[gm.gradient_names[layer]]
         np.testing.assert_allclose(act, ref[f"act/{tag}"], rtol=1e-4, atol=1e-4)
         scale = np.abs(ref[f"grad/{tag}"]).max()
-        np.testing.assert_allclose(grad, ref[f"grad/{tag}"], rtol=1e-3, atol=1e-4 * scale,
+        np.testing.assert_allclose(grad, ref[f"grad/{tag}"], rtol=1e-4, atol=1e-5 * scale,
                                    err_msg=f"{name}: gradient at '{tag}' ({layer})")
 
 
 @pytest.mark.parametrize("name", MODEL_FILES)
 def test_gradients_match_directional_finite_differences(name):
     model, ref, tags, layers = _load(name)
-    shapes = {l.name: l.shape for l in layers}
+    shapes = {info.name: info.shape for info in layers}
     seed = case_seed(name)
     rng = np.random.default_rng(seed)
     gm = build_gradient_model(model, list(tags.values()))
@@ -126,7 +126,7 @@ def test_dynamic_batch_gives_per_image_gradients(name):
 @pytest.mark.parametrize("name", MODEL_FILES)
 def test_default_layer_is_last_feature_map_before_pooling(name):
     model, ref, tags, layers = _load(name)
-    defaults = [l.name for l in layers if l.is_default]
+    defaults = [info.name for info in layers if info.is_default]
     expected = str(ref["default"]) or "patch"
     assert defaults == [tags[expected]]
 
@@ -187,15 +187,16 @@ def test_efficientnet_lite0_gradients_match_finite_differences():
     gradient crosses the stride-2 blocks (TF-'same' asymmetric pads)."""
     model = prepare_model(EFFICIENTNET)
     layers = candidate_layers(model)
-    default = next(l for l in layers if l.is_default)
-    blocks = [l for l in layers if l.scope.startswith("/_blocks/")]
-    last_block = max(int(l.scope.split("/")[2]) for l in blocks)
-    last = [l for l in blocks if l.scope.split("/")[2] == str(last_block)][-1]
-    early = [l for l in layers if l.shape and len(l.shape) == 4 and l.shape[2] == 56][-1]
+    default = next(info for info in layers if info.is_default)
+    blocks = [info for info in layers if info.scope.startswith("/_blocks/")]
+    last_block = max(int(info.scope.split("/")[2]) for info in blocks)
+    last = [info for info in blocks if info.scope.split("/")[2] == str(last_block)][-1]
+    early = [info for info in layers
+             if info.shape and len(info.shape) == 4 and info.shape[2] == 56][-1]
     chosen = [default, last, early]
     seed = case_seed("efficientnet_lite0")
     rng = np.random.default_rng(seed)
-    gm = build_gradient_model(model, [l.name for l in chosen])
+    gm = build_gradient_model(model, [info.name for info in chosen])
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     x = rng.uniform(-1, 1, size=[2] + dims[1:]).astype(np.float32)
     logits = session(with_outputs(model, [gm.target_name])).run(None, {gm.input_name: x})[0]
@@ -254,3 +255,10 @@ def test_extended_model_keeps_gradients_and_adds_outputs():
                                out[gm.gradient_names[layer]].mean(axis=(2, 3), keepdims=True),
                                rtol=1e-5, atol=1e-7)
     onnx.checker.check_model(ext.model)
+
+
+def test_build_leaves_the_input_model_unchanged():
+    model, _, tags, _ = _load("vit_dynamo_dynamic")
+    before = model.SerializeToString()
+    build_gradient_model(model, list(tags.values()))
+    assert model.SerializeToString() == before

@@ -5,7 +5,7 @@ package exposes chosen intermediate tensors as outputs and appends their gradien
 ``sum(seed * logits)``) as a second set of standard nodes that ONNX Runtime runs at full speed.
 
     model = prepare_model("model.onnx")
-    layer = next(l.name for l in candidate_layers(model) if l.is_default)
+    layer = next(info.name for info in candidate_layers(model) if info.is_default)
     gm = build_gradient_model(model, [layer])
     out = gm.run(None, images, one_hot_targets)   # {layer: A, 'grad/'+layer: dA}
 

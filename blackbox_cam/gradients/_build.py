@@ -113,6 +113,7 @@ def build_gradient_model(model: onnx.ModelProto, layers: Sequence[str], *,
     target, head = _pick_target(graph, output, use_probability, facts.dtypes)
     if head:  # appended Softmax: its output mirrors the logits' shape
         facts.shapes[target] = facts.shapes.get(head[0].input[0])
+        facts.dims[target] = facts.dims.get(head[0].input[0])
         facts.dtypes[target] = facts.dtypes.get(head[0].input[0], onnx.TensorProto.FLOAT)
         names.reserve(target)
     fwd_nodes = list(graph.node) + head
@@ -126,6 +127,10 @@ def build_gradient_model(model: onnx.ModelProto, layers: Sequence[str], *,
                 f"{_suggest(layer, sorted(known))} (see candidate_layers())")
         if facts.dtypes.get(layer) not in FLOAT_TYPES:
             raise BlackboxCamError(f"layer '{layer}' is not a float tensor")
+        if layer in facts.constants:
+            raise BlackboxCamError(
+                f"layer '{layer}' is a constant (a weight), not an activation; pick one of "
+                "candidate_layers()")
     up = upstream(fwd, target)
     for layer in layers:
         if layer not in up:
@@ -186,8 +191,8 @@ def build_gradient_model(model: onnx.ModelProto, layers: Sequence[str], *,
         activation_names[layer] = layer
         gradient_names[layer] = grad_name
 
-    seed_dims = None if seed_shape is None else [d if d is not None else ("N" if i == 0 else f"s{i}")
-                                                 for i, d in enumerate(seed_shape)]
+    seed_dims = None if seed_shape is None else [
+        d if d is not None else ("N" if i == 0 else f"s{i}") for i, d in enumerate(seed_shape)]
     seed_vi = helper.make_tensor_value_info(seed_name, facts.dtypes[target], seed_dims)
     out_model = _assemble(model, new_nodes, new_inits, outputs, seed_vi)
     inputs = image_inputs(graph)

@@ -102,7 +102,8 @@ def candidate_layers(model: onnx.ModelProto) -> list[LayerInfo]:
 
     The default (``is_default``) is the input of the last global spatial average (a
     GlobalAveragePool or a ReduceMean over axes 2, 3) feeding the output, or, without one, the
-    output of the last 4-D Conv followed through pointwise ops of the same shape. Pass a model from :func:`prepare_model` so that shapes are known.
+    output of the last 4-D Conv followed through pointwise ops of the same shape. Pass a model
+    from :func:`prepare_model` so that shapes are known.
     """
     graph = model.graph
     if not graph.output:
@@ -121,4 +122,5 @@ def candidate_layers(model: onnx.ModelProto) -> list[LayerInfo]:
                                         node_scope(node)))
     if default is None:
         default = _after_last_conv(graph, active, facts)
-    return [LayerInfo(l.name, l.op_type, l.shape, l.scope, l.name == default) for l in layers]
+    return [LayerInfo(info.name, info.op_type, info.shape, info.scope, info.name == default)
+            for info in layers]

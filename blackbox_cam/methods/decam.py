@@ -11,9 +11,10 @@ Genome
 Fitness (minimised)
     ``F(m) = -(p(x . m + b . (1 - m)) - p(x . (1 - m) + b . m)) + lambda * mean(m)``: the target
     probability when only the mask is kept (preservation) minus when it is removed (deletion),
-    plus an area penalty, so small masks that carry the decision win. ``b`` is a blurred copy
-    of the image (removes evidence without adding out-of-distribution edges). Each candidate
-    costs two queries.
+    plus an area penalty (``lambda = 0.3``), so small masks that carry the decision win. ``b``
+    is the baseline: zeros in model space (the dataset-mean colour for mean/std-normalised
+    models), which measured better than a blurred copy (docs/decam.md). Each candidate costs
+    two queries.
 Search
     :func:`scipy.optimize.differential_evolution` with ``vectorized=True``: each generation's
     whole population is composed and scored in one batched pass. Population ``S`` and
@@ -92,7 +93,7 @@ def aggregate_maps(masks: np.ndarray, keep: np.ndarray, drop: np.ndarray, fitnes
 
 @register("decam", summary="DE-CAM (Karatsiolis & Kamilaris 2022): differential evolution over smooth masks")
 def decam(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
-          grid: int | None = None, baseline: str = "blur", area: float = 0.3,
+          grid: int | None = None, baseline: str = "zeros", area: float = 0.3,
           population: int | None = None, aggregate: str = "combined", **_: object) -> Explanation:
     """DE-CAM saliency within ``budget`` queries (default 2000)."""
     t0 = time.perf_counter()

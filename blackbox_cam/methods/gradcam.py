@@ -4,12 +4,15 @@
 and a ``seed`` row per image; outputs: each chosen layer's activation and the gradient of
 ``sum(seed * scores)`` with respect to it); :mod:`blackbox_cam.cams` turns those into maps
 with pytorch-grad-cam's conventions. With a one-hot seed the gradient is that of the target's
-raw score (``ClassifierOutputTarget``), so maps match pytorch-grad-cam on the source model.
+entry in the model's output (pytorch-grad-cam's ``ClassifierOutputTarget``): the raw score,
+or the probability for a model whose output is a Softmax; so maps match pytorch-grad-cam on
+the model the ONNX file was exported from.
 
 Registered methods: ``gradcam``, ``gradcam++``, ``hirescam``, ``xgradcam``, ``layercam``;
 option ``layer`` (a tensor name from ``blackbox-cam layers``, or ``auto`` for the last 4-D
 feature map before global pooling). ``budget`` and ``seed`` are accepted and ignored;
-``queries`` counts images run through the gradient model (one per explanation).
+``queries`` counts model runs: the gradient run and the forward pass that scores the
+target (2 per explanation).
 
 Gradient models and their sessions are built once per classifier and layer set and cached.
 :func:`layer_cams` computes maps for many layers in one run, the CAM formula emitted into the
@@ -21,7 +24,8 @@ from __future__ import annotations
 import difflib
 import time
 import weakref
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,14 +33,16 @@ from .. import cams
 from ..errors import BlackboxCamError
 from .base import Explanation, register
 
-_STATE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_STATE: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 # --------------------------------------------------------------------------- layers
 
 
 def _gradients():
-    from .. import gradients  # B's package; imported lazily so the black-box core never needs it
+    from .. import (
+        gradients,  # B's package; imported lazily so the black-box core never needs it
+    )
 
     return gradients
 
@@ -101,23 +107,60 @@ def resolve_layer(layers: Sequence, name: str | None, model=None):
                            "(`blackbox-cam layers MODEL` lists them, or use --layer auto)")
 
 
-def _layer_layout(info, clf) -> str:
-    lay = getattr(info, "layout", None)
-    if lay:
-        return str(lay)
-    # A channels-last model keeps channels last inside (tf2onnx transposes only around Conv),
-    # which shape alone cannot tell: trust the input's layout.
-    return "NHWC" if getattr(clf, "layout", "NCHW") == "NHWC" and _is_channels_last(info) else "NCHW"
+_NCHW_OPS = {"Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
+             "GlobalMaxPool", "InstanceNormalization", "LRN"}
+_ELEMENTWISE = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Add", "Sub",
+                "Mul", "Div", "Identity", "Dropout", "Erf", "Gelu"}
 
 
-def _is_channels_last(info) -> bool:
-    shape = list(getattr(info, "shape", []) or [])
-    if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
-        return False
-    return shape[3] > max(shape[1], shape[2])
+def _layer_layout(model, name: str) -> str:
+    """``NCHW`` or ``NHWC`` for the 4-D tensor ``name``, read from the ops around it.
+
+    ONNX's Conv, BatchNormalization and pooling ops are channels-first, so a tensor they make
+    or take is NCHW; one made by ``Transpose(perm=[0, 2, 3, 1])`` or taken by
+    ``Transpose(perm=[0, 3, 1, 2])`` (channels-last exports, e.g. tf2onnx) is NHWC. Elementwise
+    ops are looked through (up to 4 hops). Undecided: NCHW.
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def perm(n):
+        return next((list(a.ints) for a in n.attribute if a.name == "perm"), None)
+
+    frontier, seen = [name], {name}
+    for _ in range(4):
+        nxt = []
+        for t in frontier:
+            near = ([producer[t]] if t in producer else []) + consumers.get(t, [])
+            for n in near:
+                made = t in n.output
+                if n.op_type in _NCHW_OPS and (made or n.input[0] == t):
+                    return "NCHW"
+                if n.op_type == "Transpose":
+                    p = perm(n)
+                    if p == ([0, 2, 3, 1] if made else [0, 3, 1, 2]):
+                        return "NHWC"
+                    if p == ([0, 3, 1, 2] if made else [0, 2, 3, 1]):
+                        return "NCHW"
+                if n.op_type in _ELEMENTWISE:
+                    for u in list(n.input) + list(n.output):
+                        if u and u not in seen:
+                            seen.add(u)
+                            nxt.append(u)
+        frontier = nxt
+    return "NCHW"
 
 
 # --------------------------------------------------------------------------- runs
+
+
+def _ends_in_softmax(model, output: str) -> bool:
+    """Whether ``output`` is made by a Softmax node. pytorch-grad-cam differentiates what the
+    model returns, so for such a model the target is the probability, else the raw score."""
+    return any(n.op_type == "Softmax" and output in n.output for n in model.graph.node)
 
 
 def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | None = None) -> dict:
@@ -132,16 +175,16 @@ def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | 
     import onnxruntime as ort
 
     infos = [resolve_layer(st["layers"], n, st["model"]) for n in layer_names]
-    gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], output=clf.output_name)
-    layouts = [_layer_layout(i, clf) for i in infos]
+    gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], output=clf.output_name,
+                                           use_probability=_ends_in_softmax(st["model"], clf.output_name))
+    layouts = [_layer_layout(st["model"], i.name) for i in infos]
     pairs = {i.name: (gm.activation_names[i.name], gm.gradient_names[i.name]) for i in infos}
     model, emitted = gm.model, []
     if methods is None:
         outputs = [t for i in infos for t in pairs[i.name]]
     else:
-        if len(set(layouts)) != 1:
-            raise BlackboxCamError(f"layers {list(layer_names)} mix layouts {sorted(set(layouts))}")
-        model, emitted = cams.add_cam_outputs(model, pairs, methods, layout=layouts[0])
+        model, emitted = cams.add_cam_outputs(model, pairs, methods,
+                                              layout={i.name: lay for i, lay in zip(infos, layouts)})
         outputs = [e.output for e in emitted]
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -162,7 +205,7 @@ def _run(clf, run: dict, x: np.ndarray, targets: Sequence[int]) -> list[np.ndarr
         raise BlackboxCamError(f"{len(targets)} targets for {len(x)} images")
     if np.any(targets < 0) or np.any(targets >= clf.num_classes):
         raise BlackboxCamError(f"targets {targets.tolist()} out of range 0..{clf.num_classes - 1}")
-    fixed = run["session"].get_inputs()[0].shape[0]
+    fixed = next(i.shape[0] for i in run["session"].get_inputs() if i.name == clf.input_name)
     fixed = fixed if isinstance(fixed, int) and fixed > 0 else None
     step = fixed or int(getattr(clf, "batch_size", None) or len(x))
     chunks = []
@@ -253,5 +296,5 @@ def _make(method: str):
 
 
 for _name in ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"):
-    register(_name, whitebox=True, summary=cams.CAM_METHODS[_name].summary)(_make(_name))
+    register(_name, whitebox=True, summary=cams.CAM_METHODS[_name].summary.rstrip("."))(_make(_name))
 del _name

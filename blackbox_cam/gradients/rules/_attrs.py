@@ -15,6 +15,7 @@ DEFAULTS: dict[str, dict[str, object]] = {
     "LogSoftmax": {"axis": -1},
     "HardSigmoid": {"alpha": 0.2, "beta": 0.5},
     "LeakyRelu": {"alpha": 0.01},
+    "Elu": {"alpha": 1.0},
     "Gelu": {"approximate": "none"},
     "Transpose": {"perm": None},
     "Concat": {},

@@ -1,5 +1,5 @@
-"""Pointwise activations: Relu, LeakyRelu, PRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh,
-Erf, Gelu, Softmax, LogSoftmax."""
+"""Pointwise activations: Relu, LeakyRelu, PRelu, Elu, Clip, Sigmoid, HardSigmoid, HardSwish,
+Tanh, Softplus, Erf, Gelu, Softmax, LogSoftmax."""
 from __future__ import annotations
 
 import math
@@ -34,6 +34,19 @@ def prelu(g: Grad) -> None:
     if g.needs(1):
         t = g.op("Where", positive, g.scalar(0.0, x), g.op("Mul", g.GO(0), x))
         unbroadcast(g, t, slope, out=g.GI(1))
+
+
+@vjp("Elu")
+def elu(g: Grad) -> None:
+    """dy/dx = 1 for x > 0, else y + alpha."""
+    x, y = g.I(0), g.O(0)
+    neg = g.op("Mul", g.GO(0), g.op("Add", y, g.scalar(float(g.attr("alpha")), y)))
+    g.op("Where", g.op("Greater", x, g.scalar(0.0, x)), g.GO(0), neg, out=g.GI(0))
+
+
+@vjp("Softplus")
+def softplus(g: Grad) -> None:
+    g.op("Mul", g.GO(0), g.op("Sigmoid", g.I(0)), out=g.GI(0))
 
 
 @vjp("Clip")

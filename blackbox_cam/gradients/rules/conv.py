@@ -32,10 +32,8 @@ def conv(g: Grad) -> None:
         raise BlackboxCamError(
             f"Conv node '{g.node.name}': gradients w.r.t. its weights are not supported; choose "
             "activation layers")
-    wshape = g.shape(w)
     wconst = g.constant(w)
-    if wconst is not None:
-        wshape = wconst.shape
+    wshape = wconst.shape if wconst is not None else g.shape(w)
     if wshape is None or None in wshape:
         raise BlackboxCamError(f"Conv node '{g.node.name}': kernel shape of '{w}' is unknown")
     kernel = list(wshape[2:])
@@ -43,16 +41,29 @@ def conv(g: Grad) -> None:
     strides = list(g.attr("strides") or [1] * n)
     dilations = list(g.attr("dilations") or [1] * n)
     group = int(g.attr("group"))
-    xs, ys = spatial(g, x), spatial(g, g.O(0))
-    pads = window_pads(g, xs, kernel, strides, dilations)
-    pads, out_pad = transposed_window(xs, ys, kernel, strides, dilations, pads)
+    xshape = g.shape(x)
+    xs = None if xshape is None or None in xshape[2:] else list(xshape[2:])
+    if xs is None and g.attr("auto_pad") not in ("NOTSET", b"NOTSET", "VALID", b"VALID"):
+        xs = spatial(g, x)  # SAME_* pads depend on the input size: a clear error
+    pads = window_pads(g, xs or [None] * n, kernel, strides, dilations)
     k_eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     flipped_pads = [k_eff[i % n] - 1 - p for i, p in enumerate(pads)]
-    if (wconst is not None and all(s == 1 for s in strides) and not any(out_pad)
-            and min(flipped_pads) >= 0):
+    if wconst is not None and all(s == 1 for s in strides) and min(flipped_pads) >= 0:
+        # stride 1: dX is a plain correlation with the transposed, flipped kernel
         wt = g.const(_flipped_kernel(wconst, group))
         g.op("Conv", g.GO(0), wt, kernel_shape=kernel, pads=flipped_pads, dilations=dilations,
              group=group, out=g.GI(0))
         return
-    g.op("ConvTranspose", g.GO(0), w, kernel_shape=kernel, strides=strides, dilations=dilations,
-         group=group, pads=pads, output_padding=out_pad if any(out_pad) else None, out=g.GI(0))
+    ys = g.shape(g.O(0))
+    if xs is not None and ys is not None and None not in ys[2:]:
+        pads, out_pad = transposed_window(xs, list(ys[2:]), kernel, strides, dilations, pads)
+        g.op("ConvTranspose", g.GO(0), w, kernel_shape=kernel, strides=strides,
+             dilations=dilations, group=group, pads=pads,
+             output_padding=out_pad if any(out_pad) else None, out=g.GI(0))
+        return
+    # dynamic spatial dims: the largest output_padding covers X; crop the end to X's size
+    full = g.op("ConvTranspose", g.GO(0), w, kernel_shape=kernel, strides=strides,
+                dilations=dilations, group=group, pads=pads,
+                output_padding=[s - 1 for s in strides])
+    end = g.op("Slice", g.op("Shape", x), g.ints([2]), g.ints([2 + n]))
+    g.op("Slice", full, g.ints([0] * n), end, g.ints(list(range(2, 2 + n))), out=g.GI(0))

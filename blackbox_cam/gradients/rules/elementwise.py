@@ -1,4 +1,5 @@
-"""Arithmetic with broadcasting: Add, Sub, Mul, Div, Pow, Sum, Neg, Sqrt, Reciprocal, Exp, Log."""
+"""Arithmetic with broadcasting: Add, Sub, Mul, Div, Pow, Sum, Max, Min, Where, Neg, Abs, Sqrt,
+Reciprocal, Exp, Log."""
 from __future__ import annotations
 
 from blackbox_cam.gradients.rules._context import Grad
@@ -73,3 +74,28 @@ def exp(g: Grad) -> None:
 @vjp("Log")
 def log(g: Grad) -> None:
     g.op("Div", g.GO(0), g.I(0), out=g.GI(0))
+
+
+@vjp("Max")
+@vjp("Min")
+def max_min(g: Grad) -> None:
+    """The gradient goes to the input(s) equal to the result (every tied input gets it)."""
+    zero = g.scalar(0.0, g.O(0))
+    for i in range(len(g.node.input)):
+        if g.needs(i):
+            t = g.op("Where", g.op("Equal", g.I(i), g.O(0)), g.GO(0), zero)
+            unbroadcast(g, t, g.I(i), out=g.GI(i))
+
+
+@vjp("Where")
+def where(g: Grad) -> None:
+    zero = g.scalar(0.0, g.O(0))
+    if g.needs(1):
+        unbroadcast(g, g.op("Where", g.I(0), g.GO(0), zero), g.I(1), out=g.GI(1))
+    if g.needs(2):
+        unbroadcast(g, g.op("Where", g.I(0), zero, g.GO(0)), g.I(2), out=g.GI(2))
+
+
+@vjp("Abs")
+def abs_(g: Grad) -> None:
+    g.op("Mul", g.GO(0), g.op("Sign", g.I(0)), out=g.GI(0))

@@ -1,4 +1,4 @@
-"""Pooling: MaxPool, AveragePool, GlobalAveragePool."""
+"""Pooling: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool."""
 from __future__ import annotations
 
 import numpy as np
@@ -68,3 +68,12 @@ def global_average_pool(g: Grad) -> None:
     x = g.I(0)
     spread = g.op("Expand", g.GO(0), g.op("Shape", x))
     g.op("Div", spread, mean_count(g, x, g.O(0)), out=g.GI(0))
+
+
+@vjp("GlobalMaxPool")
+def global_max_pool(g: Grad) -> None:
+    """The gradient goes to the position(s) holding the maximum (every tie gets it)."""
+    x = g.I(0)
+    at_max = g.op("Equal", x, g.O(0))
+    spread = g.op("Expand", g.GO(0), g.op("Shape", x))
+    g.op("Where", at_max, spread, g.scalar(0.0, x), out=g.GI(0))

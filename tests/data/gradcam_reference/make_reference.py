@@ -9,9 +9,10 @@ are stubbed below (none is used by the CAM methods).
     python tests/data/gradcam_reference/make_reference.py
 
 Writes, next to this script:
-  resnetish.onnx, mobilenetish.onnx   small random-weight nets, input "image" [N,3,64,64],
-                                      output "logits" [N,10], opset 17, TorchScript exporter
-  <model>.npz  for resnetish, mobilenetish, efficientnet_lite0 (which reuses
+  resnetish.onnx, mobilenetish.onnx,  small random-weight nets, input "image" [N,3,64,64],
+  vggish_softmax.onnx                 output "logits" [N,10] (vggish_softmax: probabilities,
+                                      no global pooling), opset 17, TorchScript exporter
+  <model>.npz  for resnetish, mobilenetish, vggish_softmax, efficientnet_lite0 (which reuses
                models/efficientnet_lite0.onnx):
       x                 float32 [B,3,H,W] the input batch
       targets           int64 [B] the class explained per image
@@ -49,10 +50,11 @@ def _stub_unused_imports() -> None:
             raise RuntimeError("stubbed dependency used")
 
     for name, attrs in {
-        "torchvision": {}, "torchvision.transforms": dict(Compose=_Unused, Normalize=_Unused, ToTensor=_Unused),
-        "torchvision.transforms.functional": dict(resize=_Unused),
-        "matplotlib": {}, "matplotlib.pyplot": {}, "matplotlib.lines": dict(Line2D=_Unused),
-        "sklearn": {}, "sklearn.decomposition": dict(KernelPCA=_Unused, NMF=_Unused),
+        "torchvision": {},
+        "torchvision.transforms": {"Compose": _Unused, "Normalize": _Unused, "ToTensor": _Unused},
+        "torchvision.transforms.functional": {"resize": _Unused},
+        "matplotlib": {}, "matplotlib.pyplot": {}, "matplotlib.lines": {"Line2D": _Unused},
+        "sklearn": {}, "sklearn.decomposition": {"KernelPCA": _Unused, "NMF": _Unused},
     }.items():
         if name not in sys.modules:
             try:
@@ -135,6 +137,22 @@ def small_models():
             x = self.head_conv(self.blocks(self.stem(x)))
             return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
+    class VGGishSoftmax(nn.Module):
+        """No global pooling (Flatten -> Linear) and a Softmax output: pytorch-grad-cam then
+        differentiates the probability, and the default layer is the last 4-D tensor."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv1 = conv_bn(3, 12, 3, 2, act=lambda: nn.LeakyReLU(0.1))
+            self.pool = nn.AvgPool2d(2)
+            self.conv2 = conv_bn(12, 24, 3, 1, act=nn.Hardswish)
+            self.conv3 = conv_bn(24, 16, 3, 2, act=nn.ReLU)
+            self.fc = nn.Linear(16 * 8 * 8, 10)
+
+        def forward(self, x):
+            x = self.conv3(self.conv2(self.pool(self.conv1(x))))
+            return torch.softmax(self.fc(torch.flatten(x, 1)), dim=1)
+
     def randomise_bn(model, seed):
         g = torch.Generator().manual_seed(seed)
         for m in model.modules():
@@ -150,8 +168,11 @@ def small_models():
     res = randomise_bn(ResNetish(), 1)
     torch.manual_seed(1)
     mob = randomise_bn(MobileNetish(), 2)
+    torch.manual_seed(2)
+    vgg = randomise_bn(VGGishSoftmax(), 3)
     return {
         "resnetish": (res, ["layer3", "layer2"]),
+        "vggish_softmax": (vgg, ["conv3", "conv1"]),
         "mobilenetish": (mob, ["head_conv", "blocks.2.body.2"]),
     }
 
@@ -233,8 +254,8 @@ def tensor_for_layer(onnx_path: str, x: np.ndarray, activations: dict[str, np.nd
 
 
 def reference(name: str, model, layers: list[str], x: np.ndarray, onnx_path: str) -> None:
-    import torch
     import pytorch_grad_cam as pgc
+    import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     modules = dict(model.named_modules())
