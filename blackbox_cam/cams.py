@@ -299,8 +299,6 @@ class _GraphKernel:
     """The same reductions as :class:`_NumpyKernel`, emitted as ONNX nodes (opset >= 13)."""
 
     def __init__(self, layout: Layout, opset: int, prefix: str):
-        from onnx import helper, numpy_helper  # noqa: F401  (import check)
-
         self.layout, self.opset, self.prefix = layout, opset, prefix
         self.nodes: list = []
         self.initializers: list = []

@@ -15,8 +15,6 @@ interpolation clamped at the border (``smooth=True``), or takes the cell it fall
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 from scipy import ndimage
@@ -24,57 +22,54 @@ from scipy import ndimage
 BASELINES = ("blur", "mean", "zeros", "noise")
 
 
-@njit(cache=True, inline="always")
-def _coord(p, off, cell, n, smooth):
+def _tables(n_pix: int, offsets: np.ndarray, cell: float, n_grid: int, smooth: bool):
+    """Per mask and pixel along one axis: the two grid indices and the weight of the second.
+
+    Vectorised numpy over ``(B, n_pix)``; computing this once per batch instead of per pixel
+    lets the kernel do only gathers and multiply-adds.
+    """
+    p = np.arange(n_pix, dtype=np.float64)[None, :] + offsets[:, None]
     if smooth:
-        u = (p + off + 0.5) / cell - 0.5
-        if u < 0.0:
-            u = 0.0
-        hi = n - 1.0
-        if u > hi:
-            u = hi
-        i0 = int(math.floor(u))
-        i1 = min(i0 + 1, n - 1)
-        return i0, i1, u - i0
-    i0 = int(math.floor((p + off) / cell))
-    if i0 > n - 1:
-        i0 = n - 1
-    if i0 < 0:
-        i0 = 0
-    return i0, i0, 0.0
+        u = np.clip((p + 0.5) / cell - 0.5, 0.0, n_grid - 1.0)
+        i0 = np.floor(u).astype(np.int32)
+        i1 = np.minimum(i0 + 1, n_grid - 1).astype(np.int32)
+        return i0, i1, (u - i0).astype(np.float32)
+    i0 = np.clip(np.floor(p / cell), 0, n_grid - 1).astype(np.int32)
+    return i0, i0, np.zeros(i0.shape, np.float32)
 
 
 @njit(parallel=True, cache=True)
-def _compose(image, baseline, masks, cell_h, cell_w, off_y, off_x, smooth, invert, out):
-    nb, gh, gw = masks.shape
+def _compose(image, baseline, masks, y0, y1, fy, x0, x1, fx, invert, out, row):
+    nb = masks.shape[0]
     nc, h, w = image.shape
     for b in prange(nb):
         for y in range(h):
-            y0, y1, fy = _coord(y, off_y[b], cell_h, gh, smooth)
+            a, c_, t = y0[b, y], y1[b, y], fy[b, y]
             for x in range(w):
-                x0, x1, fx = _coord(x, off_x[b], cell_w, gw, smooth)
-                m = ((1.0 - fy) * ((1.0 - fx) * masks[b, y0, x0] + fx * masks[b, y0, x1])
-                     + fy * ((1.0 - fx) * masks[b, y1, x0] + fx * masks[b, y1, x1]))
-                if invert:
-                    m = 1.0 - m
-                for c in range(nc):
+                i, j, s = x0[b, x], x1[b, x], fx[b, x]
+                top = masks[b, a, i] + s * (masks[b, a, j] - masks[b, a, i])
+                bot = masks[b, c_, i] + s * (masks[b, c_, j] - masks[b, c_, i])
+                m = top + t * (bot - top)
+                row[b, x] = 1.0 - m if invert else m
+            for c in range(nc):
+                for x in range(w):
                     base = baseline[c, y, x]
-                    out[b, c, y, x] = base + m * (image[c, y, x] - base)
+                    out[b, c, y, x] = base + row[b, x] * (image[c, y, x] - base)
 
 
 @njit(parallel=True, cache=True)
-def _accumulate(masks, weights, cell_h, cell_w, off_y, off_x, smooth, out):
-    nb, gh, gw = masks.shape
+def _accumulate(masks, weights, y0, y1, fy, x0, x1, fx, out):
+    nb = masks.shape[0]
     h, w = out.shape
     for y in prange(h):
         for b in range(nb):
-            y0, y1, fy = _coord(y, off_y[b], cell_h, gh, smooth)
+            a, c_, t = y0[b, y], y1[b, y], fy[b, y]
             wb = weights[b]
             for x in range(w):
-                x0, x1, fx = _coord(x, off_x[b], cell_w, gw, smooth)
-                m = ((1.0 - fy) * ((1.0 - fx) * masks[b, y0, x0] + fx * masks[b, y0, x1])
-                     + fy * ((1.0 - fx) * masks[b, y1, x0] + fx * masks[b, y1, x1]))
-                out[y, x] += wb * m
+                i, j, s = x0[b, x], x1[b, x], fx[b, x]
+                top = masks[b, a, i] + s * (masks[b, a, j] - masks[b, a, i])
+                bot = masks[b, c_, i] + s * (masks[b, c_, j] - masks[b, c_, i])
+                out[y, x] += wb * (top + t * (bot - top))
 
 
 def _offsets(offsets: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +77,14 @@ def _offsets(offsets: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray
         z = np.zeros(n, np.float64)
         return z, z
     off = np.asarray(offsets, np.float64).reshape(n, 2)
-    return np.ascontiguousarray(off[:, 0]), np.ascontiguousarray(off[:, 1])
+    return off[:, 0], off[:, 1]
+
+
+def _geometry(masks: np.ndarray, size: tuple[int, int], cell: tuple[float, float],
+              offsets: np.ndarray | None, smooth: bool):
+    nb, gh, gw = masks.shape
+    oy, ox = _offsets(offsets, nb)
+    return (*_tables(size[0], oy, float(cell[0]), gh, smooth), *_tables(size[1], ox, float(cell[1]), gw, smooth))
 
 
 def compose(image: np.ndarray, baseline: np.ndarray, masks: np.ndarray, cell: tuple[float, float],
@@ -99,9 +101,9 @@ def compose(image: np.ndarray, baseline: np.ndarray, masks: np.ndarray, cell: tu
         out = np.empty((nb,) + image.shape, np.float32)
     elif out.shape[0] < nb:
         raise ValueError("out buffer smaller than the mask batch")
-    oy, ox = _offsets(offsets, nb)
+    row = np.empty((nb, image.shape[2]), np.float32)
     _compose(np.ascontiguousarray(image, np.float32), np.ascontiguousarray(baseline, np.float32), masks,
-             float(cell[0]), float(cell[1]), oy, ox, smooth, invert, out)
+             *_geometry(masks, image.shape[1:], cell, offsets, smooth), invert, out, row)
     return out[:nb]
 
 
@@ -112,9 +114,7 @@ def accumulate(masks: np.ndarray, weights: np.ndarray, size: tuple[int, int], ce
     masks = np.ascontiguousarray(masks, dtype=np.float32)
     if out is None:
         out = np.zeros(size, np.float64)
-    oy, ox = _offsets(offsets, masks.shape[0])
-    _accumulate(masks, np.ascontiguousarray(weights, np.float64), float(cell[0]), float(cell[1]),
-                oy, ox, smooth, out)
+    _accumulate(masks, np.ascontiguousarray(weights, np.float64), *_geometry(masks, size, cell, offsets, smooth), out)
     return out
 
 

@@ -10,9 +10,9 @@ the model the ONNX file was exported from.
 
 Registered methods: ``gradcam``, ``gradcam++``, ``hirescam``, ``xgradcam``, ``layercam``;
 option ``layer`` (a tensor name from ``blackbox-cam layers``, or ``auto`` for the last 4-D
-feature map before global pooling). ``budget`` and ``seed`` are accepted and ignored;
-``queries`` counts model runs: the gradient run and the forward pass that scores the
-target (2 per explanation).
+feature map before global pooling). ``budget`` and ``seed`` are accepted and ignored:
+white-box methods read the graph instead of querying the black box, so ``queries`` is 0
+(the gradient run and the pass that scores the target are not counted).
 
 Gradient models and their sessions are built once per classifier and layer set and cached.
 :func:`layer_cams` computes maps for many layers in one run, the CAM formula emitted into the
@@ -188,6 +188,9 @@ def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | 
         outputs = [e.output for e in emitted]
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    base = getattr(clf, "session", None)  # mirror the classifier's thread count
+    if base is not None and hasattr(base, "get_session_options"):
+        so.intra_op_num_threads = base.get_session_options().intra_op_num_threads
     session = ort.InferenceSession(model.SerializeToString(), so, providers=list(clf.providers))
     run = {"infos": infos, "layouts": layouts, "session": session, "seed": gm.seed_name,
            "outputs": outputs, "emitted": emitted}
@@ -218,7 +221,6 @@ def _run(clf, run: dict, x: np.ndarray, targets: Sequence[int]) -> list[np.ndarr
         seed[np.arange(len(t)), t] = 1
         outs = run["session"].run(run["outputs"], {clf.input_name: clf.to_feed(xb), run["seed"]: seed})
         chunks.append([o[:len(o) - pad] for o in outs])
-    clf.queries += len(x)
     return [np.concatenate([c[j] for c in chunks]) for j in range(len(run["outputs"]))]
 
 
@@ -266,6 +268,15 @@ def layer_cams(clf, x: np.ndarray, targets: Sequence[int], *, method: str = "gra
     return {e.layer: cams.upsample_cams(o, tuple(clf.input_size)) for e, o in zip(run["emitted"], outs)}
 
 
+def _probability(clf, x: np.ndarray, target: int) -> float:
+    """The target's probability, from a forward pass that is not a black-box query."""
+    s = np.asarray(clf._run(x[None])[0], np.float64)
+    if getattr(clf, "outputs_probabilities", False):
+        return float(s[target])
+    e = np.exp(s - s.max())
+    return float(e[target] / e.sum())
+
+
 # --------------------------------------------------------------------------- registry
 
 
@@ -275,23 +286,21 @@ def _make(method: str):
     def explain(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
                 layer: str | None = "auto", **_: object) -> Explanation:
         t0 = time.perf_counter()
-        q0 = clf.queries
         st = _state(clf)
         info = resolve_layer(st["layers"], layer, st["model"])
         run = _gradient_run(clf, (info.name,))
         A, G = _run(clf, run, x[None], [target])
         lay = run["layouts"][0]
         saliency = cams.cam_maps(method, A, G, tuple(clf.input_size), layout=lay)[0]
-        score = float(clf.probabilities(x[None])[0, target])
-        return Explanation(saliency=saliency, target=int(target), score=score, queries=clf.queries - q0,
+        return Explanation(saliency=saliency, target=int(target), score=_probability(clf, x, target), queries=0,
                            seconds=time.perf_counter() - t0,
                            params={"layer": info.name, "layer_shape": list(info.shape or [])},
                            method=method, extra={"cam": cams.cam_image(method, A, G, layout=lay)[0]})
 
     explain.__name__ = f"explain_{method.replace('+', 'p').replace('-', '_')}"
     explain.__doc__ = (f"{spec.summary}\n\nWhite-box: gradients from the ONNX graph at ``layer`` "
-                       "(``auto``: the last feature map before global pooling). ``queries`` counts "
-                       "the gradient run and the forward pass that scores the target (2).")
+                       "(``auto``: the last feature map before global pooling). Reads the graph, so "
+                       "``queries`` is 0 and ``budget`` does not apply.")
     return explain
 
 
