@@ -89,13 +89,16 @@ def test_bad_models(tmp_path, images, model, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and model in lines[0] and message in lines[0]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_output_directory(tmp_path, planted_path, images):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    r = run("explain", planted_path, images / "rgb.png", "--out", ro / "sub")
-    assert r.exit_code == 2 and "cannot be written" in r.output
+    if os.geteuid() == 0:  # root ignores permission bits; /proc refuses new folders even to root
+        target = "/proc/blackbox-cam-test/out"
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        target = ro / "sub"
+    r = run("explain", planted_path, images / "rgb.png", "--out", target)
+    assert r.exit_code == 2 and "cannot be written" in r.output and "Traceback" not in r.output
 
 
 def test_output_path_that_is_a_file(tmp_path, planted_path, images):
@@ -111,3 +114,30 @@ def test_help_is_self_explanatory():
     r = run("explain", "--help")
     for word in ("--method", "--budget", "--seed", "--target", "--out", "decam", "rise", "occlusion"):
         assert word in r.output
+
+
+def test_layers_lists_candidates_and_marks_the_default():
+    from conftest import EFFNET
+    r = run("layers", EFFNET)
+    assert r.exit_code == 0, r.output
+    default = [ln for ln in r.output.splitlines() if ln.startswith("*")]
+    assert len(default) == 1 and "x1280x7x7" in default[0] and "Clip" in default[0]
+
+
+@pytest.mark.parametrize("layer, message", [
+    ("/_conv_hed/Conv_output_0", "did you mean"),
+    ("logits", "4-D"),
+])
+def test_whitebox_bad_layer_is_one_clear_line(tmp_path, layer, message):
+    from conftest import EFFNET, IMAGES
+    r = run("explain", EFFNET, IMAGES / "coffee.png", "-m", "gradcam", "--layer", layer, "--out", tmp_path)
+    assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
+
+
+def test_gradcam_explain_writes_the_same_files(tmp_path, planted_path, images):
+    r = run("explain", planted_path, images / "rgb.png", "-m", "gradcam,layercam", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    recs = json.loads((tmp_path / "explain.json").read_text())
+    assert [rec["method"] for rec in recs] == ["gradcam", "layercam"]
+    for rec in recs:
+        assert np.load(tmp_path / rec["npy"]).shape == (64, 64) and (tmp_path / rec["png"]).exists()

@@ -6,7 +6,6 @@ budget, the stride is the smallest that fits ``budget`` windows, so the budget i
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np

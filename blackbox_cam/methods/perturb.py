@@ -5,8 +5,6 @@ Masks are composed into one reused ``(batch, C, H, W)`` buffer per model call
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from ..errors import BlackboxCamError
@@ -42,6 +40,3 @@ def check_budget(budget: int | None, minimum: int, method: str) -> None:
         raise BlackboxCamError(f"--budget {budget} is too small for {method}: it needs at least {minimum} "
                                "model queries")
 
-
-def chunks(n: int, size: int) -> Callable[[], range]:
-    return lambda: range(0, n, size)
