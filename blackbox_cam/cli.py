@@ -84,6 +84,12 @@ def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, bu
     For every image and method this writes <stem>_<method>.npy (float32, image size, values
     0..1), <stem>_<method>.png (heat-map overlay) and a record in explain.json. An image that
     fails is recorded with its error and the others go on; the exit code is 1 if any failed.
+
+    \b
+    Examples:
+      blackbox-cam explain model.onnx cat.png                     # DE-CAM, 2000 queries
+      blackbox-cam explain model.onnx imgs/*.jpg -m decam,rise --budget 1000 --seed 1
+      blackbox-cam explain model.onnx cat.png -m gradcam --target "tabby, tabby cat"
     """
     from .explain import explain_image
     from .images import load_image

@@ -7,6 +7,9 @@ other exception is a bug in blackbox-cam.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 class BlackboxCamError(Exception):
     """A problem with the user's input, explained in one line."""
@@ -14,3 +17,13 @@ class BlackboxCamError(Exception):
 
 class BudgetExceeded(BlackboxCamError):
     """A method asked the model for more queries than its budget allows."""
+
+
+def existing_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``Path(path)`` if it is an existing file, else a one-line error saying what was expected."""
+    p = Path(path)
+    if not p.exists():
+        raise BlackboxCamError(f"{p}: no such file; pass the path of {what}")
+    if not p.is_file():
+        raise BlackboxCamError(f"{p}: is not a file; pass the path of {what}")
+    return p

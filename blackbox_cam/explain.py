@@ -56,13 +56,16 @@ def explain_image(clf, image: np.ndarray, method: str = "decam", *, target: str 
                   budget: int | None = None, seed: int = 0, **options: Any) -> Result:
     """Explain one ``H x W x 3`` RGB image (float, 0..255) with ``method``.
 
-    The unmasked prediction costs one query, counted inside ``budget``; the method gets the rest.
+    The unmasked prediction costs one query, counted inside ``budget`` (default: the method's
+    own, e.g. 2000 for DE-CAM); the method gets the rest.
     """
     if method not in METHODS:
         raise BlackboxCamError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if budget is not None and budget <= 0:
         raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
     spec = METHODS[method]
+    if budget is None and not spec.whitebox:
+        budget = spec.default_budget
     x = clf.prepare(image)
     with clf.limit(budget):
         probs = clf.probabilities(x[None])[0]

@@ -7,23 +7,18 @@ user sees.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import BlackboxCamError
+from .errors import BlackboxCamError, existing_file
 
 Image.MAX_IMAGE_PIXELS = 20_000 * 20_000  # decompression-bomb guard, generous for real photos
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Load ``path`` as float32 RGB ``(H, W, 3)`` with values in [0, 255]."""
-    p = Path(path)
-    if not p.exists():
-        raise BlackboxCamError(f"{p}: no such file; check the image path")
-    if not p.is_file():
-        raise BlackboxCamError(f"{p}: is not a file; pass image files, not folders")
+    p = existing_file(path, "an image file")
     try:
         with Image.open(p) as im:
             im = ImageOps.exif_transpose(im)

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .errors import BlackboxCamError, BudgetExceeded
+from .errors import BlackboxCamError, BudgetExceeded, existing_file
 from .images import resize
 from .preprocess import LAYOUTS, Preprocessing, read_sidecar, resolve
 
@@ -80,11 +80,7 @@ def make_session(model: onnx.ModelProto | bytes | str, device: str = "auto",
 
 def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     """Load and sanity-check an ONNX file; every failure is a one-line :class:`BlackboxCamError`."""
-    p = Path(path)
-    if not p.exists():
-        raise BlackboxCamError(f"{p}: no such file; pass the path of an .onnx model")
-    if not p.is_file():
-        raise BlackboxCamError(f"{p}: is not a file; pass the path of an .onnx model")
+    p = existing_file(path, "an .onnx model")
     try:
         model = onnx.load(str(p))
     except Exception as e:  # protobuf raises several unrelated types

@@ -77,3 +77,9 @@ def test_maps_are_normalised_float32(planted, heldout, method):
     s = res.saliency
     assert s.dtype == np.float32 and s.shape == (64, 64) and s.min() == 0.0 and s.max() == 1.0
     assert METHODS[method].whitebox is False
+
+
+@pytest.mark.parametrize("method, default", [("decam", 2000), ("rise", 4000)])
+def test_default_budget_includes_the_unmasked_prediction(planted, heldout, method, default):
+    res = explain_image(planted, heldout["images"][2].astype(np.float32), method)
+    assert default * 0.95 <= res.explanation.queries <= default

@@ -52,18 +52,21 @@ class MethodSpec:
     fn: Method
     whitebox: bool
     summary: str
+    default_budget: int | None = None
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register(name: str, *, whitebox: bool = False, summary: str = "") -> Callable[[Method], Method]:
-    """Add a method to :data:`METHODS` under ``name``."""
+def register(name: str, *, whitebox: bool = False, summary: str = "",
+             default_budget: int | None = None) -> Callable[[Method], Method]:
+    """Add a method to :data:`METHODS` under ``name``; ``default_budget`` applies when the user gives none."""
 
     def deco(fn: Method) -> Method:
         if name in METHODS:
             raise ValueError(f"method {name!r} registered twice")
-        METHODS[name] = MethodSpec(name, fn, whitebox, summary or (fn.__doc__ or "").strip().split("\n")[0])
+        METHODS[name] = MethodSpec(name, fn, whitebox, summary or (fn.__doc__ or "").strip().split("\n")[0],
+                                   default_budget)
         return fn
 
     return deco

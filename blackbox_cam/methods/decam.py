@@ -91,7 +91,8 @@ def aggregate_maps(masks: np.ndarray, keep: np.ndarray, drop: np.ndarray, fitnes
             "elite": elite, "best": best}
 
 
-@register("decam", summary="DE-CAM (Karatsiolis & Kamilaris 2022): differential evolution over smooth masks")
+@register("decam", default_budget=DEFAULT_BUDGET,
+          summary="DE-CAM (Karatsiolis & Kamilaris 2022): differential evolution over smooth masks")
 def decam(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
           grid: int | None = None, baseline: str = "zeros", area: float = 0.3,
           population: int | None = None, aggregate: str = "combined", **_: object) -> Explanation:

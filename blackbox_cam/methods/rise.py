@@ -20,7 +20,8 @@ from .perturb import MaskScorer, check_budget
 DEFAULT_BUDGET = 4000
 
 
-@register("rise", summary="RISE (Petsiuk et al. 2018): score-weighted sum of random smooth masks")
+@register("rise", default_budget=DEFAULT_BUDGET,
+          summary="RISE (Petsiuk et al. 2018): score-weighted sum of random smooth masks")
 def rise(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
          grid: int | None = None, p: float = 0.5, baseline: str = "zeros", **_: object) -> Explanation:
     """RISE saliency from ``budget`` masked queries (default 4000)."""
