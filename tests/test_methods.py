@@ -41,10 +41,11 @@ def test_same_seed_same_map_bytes(planted, heldout, method):
         assert a.tobytes() != c.tobytes()
 
 
-def test_batch_size_does_not_change_the_map(planted_path, heldout):
+@pytest.mark.parametrize("method", BLACKBOX)
+def test_batch_size_does_not_change_the_map(planted_path, heldout, method):
     from blackbox_cam import Classifier
     img = heldout["images"][5].astype(np.float32)
-    maps = [explain_image(Classifier(planted_path, batch_size=bs), img, "decam", budget=150, seed=1).saliency
+    maps = [explain_image(Classifier(planted_path, batch_size=bs), img, method, budget=150, seed=1).saliency
             for bs in (7, 64)]
     np.testing.assert_allclose(maps[0], maps[1], atol=1e-5)
 

@@ -41,7 +41,9 @@ def rise(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: in
     for i in range(0, n, step):
         k = min(step, n - i)
         masks = (mask_rng.random((k, s, s)) < p).astype(np.float32)
-        offsets = np.stack([shift_rng.integers(0, cell_h, k), shift_rng.integers(0, cell_w, k)], axis=1)
+        # floats, not integers(): numpy buffers bounded-integer draws per call, which would make
+        # the shifts depend on how the masks are chunked into batches
+        offsets = np.floor(shift_rng.random((k, 2)) * (cell_h, cell_w))
         scores = scorer(masks, up, offsets)
         accumulate(masks, scores, (h, w), up, offsets, out=sal)
     sal /= n * p
