@@ -33,7 +33,7 @@ DEFAULT_METHODS = ",".join(m for m in ("decam", "gradcam", "rise") if m in METHO
 @click.option("--tolerance", type=click.FloatRange(min=0), default=15.0, show_default=True,
               help="Pointing-game tolerance in pixels of the original image.")
 @click.option("--topk", type=click.FloatRange(min=0, max=100, min_open=True), default=20.0, show_default=True,
-              help="Top-k %% of pixels for the IoU agreement.")
+              help="Top-k percent of pixels for the IoU agreement.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="compare-out",
               show_default=True, help="Folder for index.html, compare.json, compare.csv and panels/.")
 @model_options

@@ -73,6 +73,8 @@ def explain_image(clf, image: np.ndarray, method: str = "decam", *, target: str 
         inner = None if budget is None or spec.whitebox else budget - 1
         expl = spec.fn(clf, x, tgt, budget=inner, seed=seed, **options)
     expl.queries += 1
+    if budget is not None:
+        expl.params["budget"] = budget  # the user's budget, the unmasked prediction included
     expl.score = float(probs[tgt])
     pred = int(np.argmax(probs))
     sal = resize_map(expl.saliency, image.shape[:2])

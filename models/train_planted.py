@@ -234,7 +234,6 @@ def main() -> None:
     # features, 16x16 cells of 4x4 px) for the true class falls inside the object's box
     # (dilated by 2 px).
     with torch.no_grad():
-        t = to_input(xva)
         f = model.features(to_input(xva))
         cam = torch.einsum("nkhw,nk->nhw", f, model.fc.weight[torch.from_numpy(yva)]).numpy()
     am = cam.reshape(len(cam), -1).argmax(1)
