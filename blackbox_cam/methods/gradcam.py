@@ -41,7 +41,7 @@ _STATE: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 def _gradients():
     from .. import (
-        gradients,  # B's package; imported lazily so the black-box core never needs it
+        gradients,  # imported lazily so the black-box core never needs it
     )
 
     return gradients
