@@ -71,6 +71,8 @@ def explain_image(clf, image: np.ndarray, method: str = "decam", *, target: str 
         probs = clf.probabilities(x[None])[0]
         tgt = resolve_target(clf, target, probs)
         inner = None if budget is None or spec.whitebox else budget - 1
+        if not spec.whitebox:  # the unmasked score is known: methods need not pay for it again
+            options = {"reference_score": float(probs[tgt]), **options}
         expl = spec.fn(clf, x, tgt, budget=inner, seed=seed, **options)
     expl.queries += 1
     if budget is not None:

@@ -84,3 +84,10 @@ def test_maps_are_normalised_float32(planted, heldout, method):
 def test_default_budget_includes_the_unmasked_prediction(planted, heldout, method, default):
     res = explain_image(planted, heldout["images"][2].astype(np.float32), method)
     assert default * 0.95 <= res.explanation.queries <= default
+
+
+def test_occlusion_does_not_pay_twice_for_the_unmasked_score(planted, heldout):
+    img = heldout["images"][4].astype(np.float32)
+    res = explain_image(planted, img, "occlusion", budget=50)
+    windows = res.explanation.params["windows"]
+    assert res.explanation.queries == windows + 1  # the windows plus the one unmasked prediction

@@ -38,18 +38,26 @@ def plan(h: int, w: int, window: int, budget: int | None) -> tuple[int, list[int
 
 @register("occlusion", summary="Sliding-window occlusion (Zeiler & Fergus 2014): mean score drop per pixel")
 def occlusion(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
-              window: int | None = None, baseline: str = "zeros", **_: object) -> Explanation:
-    """Occlusion saliency; ``window`` defaults to 1/8 of the image side."""
+              window: int | None = None, baseline: str = "zeros", reference_score: float | None = None,
+              **_: object) -> Explanation:
+    """Occlusion saliency; ``window`` defaults to 1/8 of the image side.
+
+    ``reference_score`` is the target's probability on the unmasked image when the caller
+    already has it (:func:`blackbox_cam.explain.explain_image` does); otherwise one query
+    computes it.
+    """
     t0 = time.perf_counter()
     h, w = x.shape[1:]
     win = int(window or max(2, round(min(h, w) / 8)))
     if not 1 <= win <= min(h, w):
         raise BlackboxCamError(f"--window {win} must be between 1 and the input size {min(h, w)}")
-    check_budget(budget, 2, "occlusion")
+    known = reference_score is not None
+    check_budget(budget, 1 if known else 2, "occlusion")
     q0 = clf.queries
     base = make_baseline(x, baseline, seed=seed)
-    p0 = float(clf.probabilities(x[None])[0, target])
-    stride, ys, xs = plan(h, w, win, None if budget is None else budget - 1)
+    p0 = float(reference_score) if known else float(clf.probabilities(x[None])[0, target])
+    windows = None if budget is None else budget - (0 if known else 1)
+    stride, ys, xs = plan(h, w, win, windows)
     boxes = [(y, xx) for y in ys for xx in xs]
     scorer = MaskScorer(clf, x, base, target)
     drop_sum = np.zeros((h, w), np.float64)
