@@ -95,8 +95,15 @@ def aggregate_maps(masks: np.ndarray, keep: np.ndarray, drop: np.ndarray, fitnes
           summary="DE-CAM (Karatsiolis & Kamilaris 2022): differential evolution over smooth masks")
 def decam(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
           grid: int | None = None, baseline: str = "zeros", area: float = 0.3,
-          population: int | None = None, aggregate: str = "combined", **_: object) -> Explanation:
-    """DE-CAM saliency within ``budget`` queries (default 2000)."""
+          population: int | None = None, aggregate: str = "combined", trace: bool = False,
+          **_: object) -> Explanation:
+    """DE-CAM saliency within ``budget`` queries (default 2000).
+
+    ``trace=True`` records, after every generation, the map as the search has built it so far
+    (``extra["trace"]``: dicts with ``generation``, ``queries``, ``best_fitness``, ``saliency`` and
+    ``best_mask``, both float32 at the model's input size); the last entry's saliency is the
+    returned map. Used by ``blackbox-cam animate -m decam``.
+    """
     t0 = time.perf_counter()
     n_budget = DEFAULT_BUDGET if budget is None else int(budget)
     check_budget(n_budget, 10, "decam")
@@ -121,7 +128,20 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: i
         f = -(keep - drop) + area * masks.mean(axis=(1, 2))
         seen_masks.append(masks)
         seen.append((keep, drop, f))
+        if trace:
+            trace_log.append(_snapshot(len(seen) - 1, clf.queries - q0))
         return f
+
+    trace_log: list[dict] = []
+
+    def _snapshot(gen: int, queries: int) -> dict:
+        m = np.concatenate(seen_masks)
+        k, d, fi = (np.concatenate(v) for v in zip(*seen))
+        b = m[int(np.argmin(fi))]
+        gm = aggregate_maps(m, k, d, fi, b)[aggregate]
+        return {"generation": gen, "queries": int(queries), "best_fitness": float(np.min(fi)),
+                "saliency": normalise(upsample(gm.astype(np.float32), (h, w))),
+                "best_mask": upsample(b.astype(np.float32), (h, w))}
 
     init = qmc.LatinHypercube(d=dims, rng=np.random.default_rng([seed, 7])).random(pop)
     res = differential_evolution(fitness, bounds=[(0.0, 1.0)] * dims, maxiter=gens - 1, init=init,
@@ -141,4 +161,4 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: i
                        "decam", {"best_mask": best.astype(np.float32), "best_fitness": float(res.fun),
                                  "fitness_history": np.minimum.accumulate(history).tolist(),
                                  "evaluations": int(len(masks)),
-                                 "grid_maps": grid_maps})
+                                 "grid_maps": grid_maps, **({"trace": trace_log} if trace else {})})
