@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from .cli_options import classifier_kwargs, model_options, run_options
-from .methods import METHODS
+from .options import classifier_kwargs, model_options, run_options
+from ..methods import METHODS
 
 DEFAULT_METHODS = ",".join(m for m in ("decam", "gradcam", "rise") if m in METHODS)
 
@@ -48,11 +48,11 @@ def compare(model: Path, images: tuple[Path, ...], methods: str, boxes: Path | N
     OUT/panels/*.png. An image that fails is recorded and the rest go on; the exit code is 1 if
     any image or method failed.
     """
-    from .compare import MetricSettings, compare_images, parse_methods, read_boxes
-    from .errors import BlackboxCamError
-    from .output import ensure_dir
-    from .report import write_report
-    from .runtime import Classifier
+    from ..compare import MetricSettings, compare_images, parse_methods, read_boxes
+    from ..errors import BlackboxCamError
+    from ..output import ensure_dir
+    from ..report import write_report
+    from ..runtime import Classifier
 
     names = parse_methods(methods)
     if budget is not None and budget <= 0:

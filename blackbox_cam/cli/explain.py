@@ -1,9 +1,4 @@
-"""``blackbox-cam``: the command line, a thin layer over the Python API.
-
-Each command parses its options, loads the model through :class:`blackbox_cam.runtime.Classifier`
-and calls the library; method choices come from the registry so the CLI cannot drift from
-the API. User errors print one line (``error: ...``) and exit non-zero without a traceback.
-"""
+"""``blackbox-cam explain``: saliency maps for images, one file per image and method."""
 from __future__ import annotations
 
 import sys
@@ -13,54 +8,14 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .cli_options import classifier_kwargs, model_options, run_options
-from .errors import BlackboxCamError
-from .masks import BASELINES
-from .methods import METHODS
+from ..errors import BlackboxCamError
+from ..masks import BASELINES
+from ..methods import METHODS
+from ._group import method_list, progress
+from .options import classifier_kwargs, model_options, run_options
 
 
-class _Group(click.Group):
-    """Turns :class:`BlackboxCamError` into one line on stderr and exit code 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except BlackboxCamError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="blackbox-cam")
-def main() -> None:
-    """Explain what an ONNX image classifier looks at, from the .onnx file alone.
-
-    \b
-    Black-box methods (model outputs only):  decam, rise, occlusion
-    White-box methods (gradients from the ONNX graph): gradcam, gradcam++, hirescam, xgradcam, layercam
-    \b
-    Example:
-      blackbox-cam explain models/efficientnet_lite0.onnx models/images/chelsea.png --out out/
-    Preprocessing is read from a sidecar <model>.json next to the model; flags override it.
-    """
-
-
-def _method_list(value: str) -> list[str]:
-    names = [m.strip() for m in value.split(",") if m.strip()]
-    bad = [m for m in names if m not in METHODS]
-    if bad or not names:
-        raise click.BadParameter(f"{', '.join(bad) or value!r} not a method; choose from {', '.join(METHODS)} "
-                                 "(comma-separated for several)")
-    return names
-
-
-def _progress(total: int | None, desc: str):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit="q", leave=False, disable=None, file=sys.stderr)
-
-
-@main.command()
+@click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--method", "-m", "methods", default="decam", show_default=True, metavar="NAME[,NAME...]",
@@ -91,13 +46,13 @@ def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, bu
       blackbox-cam explain model.onnx imgs/*.jpg -m decam,rise --budget 1000 --seed 1
       blackbox-cam explain model.onnx cat.png -m gradcam --target "tabby, tabby cat"
     """
-    from .explain import explain_image
-    from .images import load_image
-    from .output import ensure_dir, write_json, write_npy, write_png
-    from .render import overlay
-    from .runtime import Classifier
+    from ..explain import explain_image
+    from ..images import load_image
+    from ..output import ensure_dir, write_json, write_npy, write_png
+    from ..render import overlay
+    from ..runtime import Classifier
 
-    names = _method_list(methods)
+    names = method_list(methods)
     if budget is not None and budget <= 0:
         raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
     out = ensure_dir(out_dir)
@@ -119,7 +74,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, bu
                 k: v for k, v in (("grid", grid), ("baseline", baseline), ("window", window)) if v is not None}
             rec: dict[str, Any] = {"model": str(model), "image": str(image_path), "method": name}
             t0 = time.perf_counter()
-            bar = _progress(budget, f"{image_path.name} {name}")
+            bar = progress(budget, f"{image_path.name} {name}")
             clf.on_queries = bar.update
             try:
                 res = explain_image(clf, image, name, target=target, budget=budget, seed=seed, **opts)
@@ -148,31 +103,3 @@ def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, bu
         sys.exit(1)
 
 
-@main.command()
-@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--all", "show_all", is_flag=True, help="List every float intermediate tensor, not only 4-D maps.")
-def layers(model: Path, show_all: bool) -> None:
-    """List MODEL's candidate layers for the white-box methods; * marks the default."""
-    from .methods.gradcam import list_layers
-    from .runtime import load_onnx
-
-    rows = list_layers(load_onnx(model))
-    if not show_all:
-        rows = [r for r in rows if r.shape is not None and len(r.shape) == 4]
-    for r in rows:
-        shape = "x".join("?" if d is None else str(d) for d in (r.shape or ()))
-        click.echo(f"{'*' if r.is_default else ' '} {r.name}\t{r.op_type}\t{shape}\t{r.scope or ''}")
-
-
-def _add_optional_commands() -> None:
-    try:
-        from .cli_compare import compare
-    except ImportError:  # pragma: no cover
-        return
-    main.add_command(compare)
-
-
-_add_optional_commands()
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

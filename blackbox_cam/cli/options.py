@@ -5,8 +5,8 @@ from typing import Any, Callable
 
 import click
 
-from .preprocess import LAYOUTS, PRESETS
-from .runtime import DEVICES
+from ..preprocess import LAYOUTS, PRESETS
+from ..runtime import DEVICES
 
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:

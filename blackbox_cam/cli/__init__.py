@@ -1,0 +1,23 @@
+"""``blackbox-cam``: the command line, a thin layer over the Python API.
+
+One module per command (``explain``, ``layers``, ``compare``, ...), shared options in
+:mod:`.options`, the group in :mod:`._group`. Each command parses its options, loads the model
+through :class:`blackbox_cam.runtime.Classifier` and calls the library; method choices come from
+the registry so the CLI cannot drift from the API. User errors print one line (``error: ...``)
+and exit non-zero without a traceback.
+"""
+from __future__ import annotations
+
+from ._group import main
+from .compare import compare
+from .explain import explain
+from .layers import layers
+
+# each command registers here, one line each
+for _cmd in (explain, layers, compare):
+    main.add_command(_cmd)
+
+__all__ = ["main"]
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

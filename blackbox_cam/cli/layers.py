@@ -1,0 +1,24 @@
+"""``blackbox-cam layers``: the tensors a white-box method can explain at."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--all", "show_all", is_flag=True, help="List every float intermediate tensor, not only 4-D maps.")
+def layers(model: Path, show_all: bool) -> None:
+    """List MODEL's candidate layers for the white-box methods; * marks the default."""
+    from ..methods.gradcam import list_layers
+    from ..runtime import load_onnx
+
+    rows = list_layers(load_onnx(model))
+    if not show_all:
+        rows = [r for r in rows if r.shape is not None and len(r.shape) == 4]
+    for r in rows:
+        shape = "x".join("?" if d is None else str(d) for d in (r.shape or ()))
+        click.echo(f"{'*' if r.is_default else ' '} {r.name}\t{r.op_type}\t{shape}\t{r.scope or ''}")
+
+
