@@ -31,8 +31,8 @@ from scipy import stats
 
 from . import metrics
 from .errors import BlackboxCamError
-from .explain import explain_image, resolve_target
-from .images import load_image
+from .dataset import Item, MapCache, expand_inputs, explain_cached, file_digest
+from .explain import resolve_target
 from .methods import METHODS
 
 #: Per-row metric keys, in report order; ``higher`` says which direction is better.
@@ -195,28 +195,18 @@ def score_map(clf, x: np.ndarray, saliency: np.ndarray, target: int, settings: M
     return out
 
 
-def _unique_names(paths: Sequence[Path]) -> list[str]:
-    """File names, made unique (``a.png``, ``a-2.png``) when two folders hold the same name."""
-    seen: dict[str, int] = {}
-    out = []
-    for p in paths:
-        n = seen.get(p.name, 0) + 1
-        seen[p.name] = n
-        out.append(p.name if n == 1 else f"{p.stem}-{n}{p.suffix}")
-    return out
-
-
-def compare_images(clf, images: Sequence[str | os.PathLike], methods: Sequence[str], *,
+def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Sequence[str], *,
                    target: str | int | None = None, budget: int | None = None, seed: int = 0,
                    boxes: dict[str, tuple[float, ...]] | None = None, reference: str | None = None,
                    settings: MetricSettings | None = None,
-                   progress: Callable[[str], None] | None = None) -> CompareResult:
+                   progress: Callable[[str], None] | None = None, cache: MapCache | None = None) -> CompareResult:
     """Run ``methods`` on ``images`` with a shared target per image and score every map.
 
     Parameters
     ----------
     clf : a :class:`blackbox_cam.runtime.Classifier`.
-    images : image files.
+    images : image files, folders, manifest CSVs (see :func:`blackbox_cam.dataset.expand_inputs`)
+        or already expanded :class:`~blackbox_cam.dataset.Item`.
     methods : registry names (see :func:`parse_methods`).
     target : ``None``/``"top1"`` (each image's top-1 class), a class index or a label.
     budget, seed : passed to every method (white-box methods ignore the budget).
@@ -225,21 +215,26 @@ def compare_images(clf, images: Sequence[str | os.PathLike], methods: Sequence[s
     reference : method the others are compared with (default :func:`choose_reference`).
     settings : metric options.
     progress : called with one line per finished step (the CLI echoes it).
+    cache : a :class:`~blackbox_cam.dataset.MapCache`: maps already made are reused (the
+        metrics are always recomputed).
     """
     methods = parse_methods(list(methods))
     ref = choose_reference(methods, reference)
     settings = settings or MetricSettings(seed=seed)
     boxes = boxes or {}
     say = progress or (lambda _msg: None)
-    paths = [Path(p) for p in images]
+    items = [i for i in images if isinstance(i, Item)]
+    if len(items) != len(images):
+        items = expand_inputs(images)
     if target is not None and str(target).lower() != "top1":
         target = resolve_target(clf, target, None)        # a bad --target fails once, up front
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     results: list[ImageResult] = []
-    for path, name in zip(paths, _unique_names(paths)):
+    for item in items:
+        name, path = item.name, item.path
         try:
-            img, x, tgt, box = _prepare(clf, path, target, boxes.get(path.name))
+            img, x, tgt, box = _prepare(clf, item, target, boxes.get(path.name))
         except Exception as e:  # a bad image is recorded; the others go on
             failures.append({"image": name, "method": "", "error": _message(e)})
             say(f"{name}: failed ({_message(e)})")
@@ -248,7 +243,7 @@ def compare_images(clf, images: Sequence[str | os.PathLike], methods: Sequence[s
         results.append(ir)
         for m in methods:
             try:
-                row = _run_method(clf, ir, x, m, budget, seed, settings)
+                row = _run_method(clf, ir, x, m, budget, seed, settings, cache)
             except Exception as e:  # one method failing must not lose the others' results
                 failures.append({"image": name, "method": m, "error": _message(e)})
                 say(f"{name} / {m}: failed ({_message(e)})")
@@ -275,9 +270,11 @@ def _message(e: Exception) -> str:
 
 
 def _run_method(clf, ir: ImageResult, x: np.ndarray, method: str, budget: int | None, seed: int,
-                settings: MetricSettings) -> dict[str, Any]:
+                settings: MetricSettings, cache: MapCache | None = None) -> dict[str, Any]:
     """Explain ``ir`` with ``method`` (keeping its maps on ``ir``) and score the map: one row."""
-    res = explain_image(clf, ir.image, method, target=ir.target, budget=budget, seed=seed)
+    digest = file_digest(ir.path) if cache is not None else None
+    res, _hit = explain_cached(clf, ir.image, method, cache=cache, digest=digest, target=ir.target,
+                               budget=budget, seed=seed)
     t0 = time.perf_counter()
     row: dict[str, Any] = {"image": ir.name, "method": method, "target": ir.target, "label": ir.label,
                            "target_probability": res.score}
@@ -293,8 +290,9 @@ def _run_method(clf, ir: ImageResult, x: np.ndarray, method: str, budget: int | 
     return row
 
 
-def _prepare(clf, path: Path, target, box):
-    img = load_image(path)
+def _prepare(clf, item: Item, target, box):
+    path = item.path
+    img = item.load()
     h, w = img.shape[:2]
     if box is not None and (box[2] > w + 1e-6 or box[3] > h + 1e-6):
         raise BlackboxCamError(f"{path.name}: box ({', '.join(f'{v:g}' for v in box)}) lies outside the "

@@ -19,7 +19,7 @@ DEFAULT_METHODS = ",".join(m for m in ("decam", "gradcam", "rise") if m in METHO
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
 @click.option("--methods", "-m", default=DEFAULT_METHODS, show_default=True, metavar="NAME[,NAME...]",
               help=f"Methods to compare: {', '.join(METHODS)}.")
 @click.option("--boxes", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -42,6 +42,9 @@ def compare(model: Path, images: tuple[Path, ...], methods: str, boxes: Path | N
             out_dir: Path, **kw: Any) -> None:
     """Run each method on each image (same target), score every map, write a report.
 
+    INPUT is an image file, a folder (recursive, sorted) or a manifest CSV (an `image` column,
+    paths relative to the CSV); maps are cached under OUT/maps/ and reused by a later run.
+
     Writes OUT/index.html (summary table, then one panel per image), compare.json and
     compare.csv (one row per image x method: deletion/insertion AUC, ROAD, agreement with the
     reference map, pointing game and energy in box when --boxes is given, queries, seconds) and
@@ -54,13 +57,16 @@ def compare(model: Path, images: tuple[Path, ...], methods: str, boxes: Path | N
     from ..report import write_report
     from ..runtime import Classifier
 
+    from ..dataset import MapCache, expand_inputs
+
     names = parse_methods(methods)
     if budget is not None and budget <= 0:
         raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
-    box_map = read_boxes(boxes, images) if boxes is not None else None
+    items = expand_inputs(images)
+    box_map = read_boxes(boxes, [it.path for it in items]) if boxes is not None else None
     ensure_dir(out_dir)
     clf = Classifier(model, **classifier_kwargs(kw))
-    result = compare_images(clf, images, names, target=target, budget=budget, seed=seed, boxes=box_map,
+    result = compare_images(clf, items, names, cache=MapCache(out_dir, clf), target=target, budget=budget, seed=seed, boxes=box_map,
                             reference=reference, settings=MetricSettings(road=road, tolerance=tolerance,
                                                                          topk=topk, seed=seed),
                             progress=lambda msg: click.echo(msg, err=True))

@@ -17,7 +17,7 @@ from .options import classifier_kwargs, model_options, run_options
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
 @click.option("--method", "-m", "methods", default="decam", show_default=True, metavar="NAME[,NAME...]",
               help=f"Saliency method(s): {', '.join(METHODS)}.")
 @run_options
@@ -34,9 +34,12 @@ from .options import classifier_kwargs, model_options, run_options
 def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, budget: int | None, seed: int,
             out_dir: Path, grid: int | None, baseline: str | None, window: int | None, layer: str,
             **kw: Any) -> None:
-    """Explain IMAGES with MODEL and write saliency maps.
+    """Explain the images in INPUT... with MODEL and write saliency maps.
 
-    For every image and method this writes <stem>_<method>.npy (float32, image size, values
+    INPUT is an image file, a folder (searched recursively for images, sorted) or a manifest
+    CSV (header with an `image` column, paths relative to the CSV). Maps are cached under
+    OUT/maps/ (keyed by image content, method, options, seed, target and model), so running
+    again, or with more images, reuses every map already made. For every image and method this writes <stem>_<method>.npy (float32, image size, values
     0..1), <stem>_<method>.png (heat-map overlay) and a record in explain.json. An image that
     fails is recorded with its error and the others go on; the exit code is 1 if any failed.
 
@@ -46,8 +49,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, bu
       blackbox-cam explain model.onnx imgs/*.jpg -m decam,rise --budget 1000 --seed 1
       blackbox-cam explain model.onnx cat.png -m gradcam --target "tabby, tabby cat"
     """
-    from ..explain import explain_image
-    from ..images import load_image
+    from ..dataset import MapCache, expand_inputs, explain_cached
     from ..output import ensure_dir, write_json, write_npy, write_png
     from ..render import overlay
     from ..runtime import Classifier
@@ -55,16 +57,19 @@ def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, bu
     names = method_list(methods)
     if budget is not None and budget <= 0:
         raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
+    items = expand_inputs(images)
     out = ensure_dir(out_dir)
     clf = Classifier(model, **classifier_kwargs(kw))
+    cache = MapCache(out, clf)
     records: list[dict[str, Any]] = []
     failed = 0
-    for image_path in images:
+    for item in items:
         try:
-            image = load_image(image_path)
+            image = item.load()
+            digest = item.digest()
         except BlackboxCamError as e:
             click.echo(f"error: {e}", err=True)
-            records.extend({"model": str(model), "image": str(image_path), "method": m, "error": str(e)} for m in names)
+            records.extend({"model": str(model), "image": str(item.path), "method": m, "error": str(e)} for m in names)
             failed += 1
             write_json(out / "explain.json", records)
             continue
@@ -72,28 +77,30 @@ def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, bu
             spec = METHODS[name]
             opts: dict[str, Any] = {"layer": layer} if spec.whitebox else {
                 k: v for k, v in (("grid", grid), ("baseline", baseline), ("window", window)) if v is not None}
-            rec: dict[str, Any] = {"model": str(model), "image": str(image_path), "method": name}
+            rec: dict[str, Any] = {"model": str(model), "image": str(item.path), "method": name}
             t0 = time.perf_counter()
-            bar = progress(budget, f"{image_path.name} {name}")
+            bar = progress(budget, f"{item.name} {name}")
             clf.on_queries = bar.update
             try:
-                res = explain_image(clf, image, name, target=target, budget=budget, seed=seed, **opts)
+                res, hit = explain_cached(clf, image, name, cache=cache, digest=digest, target=target,
+                                          budget=budget, seed=seed, **opts)
             except BlackboxCamError as e:
-                click.echo(f"error: {image_path}: {e}", err=True)
+                click.echo(f"error: {item.path}: {e}", err=True)
                 rec["error"] = str(e)
                 failed += 1
             else:
-                stem = out / f"{image_path.stem}_{name}"
+                stem = out / f"{item.stem()}_{name}"
                 write_npy(stem.with_suffix(".npy"), res.saliency)
                 write_png(stem.with_suffix(".png"), overlay(image, res.saliency))
                 ex = res.explanation
                 rec.update({"predicted": res.predicted, "predicted_label": clf.label(res.predicted),
                             "predicted_score": res.predicted_score, "label": clf.label(res.target),
                             "score": res.score, "target": res.target, "params": ex.params,
-                            "queries": ex.queries, "seconds": round(time.perf_counter() - t0, 3),
-                            "npy": stem.with_suffix(".npy").name, "png": stem.with_suffix(".png").name})
-                click.echo(f"{image_path.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
-                           f"{ex.queries} queries, {rec['seconds']:.1f}s -> {stem.with_suffix('.png')}")
+                            "queries": ex.queries, "seconds": ex.seconds if hit else round(time.perf_counter() - t0, 3),
+                            "cached": hit, "npy": stem.with_suffix(".npy").name, "png": stem.with_suffix(".png").name})
+                click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
+                           f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
+                           f"-> {stem.with_suffix('.png')}")
             finally:
                 bar.close()
                 clf.on_queries = None
