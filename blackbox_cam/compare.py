@@ -18,7 +18,6 @@ method's mean and 95 % t-interval over images. Writing files is :mod:`blackbox_c
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 import time
@@ -31,7 +30,7 @@ from scipy import stats
 
 from . import metrics
 from .errors import BlackboxCamError
-from .dataset import Item, MapCache, expand_inputs, explain_cached, file_digest
+from .dataset import Item, MapCache, expand_inputs, explain_cached, file_digest, read_csv_rows
 from .explain import resolve_target
 from .methods import METHODS
 
@@ -141,39 +140,19 @@ def read_boxes(path: str | os.PathLike, images: Iterable[str | os.PathLike]) -> 
     """
     p = Path(path)
     known = {Path(i).name for i in images}
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise BlackboxCamError(f"{p}: no such boxes file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BlackboxCamError(f"{p}: cannot read the boxes file ({e})") from None
-    reader = csv.reader(text.splitlines())
-    header = next(reader, None)
-    if header is None:
-        raise BlackboxCamError(f"{p}: the boxes file is empty; expected a header {','.join(BOX_COLUMNS)}")
-    cols = [h.strip().lower() for h in header]
-    missing = [c for c in BOX_COLUMNS if c not in cols]
-    if missing:
-        raise BlackboxCamError(f"{p}, line 1: header lacks {', '.join(missing)}; expected {','.join(BOX_COLUMNS)} "
-                               "(extra columns are ignored)")
-    at = {c: cols.index(c) for c in BOX_COLUMNS}
     boxes: dict[str, tuple[float, ...]] = {}
-    for line, row in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) < len(cols):
-            raise BlackboxCamError(f"{p}, line {line}: {len(row)} fields but the header has {len(cols)}")
-        name = row[at["image"]].strip()
+    for line, row in read_csv_rows(p, "boxes", BOX_COLUMNS, f"{','.join(BOX_COLUMNS)} (extra columns are ignored)"):
+        name = row["image"]
         if name not in known:
             raise BlackboxCamError(f"{p}, line {line}: image {name!r} is not one of the images given "
                                    f"({', '.join(sorted(known))})")
         if name in boxes:
             raise BlackboxCamError(f"{p}, line {line}: a second box for {name!r}; give one box per image")
         try:
-            x0, y0, x1, y1 = (float(row[at[c]]) for c in ("x0", "y0", "x1", "y1"))
+            x0, y0, x1, y1 = (float(row[c]) for c in ("x0", "y0", "x1", "y1"))
         except ValueError:
             raise BlackboxCamError(f"{p}, line {line}: x0,y0,x1,y1 must be numbers, got "
-                                   f"{[row[at[c]] for c in ('x0', 'y0', 'x1', 'y1')]}") from None
+                                   f"{[row[c] for c in ('x0', 'y0', 'x1', 'y1')]}") from None
         if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or min(x0, y0) < 0 or x1 <= x0 or y1 <= y0:
             raise BlackboxCamError(f"{p}, line {line}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is not valid; "
                                    "need 0 <= x0 < x1 and 0 <= y0 < y1")

@@ -149,7 +149,7 @@ def _walk(root: Path) -> list[Item]:
 def read_manifest(path: str | os.PathLike) -> list[Item]:
     """Items of a manifest CSV: header with ``image`` (relative to the CSV's folder) and optional ``label``."""
     p = Path(path)
-    rows = _read_csv(p, "manifest", required=("image",))
+    rows = read_csv_rows(p, "manifest", ("image",), "image[,label]")
     base = p.parent
     items = []
     for line, row in rows:
@@ -164,8 +164,14 @@ def read_manifest(path: str | os.PathLike) -> list[Item]:
     return items
 
 
-def _read_csv(p: Path, what: str, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a CSV as ``(line number, {lower-case column: stripped cell})``; header checked."""
+def read_csv_rows(p: Path, what: str, required: Sequence[str],
+                  expected: str | None = None) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a CSV as ``(line number, {lower-case column: stripped cell})``, blank rows skipped.
+
+    The header must hold the ``required`` columns (extra ones are kept); every problem is a
+    :class:`BlackboxCamError` naming the file and line. ``expected`` is the header shown in
+    the error (default: the required columns).
+    """
     try:
         text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -177,9 +183,8 @@ def _read_csv(p: Path, what: str, required: Sequence[str]) -> list[tuple[int, di
     cols = [h.strip().lower() for h in header or []]
     missing = [c for c in required if c not in cols]
     if missing:
-        raise BlackboxCamError(f"{p}, line 1: the {what} header {','.join(cols) or '(empty)'} lacks "
-                               f"{', '.join(missing)}; expected a header like {','.join(required)}"
-                               + (",label" if "label" not in required else ""))
+        raise BlackboxCamError(f"{p}, line 1: header lacks {', '.join(missing)}; expected a {what} header "
+                               f"{expected or ','.join(required)}")
     out = []
     for line, row in enumerate(reader, start=2):
         if not any(c.strip() for c in row):
@@ -267,7 +272,7 @@ def read_ground_truth(path: str | os.PathLike, labels: Sequence[str] | None, num
     ``num_classes`` here, so a wrong CSV fails before any image is explained.
     """
     p = Path(path)
-    rows = _read_csv(p, "ground-truth", required=("image", "label"))
+    rows = read_csv_rows(p, "ground-truth", ("image", "label"))
     gt = GroundTruth(p)
     for line, row in rows:
         if not row["image"] or not row["label"]:
