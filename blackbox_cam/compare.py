@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -31,8 +31,8 @@ from scipy import stats
 from . import metrics
 from .errors import BlackboxCamError
 from .dataset import Item, MapCache, expand_inputs, explain_cached, file_digest, read_csv_rows
-from .explain import resolve_target
-from .methods import METHODS
+from .explain import Scored, resolve_target, score_image
+from .methods import METHODS, Call, bind_all, parse_methods
 
 #: Per-row metric keys, in report order; ``higher`` says which direction is better.
 METRICS: dict[str, dict[str, Any]] = {
@@ -103,21 +103,6 @@ class CompareResult:
 
 
 # -- inputs ------------------------------------------------------------------------------------
-def parse_methods(text: str | Sequence[str]) -> list[str]:
-    """``"decam,gradcam"`` -> ``["decam", "gradcam"]``; unknown names raise, listing valid ones."""
-    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
-    if not names:
-        raise BlackboxCamError(f"--methods is empty; choose from {', '.join(METHODS)}")
-    unknown = [n for n in names if n not in METHODS]
-    if unknown:
-        raise BlackboxCamError(f"unknown method{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                               f"choose from {', '.join(METHODS)}")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise BlackboxCamError(f"--methods lists {', '.join(dupes)} more than once")
-    return names
-
-
 def choose_reference(methods: Sequence[str], reference: str | None = None) -> str | None:
     """The map others are compared with: ``reference`` if given, else the first white-box method
     listed, else the first method (so agreement columns always exist when two or more are run)."""
@@ -177,7 +162,7 @@ def score_map(clf, x: np.ndarray, saliency: np.ndarray, target: int, settings: M
 def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Sequence[str], *,
                    target: str | int | None = None, budget: int | None = None, seed: int = 0,
                    boxes: dict[str, tuple[float, ...]] | None = None, reference: str | None = None,
-                   settings: MetricSettings | None = None,
+                   settings: MetricSettings | None = None, options: Mapping[str, Any] | None = None,
                    progress: Callable[[str], None] | None = None, cache: MapCache | None = None) -> CompareResult:
     """Run ``methods`` on ``images`` with a shared target per image and score every map.
 
@@ -186,18 +171,21 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
     clf : a :class:`blackbox_cam.runtime.Classifier`.
     images : image files, folders, manifest CSVs (see :func:`blackbox_cam.dataset.expand_inputs`)
         or already expanded :class:`~blackbox_cam.dataset.Item`.
-    methods : registry names (see :func:`parse_methods`).
+    methods : registry names (see :func:`blackbox_cam.methods.parse_methods`).
     target : ``None``/``"top1"`` (each image's top-1 class), a class index or a label.
     budget, seed : passed to every method (white-box methods ignore the budget).
     boxes : ``{file name: (x0, y0, x1, y1)}`` from :func:`read_boxes`; enables the pointing game
         and energy in box for those images.
     reference : method the others are compared with (default :func:`choose_reference`).
     settings : metric options.
+    options : method options (``{"grid": 6}``), each given to the methods that declare it; they
+        and the budget are checked before any image is read.
     progress : called with one line per finished step (the CLI echoes it).
     cache : a :class:`~blackbox_cam.dataset.MapCache`: maps already made are reused (the
         metrics are always recomputed).
     """
     methods = parse_methods(list(methods))
+    calls = bind_all(methods, budget, options, clf.input_size)
     ref = choose_reference(methods, reference)
     settings = settings or MetricSettings(seed=seed)
     boxes = boxes or {}
@@ -206,23 +194,23 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
     if len(items) != len(images):
         items = expand_inputs(images)
     if target is not None and str(target).lower() != "top1":
-        target = resolve_target(clf, target, None)        # a bad --target fails once, up front
+        target = resolve_target(clf, target)        # a named target is resolved once, up front
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     results: list[ImageResult] = []
     for item in items:
         name, path = item.name, item.path
         try:
-            img, x, tgt, box = _prepare(clf, item, target, boxes.get(path.name))
+            scored, box = _prepare(clf, item, target, boxes.get(path.name))
         except Exception as e:  # a bad image is recorded; the others go on
             failures.append({"image": name, "method": "", "error": _message(e)})
             say(f"{name}: failed ({_message(e)})")
             continue
-        ir = ImageResult(name, str(path), img, tgt, clf.label(tgt), box=box)
+        ir = ImageResult(name, str(path), scored.image, scored.target, clf.label(scored.target), box=box)
         results.append(ir)
         for m in methods:
             try:
-                row = _run_method(clf, ir, x, m, budget, seed, settings, cache)
+                row = _run_method(clf, ir, scored, calls[m], seed, settings, cache)
             except Exception as e:  # one method failing must not lose the others' results
                 failures.append({"image": name, "method": m, "error": _message(e)})
                 say(f"{name} / {m}: failed ({_message(e)})")
@@ -248,12 +236,14 @@ def _message(e: Exception) -> str:
     return str(e) if isinstance(e, BlackboxCamError) else f"{type(e).__name__}: {e}"
 
 
-def _run_method(clf, ir: ImageResult, x: np.ndarray, method: str, budget: int | None, seed: int,
+def _run_method(clf, ir: ImageResult, scored: Scored, call: Call, seed: int,
                 settings: MetricSettings, cache: MapCache | None = None) -> dict[str, Any]:
-    """Explain ``ir`` with ``method`` (keeping its maps on ``ir``) and score the map: one row."""
+    """Explain ``ir`` with ``call`` (keeping its maps on ``ir``) and score the map: one row."""
     digest = file_digest(ir.path) if cache is not None else None
-    res, _hit = explain_cached(clf, ir.image, method, cache=cache, digest=digest, target=ir.target,
-                               budget=budget, seed=seed)
+    res, _hit = explain_cached(clf, ir.image, call, cache=cache, digest=digest, target=ir.target,
+                               seed=seed, scored=scored)
+    method = call.spec.name
+    x = scored.x
     t0 = time.perf_counter()
     row: dict[str, Any] = {"image": ir.name, "method": method, "target": ir.target, "label": ir.label,
                            "target_probability": res.score}
@@ -276,9 +266,7 @@ def _prepare(clf, item: Item, target, box):
     if box is not None and (box[2] > w + 1e-6 or box[3] > h + 1e-6):
         raise BlackboxCamError(f"{path.name}: box ({', '.join(f'{v:g}' for v in box)}) lies outside the "
                                f"{w}x{h} image; boxes are in pixels of the original image")
-    x = clf.prepare(img)
-    probs = clf.probabilities(x[None])[0]
-    return img, x, resolve_target(clf, target, probs), box
+    return score_image(clf, img, target), box
 
 
 # -- summary ---------------------------------------------------------------------------------------

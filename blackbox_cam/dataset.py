@@ -51,11 +51,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from .errors import BlackboxCamError
+from .explain import Result, Scored, explain_scored, resolve_target, score_image
+from .methods import Call, Explanation, get_method
 
 #: File name endings treated as images when a folder is expanded (compared lower-case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -412,31 +414,40 @@ class MapCache:
         write_bytes(self.path(key), buf.getvalue())
 
 
-def explain_cached(clf: Any, image: np.ndarray, method: str, *, cache: MapCache | None, digest: str | None,
+def explain_cached(clf: Any, image: np.ndarray, method: str | Call, *, cache: MapCache | None, digest: str | None,
                    target: str | int | None = None, budget: int | None = None, seed: int = 0,
-                   **options: Any):
+                   scored: Scored | Callable[[], Scored] | None = None, **options: Any):
     """:func:`~blackbox_cam.explain.explain_image` through ``cache``: ``(Result, hit)``.
+
+    ``method`` is a registry name (``budget`` and ``options`` are then checked here, before any
+    query) or a :class:`~blackbox_cam.methods.Call` already checked with them. The key holds the
+    call's effective budget and options (defaults filled in), so ``--grid 8`` and the default hit
+    the same entry. ``scored`` is the image's unmasked prediction when the caller has it (or a
+    function making it, called only on a miss), so several methods share one.
 
     On a hit no query is made and the :class:`~blackbox_cam.explain.Result` is rebuilt from the
     cached model-resolution map (resized to ``image`` exactly as ``explain_image`` does);
     ``Explanation.extra`` (e.g. DE-CAM's trace) is not cached and is empty on a hit.
     Without a cache (or digest) this is ``explain_image``.
     """
-    from .explain import Result, explain_image
     from .images import resize_map
-    from .methods import Explanation
+    call = method if isinstance(method, Call) else get_method(method).bind(budget, clf.input_size, **options)
     key = None
     if target is not None and str(target).lower() != "top1":
-        from .explain import resolve_target
-        target = resolve_target(clf, target, None)    # a label name keys the same as its index
+        target = resolve_target(clf, target)    # a label name keys the same as its index
     if cache is not None and digest is not None:
-        key = cache.key(digest, method, target=target, budget=budget, seed=seed, options=options)
+        key = cache.key(digest, call.spec.name, target=target, budget=call.budget, seed=seed,
+                        options=dict(call.options))
         hit = cache.get(key)
         if hit is not None:
             ex = Explanation(hit.saliency, hit.target, hit.score, hit.queries, hit.seconds, hit.params, hit.method)
             sal = np.clip(resize_map(hit.saliency, image.shape[:2]), 0.0, 1.0).astype(np.float32)
             return Result(ex, sal, hit.predicted, hit.predicted_score, hit.target, hit.score), True
-    res = explain_image(clf, image, method, target=target, budget=budget, seed=seed, **options)
+    if scored is None:
+        scored = score_image(clf, image, target)
+    elif callable(scored):
+        scored = scored()
+    res = explain_scored(clf, scored, call, seed=seed)
     if key is not None:
         ex = res.explanation
         cache.put(key, CachedMap(ex.saliency, res.target, res.score, res.predicted, res.predicted_score,

@@ -2,7 +2,9 @@
 
 Public entry points: :func:`resolve_target` (``top1``, a class index or a label name) and
 :func:`explain_image`, which runs one registered method on one image within a hard query
-budget and returns the map at the image's original resolution.
+budget and returns the map at the image's original resolution. Callers that explain one image
+with several methods score it once (:func:`score_image`) and run each checked method call
+(:meth:`blackbox_cam.methods.MethodSpec.bind`) on it with :func:`explain_scored`.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from .errors import BlackboxCamError
 from .images import resize_map
-from .methods import METHODS, Explanation
+from .methods import Call, Explanation, get_method
 
 
 @dataclass
@@ -28,9 +30,11 @@ class Result:
     score: float
 
 
-def resolve_target(clf, target: str | int | None, probs: np.ndarray) -> int:
-    """``top1`` / None -> argmax; an integer index; or a label name (case-insensitive)."""
+def resolve_target(clf, target: str | int | None, probs: np.ndarray | None = None) -> int:
+    """``top1`` / None -> argmax of ``probs``; an integer index; or a label name (case-insensitive)."""
     if target is None or (isinstance(target, str) and target.lower() == "top1"):
+        if probs is None:
+            raise ValueError("resolve_target: top1 needs the image's probabilities")
         return int(np.argmax(probs))
     if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.lstrip("-").isdigit()):
         idx = int(target)
@@ -48,36 +52,41 @@ def resolve_target(clf, target: str | int | None, probs: np.ndarray) -> int:
     raise BlackboxCamError(f"--target {target!r} is not a class label{hint}")
 
 
-def method_names(whitebox: bool | None = None) -> list[str]:
-    return [n for n, s in METHODS.items() if whitebox is None or s.whitebox == whitebox]
+@dataclass(frozen=True)
+class Scored:
+    """One image scored once: every method explaining it shares this prediction and target."""
+
+    image: np.ndarray      # H x W x 3 RGB float, 0..255, original size
+    x: np.ndarray          # model space (C, H, W) at the input size
+    probs: np.ndarray      # class probabilities of the unmasked image
+    target: int
+
+
+def score_image(clf, image: np.ndarray, target: str | int | None = None) -> Scored:
+    """Prepare ``image``, score it (one query) and resolve ``target`` against that prediction."""
+    x = clf.prepare(image)
+    probs = clf.probabilities(x[None])[0]
+    return Scored(image, x, probs, resolve_target(clf, target, probs))
+
+
+def explain_scored(clf, scored: Scored, call: Call, *, seed: int = 0) -> Result:
+    """Run a checked method call on a scored image; the map comes back at the image's size.
+
+    The unmasked prediction of ``scored`` counts once in every explanation's queries and budget.
+    """
+    expl = call.run(clf, scored.x, scored.target, seed=seed, score=float(scored.probs[scored.target]))
+    pred = int(np.argmax(scored.probs))
+    sal = np.clip(resize_map(expl.saliency, scored.image.shape[:2]), 0.0, 1.0).astype(np.float32)
+    return Result(expl, sal, pred, float(scored.probs[pred]), scored.target, expl.score)
 
 
 def explain_image(clf, image: np.ndarray, method: str = "decam", *, target: str | int | None = None,
                   budget: int | None = None, seed: int = 0, **options: Any) -> Result:
     """Explain one ``H x W x 3`` RGB image (float, 0..255) with ``method``.
 
-    The unmasked prediction costs one query, counted inside ``budget`` (default: the method's
-    own, e.g. 2000 for DE-CAM); the method gets the rest.
+    ``options`` are the method's declared options (``METHODS[method].options``); they and the
+    budget are checked before the model is asked anything. The unmasked prediction costs one
+    query, counted inside ``budget`` (default: the method's own, e.g. 2000 for DE-CAM).
     """
-    if method not in METHODS:
-        raise BlackboxCamError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if budget is not None and budget <= 0:
-        raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
-    spec = METHODS[method]
-    if budget is None and not spec.whitebox:
-        budget = spec.default_budget
-    x = clf.prepare(image)
-    with clf.limit(budget):
-        probs = clf.probabilities(x[None])[0]
-        tgt = resolve_target(clf, target, probs)
-        inner = None if budget is None or spec.whitebox else budget - 1
-        if not spec.whitebox:  # the unmasked score is known: methods need not pay for it again
-            options = {"reference_score": float(probs[tgt]), **options}
-        expl = spec.fn(clf, x, tgt, budget=inner, seed=seed, **options)
-    expl.queries += 1
-    if budget is not None:
-        expl.params["budget"] = budget  # the user's budget, the unmasked prediction included
-    expl.score = float(probs[tgt])
-    pred = int(np.argmax(probs))
-    sal = resize_map(expl.saliency, image.shape[:2])
-    return Result(expl, np.clip(sal, 0.0, 1.0).astype(np.float32), pred, float(probs[pred]), tgt, float(probs[tgt]))
+    call = get_method(method).bind(budget, clf.input_size, **options)
+    return explain_scored(clf, score_image(clf, image, target), call, seed=seed)

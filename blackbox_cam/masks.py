@@ -134,10 +134,10 @@ def upsample(mask: np.ndarray, size: tuple[int, int], cell: tuple[float, float] 
     return accumulate(mask[None], np.ones(1), size, cell, smooth=smooth).astype(np.float32)
 
 
-def baseline(x: np.ndarray, kind: str = "blur", *, seed: int = 0, sigma: float | None = None) -> np.ndarray:
-    """What a removed pixel becomes, in model space: a blur of the image, its mean colour,
-    zeros (the dataset mean for mean/std-normalised models) or seeded noise with the image's
-    per-channel mean and spread."""
+def baseline(x: np.ndarray, kind: str = "zeros", *, seed: int = 0, sigma: float | None = None) -> np.ndarray:
+    """What a removed pixel becomes, in model space: zeros (the default, as every method's:
+    the dataset mean for mean/std-normalised models), a blur of the image, its mean colour or
+    seeded noise with the image's per-channel mean and spread."""
     if kind == "blur":
         s = sigma if sigma is not None else max(x.shape[1:]) / 20.0
         return ndimage.gaussian_filter(x, sigma=(0, s, s), mode="nearest").astype(np.float32)

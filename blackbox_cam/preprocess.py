@@ -48,16 +48,6 @@ class Preprocessing:
         x = (img.astype(np.float32) / np.float32(self.scale) - mean) / std
         return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
-    def invert(self, x: np.ndarray) -> np.ndarray:
-        """``(C, H, W)`` model space -> ``H x W x 3`` RGB float [0, 255] (for drawing)."""
-        c = x.shape[0]
-        mean = np.asarray(self.mean, np.float32)[:c, None, None]
-        std = np.asarray(self.std, np.float32)[:c, None, None]
-        img = ((x * std + mean) * self.scale).transpose(1, 2, 0)
-        if c == 1:
-            img = np.repeat(img, 3, axis=2)
-        return img[:, :, ::-1] if self.bgr else img
-
 
 def preset(name: str) -> Preprocessing:
     if name not in PRESETS:

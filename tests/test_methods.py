@@ -68,7 +68,7 @@ def test_query_budget_is_never_exceeded(planted, heldout, method, budget):
 
 def test_decam_plan_fits_the_budget():
     for budget in range(10, 5000, 37):
-        pop, gens = plan(budget, 64)
+        pop, gens = plan(budget)
         assert 2 * pop * gens <= budget and pop >= 5 and gens >= 1
 
 

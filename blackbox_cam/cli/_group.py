@@ -12,7 +12,7 @@ from ..methods import METHODS
 
 
 class _Group(click.Group):
-    """Turns :class:`BlackboxCamError` into one line on stderr and exit code 2."""
+    """Turns :class:`BlackboxCamError` and click's usage errors into one line on stderr, exit 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -20,31 +20,27 @@ class _Group(click.Group):
         except BlackboxCamError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
+        except click.UsageError as e:  # a mistyped flag or value: one line and where to look
+            where = e.ctx.command_path if e.ctx is not None else ctx.command_path
+            click.echo(f"error: {e.format_message()} (see `{where} --help`)", err=True)
+            ctx.exit(2)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _help() -> str:
+    """The group's help, listing the registered methods (so it cannot drift from the registry)."""
+    black = ", ".join(n for n, s in METHODS.items() if not s.whitebox)
+    white = ", ".join(n for n, s in METHODS.items() if s.whitebox)
+    return ("Explain what an ONNX image classifier looks at, from the .onnx file alone.\n\n"
+            f"\b\nBlack-box methods (model outputs only): {black}\n"
+            f"White-box methods (gradients from the ONNX graph): {white}\n\n"
+            "\b\nExample:\n  blackbox-cam explain models/efficientnet_lite0.onnx models/images/chelsea.png --out out/\n\n"
+            "Preprocessing is read from a sidecar <model>.json next to the model; flags override it.")
+
+
+@click.group(cls=_Group, help=_help(), context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="blackbox-cam")
 def main() -> None:
-    """Explain what an ONNX image classifier looks at, from the .onnx file alone.
-
-    \b
-    Black-box methods (model outputs only):  decam, rise, occlusion
-    White-box methods (gradients from the ONNX graph): gradcam, gradcam++, hirescam, xgradcam, layercam
-    \b
-    Example:
-      blackbox-cam explain models/efficientnet_lite0.onnx models/images/chelsea.png --out out/
-    Preprocessing is read from a sidecar <model>.json next to the model; flags override it.
-    """
-
-
-def method_list(value: str) -> list[str]:
-    """Parse ``-m a,b`` into registered method names (click error listing the valid ones)."""
-    names = [m.strip() for m in value.split(",") if m.strip()]
-    bad = [m for m in names if m not in METHODS]
-    if bad or not names:
-        raise click.BadParameter(f"{', '.join(bad) or value!r} not a method; choose from {', '.join(METHODS)} "
-                                 "(comma-separated for several)")
-    return names
+    pass
 
 
 def progress(total: int | None, desc: str):

@@ -11,17 +11,16 @@ from typing import Any
 
 import click
 
-from .options import classifier_kwargs, model_options, run_options
-from ..methods import METHODS
+from ..methods import bind_all
+from .options import classifier_kwargs, method_kwargs, method_options, methods_option, model_options, run_options
 
-DEFAULT_METHODS = ",".join(m for m in ("decam", "gradcam", "rise") if m in METHODS)
+DEFAULT_METHODS = "decam,gradcam,rise"
 
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
-@click.option("--methods", "-m", default=DEFAULT_METHODS, show_default=True, metavar="NAME[,NAME...]",
-              help=f"Methods to compare: {', '.join(METHODS)}.")
+@methods_option(DEFAULT_METHODS)
 @click.option("--boxes", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV with header image,x0,y0,x1,y1 (file name, box in original-image pixels, x1/y1 "
                    "exclusive; extra columns ignored): adds pointing game and energy in box.")
@@ -36,8 +35,9 @@ DEFAULT_METHODS = ",".join(m for m in ("decam", "gradcam", "rise") if m in METHO
               help="Top-k percent of pixels for the IoU agreement.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="compare-out",
               show_default=True, help="Folder for index.html, compare.json, compare.csv and panels/.")
+@method_options
 @model_options
-def compare(model: Path, images: tuple[Path, ...], methods: str, boxes: Path | None, reference: str | None,
+def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Path | None, reference: str | None,
             target: str, budget: int | None, seed: int, road: bool, tolerance: float, topk: float,
             out_dir: Path, **kw: Any) -> None:
     """Run each method on each image (same target), score every map, write a report.
@@ -51,23 +51,22 @@ def compare(model: Path, images: tuple[Path, ...], methods: str, boxes: Path | N
     OUT/panels/*.png. An image that fails is recorded and the rest go on; the exit code is 1 if
     any image or method failed.
     """
-    from ..compare import MetricSettings, compare_images, parse_methods, read_boxes
-    from ..errors import BlackboxCamError
+    from ..compare import MetricSettings, compare_images, read_boxes
     from ..output import ensure_dir
     from ..report import write_report
     from ..runtime import Classifier
 
     from ..dataset import MapCache, expand_inputs
 
-    names = parse_methods(methods)
-    if budget is not None and budget <= 0:
-        raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
+    given = method_kwargs(kw)
+    bind_all(methods, budget, given)  # options and budget checked before the model is even loaded
     items = expand_inputs(images)
     box_map = read_boxes(boxes, [it.path for it in items]) if boxes is not None else None
     ensure_dir(out_dir)
     clf = Classifier(model, **classifier_kwargs(kw))
-    result = compare_images(clf, items, names, cache=MapCache(out_dir, clf), target=target, budget=budget, seed=seed, boxes=box_map,
-                            reference=reference, settings=MetricSettings(road=road, tolerance=tolerance,
+    result = compare_images(clf, items, methods, cache=MapCache(out_dir, clf), target=target, budget=budget,
+                            seed=seed, boxes=box_map, reference=reference, options=given,
+                            settings=MetricSettings(road=road, tolerance=tolerance,
                                                                          topk=topk, seed=seed),
                             progress=lambda msg: click.echo(msg, err=True))
     written = write_report(result, out_dir)

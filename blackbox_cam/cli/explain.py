@@ -1,6 +1,7 @@
 """``blackbox-cam explain``: saliency maps for images, one file per image and method."""
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -9,31 +10,22 @@ from typing import Any
 import click
 
 from ..errors import BlackboxCamError
-from ..masks import BASELINES
-from ..methods import METHODS
-from ._group import method_list, progress
-from .options import classifier_kwargs, model_options, run_options
+from ..methods import bind_all
+from ._group import progress
+from .options import classifier_kwargs, method_kwargs, method_options, methods_option, model_options, run_options
 
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
-@click.option("--method", "-m", "methods", default="decam", show_default=True, metavar="NAME[,NAME...]",
-              help=f"Saliency method(s): {', '.join(METHODS)}.")
+@methods_option("decam", "--method")
 @run_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="explain-out",
               show_default=True, help="Folder for <stem>_<method>.npy/.png and explain.json.")
-@click.option("--grid", type=click.IntRange(min=2), default=None,
-              help="decam/rise: mask grid size (default decam 8, rise 7).")
-@click.option("--baseline", type=click.Choice(list(BASELINES)), default=None,
-              help="What removed pixels become (default zeros: the mean colour after normalisation).")
-@click.option("--window", type=click.IntRange(min=1), default=None, help="occlusion: window size in pixels.")
-@click.option("--layer", default="auto", show_default=True,
-              help="White-box methods: tensor name to explain at (see `blackbox-cam layers MODEL`).")
+@method_options
 @model_options
-def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, budget: int | None, seed: int,
-            out_dir: Path, grid: int | None, baseline: str | None, window: int | None, layer: str,
-            **kw: Any) -> None:
+def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: str, budget: int | None, seed: int,
+            out_dir: Path, **kw: Any) -> None:
     """Explain the images in INPUT... with MODEL and write saliency maps.
 
     INPUT is an image file, a folder (searched recursively for images, sorted) or a manifest
@@ -42,6 +34,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, bu
     again, or with more images, reuses every map already made. For every image and method this writes <stem>_<method>.npy (float32, image size, values
     0..1), <stem>_<method>.png (heat-map overlay) and a record in explain.json. An image that
     fails is recorded with its error and the others go on; the exit code is 1 if any failed.
+    Method options (--grid, --window, ...) go to the chosen methods that take them.
 
     \b
     Examples:
@@ -50,16 +43,19 @@ def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, bu
       blackbox-cam explain model.onnx cat.png -m gradcam --target "tabby, tabby cat"
     """
     from ..dataset import MapCache, expand_inputs, explain_cached
+    from ..explain import resolve_target, score_image
     from ..output import ensure_dir, write_json, write_npy, write_png
     from ..render import overlay
     from ..runtime import Classifier
 
-    names = method_list(methods)
-    if budget is not None and budget <= 0:
-        raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
+    given = method_kwargs(kw)
+    bind_all(methods, budget, given)  # options and budget checked before the model is even loaded
     items = expand_inputs(images)
     out = ensure_dir(out_dir)
     clf = Classifier(model, **classifier_kwargs(kw))
+    calls = bind_all(methods, budget, given, clf.input_size)  # now also against the input size
+    if str(target).lower() != "top1":
+        target = resolve_target(clf, target)  # a named target is resolved once, for every image
     cache = MapCache(out, clf)
     records: list[dict[str, Any]] = []
     failed = 0
@@ -69,21 +65,21 @@ def explain(model: Path, images: tuple[Path, ...], methods: str, target: str, bu
             digest = item.digest()
         except BlackboxCamError as e:
             click.echo(f"error: {e}", err=True)
-            records.extend({"model": str(model), "image": str(item.path), "method": m, "error": str(e)} for m in names)
+            records.extend({"model": str(model), "image": str(item.path), "method": m, "error": str(e)}
+                           for m in methods)
             failed += 1
             write_json(out / "explain.json", records)
             continue
-        for name in names:
-            spec = METHODS[name]
-            opts: dict[str, Any] = {"layer": layer} if spec.whitebox else {
-                k: v for k, v in (("grid", grid), ("baseline", baseline), ("window", window)) if v is not None}
+        # the unmasked prediction: at most once per image, and only when a map is not cached
+        scored = functools.cache(lambda image=image: score_image(clf, image, target))
+        for name in methods:
             rec: dict[str, Any] = {"model": str(model), "image": str(item.path), "method": name}
             t0 = time.perf_counter()
-            bar = progress(budget, f"{item.name} {name}")
+            bar = progress(calls[name].budget, f"{item.name} {name}")
             clf.on_queries = bar.update
             try:
-                res, hit = explain_cached(clf, image, name, cache=cache, digest=digest, target=target,
-                                          budget=budget, seed=seed, **opts)
+                res, hit = explain_cached(clf, image, calls[name], cache=cache, digest=digest, target=target,
+                                          seed=seed, scored=scored)
             except BlackboxCamError as e:
                 click.echo(f"error: {item.path}: {e}", err=True)
                 rec["error"] = str(e)

@@ -1,10 +1,17 @@
-"""Click options shared by every command, defined once (model loading, budget, seed)."""
+"""Click options shared by every command, defined once (model loading, methods, budget, seed).
+
+Method names, budgets and method options come from the registry
+(:data:`blackbox_cam.methods.METHODS`): :func:`methods_option`, :func:`run_options` and
+:func:`method_options` read the declarations, so a new method or option appears on every
+command without touching the CLI.
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import click
 
+from ..methods import METHODS, Option, parse_methods
 from ..preprocess import LAYOUTS, PRESETS
 from ..runtime import DEVICES
 
@@ -36,9 +43,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--target", default="top1", show_default=True, metavar="top1|INDEX|LABEL",
                      help="Class to explain: the top-1 prediction, a class index or a label name."),
-        click.option("--budget", type=int, default=None, metavar="N",
-                     help="Hard limit on model queries per image (default per method: decam 2000, rise 4000, "
-                          "occlusion: 1/8-image windows at half-window stride)."),
+        click.option("--budget", type=int, default=None, metavar="N", help=budget_help()),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed; same seed, same map."),
     ]
     for opt in reversed(opts):
@@ -50,3 +55,74 @@ def classifier_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     """Pop the model options out of a command's keyword arguments."""
     return {k: kw.pop(k) for k in ("preprocess", "bgr", "layout", "output", "labels", "device", "batch_size")}
 
+
+
+def budget_help() -> str:
+    """``--budget``'s help, with each black-box method's default from the registry."""
+    parts = [f"{s.name} {s.default_budget}" if s.default_budget else f"{s.name} {s.budget_note or 'no limit'}"
+             for s in METHODS.values() if not s.whitebox]
+    return ("Hard limit on model queries per image, the unmasked prediction included (default per method: "
+            f"{', '.join(parts)}; white-box methods take none).")
+
+
+def methods_option(default: str, *aliases: str, help: str | None = None) -> Callable[..., Any]:
+    """``--methods/-m NAME[,NAME...]``, parsed into registered names (``aliases``: old spellings)."""
+    def parse(_ctx: click.Context, _param: click.Parameter, value: str) -> list[str]:
+        return parse_methods(value)
+
+    return click.option("--methods", *aliases, "-m", "methods", default=default, show_default=True,
+                        metavar="NAME[,NAME...]", callback=parse,
+                        help=help or f"Saliency method(s), comma-separated: {', '.join(METHODS)}.")
+
+
+_CLICK_TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
+
+
+def _declared() -> dict[str, list[tuple[str, Option]]]:
+    """Each CLI-visible option name -> the methods declaring it, in registry order."""
+    out: dict[str, list[tuple[str, Option]]] = {}
+    for spec in METHODS.values():
+        for opt in spec.options:
+            if opt.cli:
+                out.setdefault(opt.name, []).append((spec.name, opt))
+    return out
+
+
+def _help(decls: Sequence[tuple[str, Option]]) -> str:
+    """One help text for an option several methods declare: who takes it, defaults, valid values."""
+    def note(default: str, o: Option) -> str:
+        return "; ".join(t for t in (default, o.describe()) if t)
+
+    first = decls[0][1]
+    if any(o.help != first.help or o.describe() != first.describe() for _, o in decls):
+        return " ".join(f"{m}: {o.help.rstrip('.')} ({note('' if o.default is None else f'default {o.default}', o)})."
+                        for m, o in decls)
+    defaults = {o.default for _, o in decls}
+    given = [f"{m} {o.default}" for m, o in decls if o.default is not None]
+    default = (f"default {first.default}" if len(defaults) == 1 and first.default is not None
+               else f"default {', '.join(given)}" if given else "")
+    tail = note(default, first)
+    return f"{', '.join(m for m, _ in decls)}: {first.help.rstrip('.')}" + (f" ({tail})." if tail else ".")
+
+
+def method_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """One flag per declared method option, from the registry; every default is None (unset), so
+    only what the user gives reaches the methods (:func:`method_kwargs`), and the registry says
+    when a chosen method does not take it."""
+    for name, decls in reversed(list(_declared().items())):
+        opt = decls[0][1]
+        if any(o.type is not opt.type or o.cli_flag != opt.cli_flag for _, o in decls):
+            raise TypeError(f"option {name!r} is declared with different types or flags by "
+                            f"{', '.join(m for m, _ in decls)}; one name, one meaning")
+        if opt.type is bool:
+            flag = opt.cli_flag[2:]
+            fn = click.option(f"--{flag}/--no-{flag}", name, default=None, help=_help(decls))(fn)
+        else:
+            fn = click.option(opt.cli_flag, name, type=_CLICK_TYPES[opt.type], default=None,
+                              help=_help(decls))(fn)
+    return fn
+
+
+def method_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop the method options out of a command's keyword arguments: the ones the user gave."""
+    return {k: v for k in _declared() if (v := kw.pop(k, None)) is not None}

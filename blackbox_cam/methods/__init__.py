@@ -1,15 +1,14 @@
-"""Saliency methods, all under one interface (:mod:`blackbox_cam.methods.base`).
+"""Saliency methods, all under one contract (:mod:`blackbox_cam.methods.base`).
 
 Importing this package registers every method: black-box ``decam``, ``rise``, ``occlusion``
-and, when the gradient path imports, the white-box Grad-CAM family.
+and the white-box Grad-CAM family (``gradcam``, ``gradcam++``, ``hirescam``, ``xgradcam``,
+``layercam``). Each declares its options once (:mod:`blackbox_cam.methods.options`).
 """
-from .base import METHODS, Explanation, MethodSpec, register  # noqa: F401
-from . import decam, occlusion, rise  # noqa: F401  (registration)
+from .base import (METHODS, Call, Explanation, MethodOutput, MethodSpec, bind_all,  # noqa: F401
+                   get_method, parse_methods, register, split_options)
+from .options import Option  # noqa: F401
+from . import decam, occlusion, rise  # noqa: F401, I001  (registration: black-box first, in this order)
+from . import gradcam  # noqa: F401, E402
 
-try:  # the white-box family lives in its own module; the black-box core never depends on it
-    from . import gradcam  # noqa: F401
-except ImportError as _e:  # pragma: no cover - only while the module is absent
-    if "gradcam" not in str(_e) and "gradients" not in str(_e) and "cams" not in str(_e):
-        raise
-
-__all__ = ["METHODS", "Explanation", "MethodSpec", "register"]
+__all__ = ["METHODS", "Call", "Explanation", "MethodOutput", "MethodSpec", "Option", "bind_all", "get_method",
+           "parse_methods", "register", "split_options"]

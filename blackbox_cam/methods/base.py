@@ -1,32 +1,52 @@
-"""What every saliency method returns, and the registry the CLI's choices come from.
+"""The method contract: what a saliency method declares, how it is called, what it returns.
 
-A method is a function ``fn(clf, x, target, *, budget, seed, **options) -> Explanation`` where
-``clf`` is a :class:`blackbox_cam.runtime.Classifier`, ``x`` the preprocessed image in model space
-(float32, channels-first ``(3, H, W)`` at the model's input size) and ``target`` a class index.
-Methods return a saliency map at the model's input resolution; :func:`blackbox_cam.explain.explain_image`
-resizes it to the original image. Registering with :func:`register` makes a method appear in
-``blackbox-cam explain --method`` (the CLI reads :data:`METHODS`, so the two cannot drift).
+A method is a *hook* ``hook(clf, x, target, *, budget, seed, score, **options) -> MethodOutput``
+registered with :func:`register`, which declares its options (:class:`~.options.Option`), its
+default and minimum query budget. ``clf`` is a :class:`blackbox_cam.runtime.Classifier`, ``x``
+the preprocessed image in model space (float32, channels-first ``(C, H, W)`` at the model's
+input size), ``target`` a class index, ``budget`` the queries the hook may spend (``None``:
+no limit), ``score`` the target's probability on the unmasked image (already paid for).
+The hook returns the map at the model's input resolution, the parameters it chose itself
+(DE-CAM's population, occlusion's stride, Grad-CAM's layer) and method-specific extras.
+
+The registry does the rest, once, in one place (:meth:`MethodSpec.bind`, :meth:`Call.run`):
+it checks the options and the budget before any query, applies the default budget, scores the
+unmasked image when the caller has not, enforces the budget, counts the queries and builds the
+:class:`Explanation`; nothing patches it afterwards.
+
+Callers use ``METHODS[name].fn(clf, x, target, budget=..., seed=..., **options)`` (the same as
+``METHODS[name].run``) for an :class:`Explanation`; :func:`blackbox_cam.explain.explain_image`
+does that for an image at its own resolution. Registering makes a method appear in the CLI's
+``--methods`` and its options as CLI flags (the CLI reads :data:`METHODS`, so the two cannot drift).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from ..errors import BlackboxCamError
+from .options import Option, suggest
 
-@dataclass
+
+@dataclass(frozen=True)
 class Explanation:
-    """A saliency map and how it was obtained.
+    """A saliency map and how it was obtained (built once by :meth:`Call.run`).
 
     Attributes
     ----------
-    saliency : float32 array (H, W) in [0, 1], high = important for ``target``.
+    saliency : float32 array (H, W) in [0, 1] at the model's input size, high = important for ``target``.
     target : class index explained.
     score : the target's probability on the unmasked image.
-    queries : images the model was asked to score (the budget counts these).
-    seconds : wall time of the method.
-    params : the method's effective parameters (defaults filled in), for reports.
+    queries : images the model was asked to score for this explanation, the unmasked prediction
+        included; this is what the budget limits. White-box methods: 1 (the unmasked prediction);
+        their gradient run is a second graph, not a query of the black box, and is not counted.
+    seconds : wall time, the unmasked prediction included when :meth:`Call.run` made it.
+    params : the effective parameters: the budget (black-box), the seed (black-box), every
+        declared option with defaults filled in, and what the method chose itself.
     method : registry name.
     extra : method-specific results (e.g. DE-CAM's best mask and fitness history).
     """
@@ -41,35 +61,191 @@ class Explanation:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Method(Protocol):
-    def __call__(self, clf: Any, x: np.ndarray, target: int, *, budget: int | None,
-                 seed: int, **options: Any) -> Explanation: ...
+@dataclass(frozen=True)
+class MethodOutput:
+    """What a hook returns: the map, the parameters it chose itself, and extras."""
+
+    saliency: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Hook(Protocol):
+    def __call__(self, clf: Any, x: np.ndarray, target: int, *, budget: int | None, seed: int,
+                 score: float, **options: Any) -> MethodOutput: ...
 
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """A registered method: its hook, what it declares, and the one place it is called from.
+
+    ``default_budget`` applies when the caller gives none (``None``: unlimited);
+    ``min_budget`` is the smallest budget it can work with. Both count the unmasked
+    prediction. White-box methods take no budget. ``budget_note`` says in words what an
+    unlimited budget means (for ``--help``).
+    """
+
     name: str
-    fn: Method
+    hook: Hook
     whitebox: bool
     summary: str
+    options: tuple[Option, ...] = ()
     default_budget: int | None = None
+    min_budget: int = 1
+    budget_note: str = ""
+
+    @property
+    def option_names(self) -> list[str]:
+        return [o.name for o in self.options]
+
+    def option(self, name: str) -> Option | None:
+        return next((o for o in self.options if o.name == name), None)
+
+    @property
+    def fn(self) -> Callable[..., Explanation]:
+        """``fn(clf, x, target, *, budget=None, seed=0, score=None, **options) -> Explanation``."""
+        return self.run
+
+    def check_budget(self, budget: int | None) -> int | None:
+        """The budget to apply: the default filled in and the minimum checked (black-box);
+        ``None`` for white-box methods, which read the graph instead of querying."""
+        if budget is not None and (isinstance(budget, bool) or not float(budget).is_integer() or budget <= 0):
+            raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
+        if self.whitebox:
+            return None
+        budget = self.default_budget if budget is None else int(budget)
+        if budget is not None and budget < self.min_budget:
+            raise BlackboxCamError(f"--budget {budget} is too small for {self.name}: it needs at least "
+                                   f"{self.min_budget} model queries (the unmasked prediction included)")
+        return budget
+
+    def bind(self, budget: int | None = None, input_size: Sequence[int] | None = None,
+             **options: Any) -> Call:
+        """Check ``options`` and ``budget`` (no model query); every declared option filled in.
+
+        ``input_size`` (the model's ``(H, W)``) also checks options bounded by the input side.
+        """
+        for key in options:
+            if self.option(key) is None:
+                raise BlackboxCamError(_not_taken(self, key))
+        side = min(input_size) if input_size else None
+        values = {o.name: o.check(self.name, options.get(o.name, o.default), side) for o in self.options}
+        return Call(self, self.check_budget(budget), MappingProxyType(values))
+
+    def run(self, clf: Any, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
+            score: float | None = None, **options: Any) -> Explanation:
+        """:meth:`bind` then :meth:`Call.run`: an :class:`Explanation` of ``target`` for ``x``."""
+        return self.bind(budget, getattr(clf, "input_size", None), **options).run(clf, x, target, seed=seed,
+                                                                                   score=score)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A method with checked options and budget, ready to run on any number of images."""
+
+    spec: MethodSpec
+    budget: int | None
+    options: Mapping[str, Any]
+
+    def run(self, clf: Any, x: np.ndarray, target: int, *, seed: int = 0,
+            score: float | None = None) -> Explanation:
+        """Explain ``target`` for the model-space image ``x`` within the budget.
+
+        ``score`` is the target's probability on the unmasked image when the caller has already
+        paid one query for it (counted here all the same, so ``queries`` and the budget mean the
+        same whoever scores it); otherwise that query is made here.
+        """
+        t0, q0 = time.perf_counter(), clf.queries
+        paid = score is not None
+        with clf.limit(None if self.budget is None else self.budget - paid):
+            if score is None:
+                score = float(clf.probabilities(x[None])[0, target])
+            inner = None if self.budget is None else self.budget - 1
+            out = self.spec.hook(clf, x, int(target), budget=inner, seed=seed, score=float(score),
+                                 **self.options)
+        run = {} if self.spec.whitebox else {"budget": self.budget, "seed": seed}
+        return Explanation(saliency=out.saliency, target=int(target), score=float(score),
+                           queries=clf.queries - q0 + paid, seconds=time.perf_counter() - t0,
+                           params={**run, **self.options, **out.params}, method=self.spec.name,
+                           extra=dict(out.extra))
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register(name: str, *, whitebox: bool = False, summary: str = "",
-             default_budget: int | None = None) -> Callable[[Method], Method]:
-    """Add a method to :data:`METHODS` under ``name``; ``default_budget`` applies when the user gives none."""
+def register(name: str, *, whitebox: bool = False, summary: str = "", options: Sequence[Option] = (),
+             default_budget: int | None = None, min_budget: int = 1,
+             budget_note: str = "") -> Callable[[Hook], Hook]:
+    """Add a hook to :data:`METHODS` under ``name`` with its declared ``options``."""
 
-    def deco(fn: Method) -> Method:
+    def deco(fn: Hook) -> Hook:
         if name in METHODS:
             raise ValueError(f"method {name!r} registered twice")
         METHODS[name] = MethodSpec(name, fn, whitebox, summary or (fn.__doc__ or "").strip().split("\n")[0],
-                                   default_budget)
+                                   tuple(options), default_budget, min_budget, budget_note)
         return fn
 
     return deco
+
+
+def get_method(name: str) -> MethodSpec:
+    """The registered method ``name``, or a one-line error with the closest name."""
+    if name not in METHODS:
+        close = suggest(name, METHODS).removeprefix("; ")
+        raise BlackboxCamError(f"{name!r} is not a method; choose from {', '.join(METHODS)}"
+                               + (f" ({close})" if close else ""))
+    return METHODS[name]
+
+
+def parse_methods(text: str | Sequence[str]) -> list[str]:
+    """``"decam,gradcam"`` -> ``["decam", "gradcam"]``; unknown, repeated or no names raise."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if not names:
+        raise BlackboxCamError(f"--methods is empty; choose from {', '.join(METHODS)}")
+    for n in names:
+        get_method(n)
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise BlackboxCamError(f"--methods lists {', '.join(dupes)} more than once")
+    return names
+
+
+def split_options(methods: Sequence[str], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Give each of ``methods`` the ``options`` it declares; an option none of them takes raises.
+
+    One command line can run several methods (``-m decam,occlusion --grid 6 --window 8``):
+    each option goes to the methods that declare it.
+    """
+    specs = [get_method(m) for m in methods]
+    for key in options:
+        if not any(s.option(key) for s in specs):
+            raise BlackboxCamError(_not_taken(specs, key))
+    return {s.name: {k: v for k, v in options.items() if s.option(k)} for s in specs}
+
+
+def bind_all(methods: Sequence[str], budget: int | None = None, options: Mapping[str, Any] | None = None,
+             input_size: Sequence[int] | None = None) -> dict[str, Call]:
+    """Checked calls for several methods sharing one budget and one set of options
+    (:func:`split_options`); raises before any model query if any of them is refused."""
+    per = split_options(methods, options or {})
+    return {m: METHODS[m].bind(budget, input_size, **per[m]) for m in methods}
+
+
+def _not_taken(specs: MethodSpec | Sequence[MethodSpec], key: str) -> str:
+    """Why ``key`` is refused: another method takes it, a close name exists, or neither."""
+    specs = [specs] if isinstance(specs, MethodSpec) else list(specs)
+    names = ", ".join(s.name for s in specs)
+    flag = "--" + key.replace("_", "-")
+    takers = [s for s in METHODS.values() if s.option(key)]
+    if takers:
+        flag = takers[0].option(key).cli_flag
+        return (f"{flag} is not an option of {names}; it is taken by {', '.join(s.name for s in takers)}"
+                f" (add one to --methods or drop {flag})")
+    own = sorted({o for s in specs for o in s.option_names})
+    everyone = sorted({o for s in METHODS.values() for o in s.option_names})
+    hint = suggest(key, own) or suggest(key, everyone)
+    valid = f"options of {names}: {', '.join(own)}" if own else f"{names} takes no options"
+    return f"unknown option {key!r}{hint} ({valid})"
 
 
 def normalise(saliency: np.ndarray) -> np.ndarray:

@@ -31,22 +31,21 @@ Map
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 from scipy.optimize import differential_evolution
 from scipy.stats import qmc
 
-from ..errors import BlackboxCamError
 from ..masks import baseline as make_baseline, upsample
-from .base import Explanation, normalise, register
-from .perturb import MaskScorer, check_budget
+from .base import MethodOutput, normalise, register
+from .options import Option
+from .perturb import BASELINE_OPTION, MaskScorer
 
 DEFAULT_BUDGET = 2000
 AGGREGATES = ("combined", "regression", "elite", "best")
 
 
-def plan(budget: int, dims: int, population: int | None = None) -> tuple[int, int]:
+def plan(budget: int, population: int | None = None) -> tuple[int, int]:
     """Population size ``S`` and generations ``G`` (initial one included) with ``2 S G <= budget``.
 
     ``S ~ sqrt(1.6 * budget / 2)`` (between 8 and 80) balances exploration against the number
@@ -91,12 +90,22 @@ def aggregate_maps(masks: np.ndarray, keep: np.ndarray, drop: np.ndarray, fitnes
             "elite": elite, "best": best}
 
 
-@register("decam", default_budget=DEFAULT_BUDGET,
+#: DE-CAM's options, declared once (CLI flags, checks and help come from here).
+OPTIONS = (
+    Option("grid", int, 8, "Mask grid size (cells per side).", min=2, max_side=True),
+    BASELINE_OPTION,
+    Option("area", float, 0.3, "Area penalty lambda: weight of the mask's mean in the fitness.", min=0.0),
+    Option("population", int, None, "Population size S (default: chosen from the budget).", min=5),
+    Option("aggregate", str, "combined", "How the search's samples become the map.", choices=AGGREGATES),
+    Option("trace", bool, False, "Record the map after every generation in extra['trace'].", cli=False),
+)
+
+
+@register("decam", default_budget=DEFAULT_BUDGET, min_budget=11, options=OPTIONS,
           summary="DE-CAM (Karatsiolis & Kamilaris 2022): differential evolution over smooth masks")
-def decam(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
-          grid: int | None = None, baseline: str = "zeros", area: float = 0.3,
-          population: int | None = None, aggregate: str = "combined", trace: bool = False,
-          **_: object) -> Explanation:
+def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: float,
+          grid: int, baseline: str, area: float, population: int | None, aggregate: str,
+          trace: bool) -> MethodOutput:
     """DE-CAM saliency within ``budget`` queries (default 2000).
 
     ``trace=True`` records, after every generation, the map as the search has built it so far
@@ -104,17 +113,11 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: i
     ``best_mask``, both float32 at the model's input size); the last entry's saliency is the
     returned map. Used by ``blackbox-cam animate -m decam``.
     """
-    t0 = time.perf_counter()
-    n_budget = DEFAULT_BUDGET if budget is None else int(budget)
-    check_budget(n_budget, 10, "decam")
-    if aggregate not in AGGREGATES:
-        raise BlackboxCamError(f"unknown aggregate {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
+    n_budget = int(budget)
     h, w = x.shape[1:]
-    g = int(grid or 8)
-    if not 2 <= g <= min(h, w):
-        raise BlackboxCamError(f"--grid {g} must be between 2 and the input size {min(h, w)}")
+    g = int(grid)
     dims = g * g
-    pop, gens = plan(n_budget, dims, population)
+    pop, gens = plan(n_budget, population)
     cell = (h / g, w / g)
     scorer = MaskScorer(clf, x, make_baseline(x, baseline, seed=seed), target)
     seen_masks: list[np.ndarray] = []
@@ -155,10 +158,8 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: i
     grid_map = grid_maps[aggregate]
     sal = normalise(upsample(grid_map.astype(np.float32), (h, w)))
     history = [float(np.min(f)) for _, _, f in seen]
-    return Explanation(sal, target, float("nan"), clf.queries - q0, time.perf_counter() - t0,
-                       {"budget": n_budget, "grid": g, "population": pop, "generations": gens,
-                        "baseline": baseline, "area": area, "aggregate": aggregate, "seed": seed},
-                       "decam", {"best_mask": best.astype(np.float32), "best_fitness": float(res.fun),
-                                 "fitness_history": np.minimum.accumulate(history).tolist(),
-                                 "evaluations": int(len(masks)),
-                                 "grid_maps": grid_maps, **({"trace": trace_log} if trace else {})})
+    return MethodOutput(sal, {"population": pop, "generations": gens},
+                        {"best_mask": best.astype(np.float32), "best_fitness": float(res.fun),
+                         "fitness_history": np.minimum.accumulate(history).tolist(),
+                         "evaluations": int(len(masks)),
+                         "grid_maps": grid_maps, **({"trace": trace_log} if trace else {})})

@@ -10,9 +10,10 @@ the model the ONNX file was exported from.
 
 Registered methods: ``gradcam``, ``gradcam++``, ``hirescam``, ``xgradcam``, ``layercam``;
 option ``layer`` (a tensor name from ``blackbox-cam layers``, or ``auto`` for the last 4-D
-feature map before global pooling). ``budget`` and ``seed`` are accepted and ignored:
-white-box methods read the graph instead of querying the black box, so ``queries`` is 0
-(the gradient run and the pass that scores the target are not counted).
+feature map before global pooling). White-box methods take no budget: they read the graph
+instead of querying the black box. ``Explanation.queries`` is 1, the unmasked prediction that
+scores the target (:meth:`blackbox_cam.methods.base.Call.run`); the gradient run is a second
+graph, not a query of the black box, and is not counted.
 
 Gradient models and their sessions are built once per classifier and layer set and cached.
 :func:`layer_cams` computes maps for many layers in one run, the CAM formula emitted into the
@@ -22,7 +23,6 @@ instead of full activations and gradients.
 from __future__ import annotations
 
 import difflib
-import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +31,8 @@ import numpy as np
 
 from .. import cams
 from ..errors import BlackboxCamError
-from .base import Explanation, register
+from .base import MethodOutput, register
+from .options import Option
 
 _STATE: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
@@ -268,42 +269,35 @@ def layer_cams(clf, x: np.ndarray, targets: Sequence[int], *, method: str = "gra
     return {e.layer: cams.upsample_cams(o, tuple(clf.input_size)) for e, o in zip(run["emitted"], outs)}
 
 
-def _probability(clf, x: np.ndarray, target: int) -> float:
-    """The target's probability, from a forward pass that is not a black-box query."""
-    s = np.asarray(clf._run(x[None])[0], np.float64)
-    if getattr(clf, "outputs_probabilities", False):
-        return float(s[target])
-    e = np.exp(s - s.max())
-    return float(e[target] / e.sum())
-
-
 # --------------------------------------------------------------------------- registry
+
+
+LAYER_OPTION = Option("layer", str, "auto", "Tensor name to explain at, or auto: the last feature map before "
+                      "global pooling (`blackbox-cam layers MODEL` lists them).")
 
 
 def _make(method: str):
     spec = cams.CAM_METHODS[method]
 
-    def explain(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
-                layer: str | None = "auto", **_: object) -> Explanation:
-        t0 = time.perf_counter()
+    def explain(clf, x: np.ndarray, target: int, *, budget: None, seed: int, score: float,
+                layer: str) -> MethodOutput:
         st = _state(clf)
         info = resolve_layer(st["layers"], layer, st["model"])
         run = _gradient_run(clf, (info.name,))
         A, G = _run(clf, run, x[None], [target])
         lay = run["layouts"][0]
         saliency = cams.cam_maps(method, A, G, tuple(clf.input_size), layout=lay)[0]
-        return Explanation(saliency=saliency, target=int(target), score=_probability(clf, x, target), queries=0,
-                           seconds=time.perf_counter() - t0,
-                           params={"layer": info.name, "layer_shape": list(info.shape or [])},
-                           method=method, extra={"cam": cams.cam_image(method, A, G, layout=lay)[0]})
+        return MethodOutput(saliency, {"layer": info.name, "layer_shape": list(info.shape or [])},
+                            {"cam": cams.cam_image(method, A, G, layout=lay)[0]})
 
     explain.__name__ = f"explain_{method.replace('+', 'p').replace('-', '_')}"
     explain.__doc__ = (f"{spec.summary}\n\nWhite-box: gradients from the ONNX graph at ``layer`` "
-                       "(``auto``: the last feature map before global pooling). Reads the graph, so "
-                       "``queries`` is 0 and ``budget`` does not apply.")
+                       "(``auto``: the last feature map before global pooling). ``budget`` does not "
+                       "apply and ``seed`` is unused; the gradient run is not a query of the black box.")
     return explain
 
 
 for _name in ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"):
-    register(_name, whitebox=True, summary=cams.CAM_METHODS[_name].summary.rstrip("."))(_make(_name))
+    register(_name, whitebox=True, summary=cams.CAM_METHODS[_name].summary.rstrip("."),
+             options=(LAYER_OPTION,))(_make(_name))
 del _name

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BlackboxCamError
-from ..masks import compose
+from ..masks import BASELINES, compose
+from .options import Option
+
+#: Declared by every perturbation method (one declaration, one CLI flag, one help text).
+BASELINE_OPTION = Option("baseline", str, "zeros", "What removed pixels become: zeros in model space (the "
+                         "dataset-mean colour for mean/std-normalised models), a blur, the image mean or noise.",
+                         choices=BASELINES)
 
 
 class MaskScorer:
@@ -33,10 +38,4 @@ class MaskScorer:
                             smooth=smooth, invert=invert, out=self._buf)
             out[i:j] = self.clf.probabilities(batch)[:, self.target]
         return out
-
-
-def check_budget(budget: int | None, minimum: int, method: str) -> None:
-    if budget is not None and budget < minimum:
-        raise BlackboxCamError(f"--budget {budget} is too small for {method}: it needs at least {minimum} "
-                               "model queries")
 

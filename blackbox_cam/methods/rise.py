@@ -9,27 +9,29 @@ drawn and scored in batches; the weighted sum is accumulated by a Numba kernel.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
 from ..masks import accumulate, baseline as make_baseline
-from .base import Explanation, normalise, register
-from .perturb import MaskScorer, check_budget
+from .base import MethodOutput, normalise, register
+from .options import Option
+from .perturb import BASELINE_OPTION, MaskScorer
 
 DEFAULT_BUDGET = 4000
 
 
-@register("rise", default_budget=DEFAULT_BUDGET,
-          summary="RISE (Petsiuk et al. 2018): score-weighted sum of random smooth masks")
-def rise(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
-         grid: int | None = None, p: float = 0.5, baseline: str = "zeros", **_: object) -> Explanation:
-    """RISE saliency from ``budget`` masked queries (default 4000)."""
-    t0 = time.perf_counter()
-    n = DEFAULT_BUDGET if budget is None else int(budget)
-    check_budget(n, 1, "rise")
+@register("rise", default_budget=DEFAULT_BUDGET, min_budget=2,
+          summary="RISE (Petsiuk et al. 2018): score-weighted sum of random smooth masks",
+          options=(Option("grid", int, 7, "Mask grid size (cells per side).", min=2, max_side=True),
+                   Option("p", float, 0.5, "Probability that a grid cell is kept.", min=0.01, max=1.0,
+                          flag="--keep-probability"),
+                   BASELINE_OPTION))
+def rise(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: float,
+         grid: int, p: float, baseline: str) -> MethodOutput:
+    """RISE saliency from ``budget`` masked queries (default 4000 with the unmasked prediction)."""
+    n = int(budget)
     h, w = x.shape[1:]
-    s = int(grid or 7)
+    s = int(grid)
     cell_h, cell_w = math.ceil(h / s), math.ceil(w / s)
     up = ((s + 1) * cell_h / s, (s + 1) * cell_w / s)  # grid cell size after upsampling
     base = make_baseline(x, baseline, seed=seed)
@@ -37,7 +39,6 @@ def rise(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: in
     mask_rng, shift_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
     sal = np.zeros((h, w), np.float64)
     step = max(clf.batch_size, 1)
-    q0 = clf.queries
     for i in range(0, n, step):
         k = min(step, n - i)
         masks = (mask_rng.random((k, s, s)) < p).astype(np.float32)
@@ -47,6 +48,4 @@ def rise(clf, x: np.ndarray, target: int, *, budget: int | None = None, seed: in
         scores = scorer(masks, up, offsets)
         accumulate(masks, scores, (h, w), up, offsets, out=sal)
     sal /= n * p
-    return Explanation(normalise(sal), target, float("nan"), clf.queries - q0, time.perf_counter() - t0,
-                       {"budget": n, "grid": s, "p": p, "baseline": baseline, "seed": seed}, "rise",
-                       {"raw": sal.astype(np.float32)})
+    return MethodOutput(normalise(sal), extra={"raw": sal.astype(np.float32)})
