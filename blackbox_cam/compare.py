@@ -229,6 +229,8 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
              "topk": settings.topk, "model": str(getattr(clf, "path", "")),
              "input_size": list(getattr(clf, "input_size", ())), "num_classes": getattr(clf, "num_classes", None),
              "boxes": bool(boxes)}
+    if getattr(clf, "session", None) is not None and hasattr(clf.session, "record"):
+        setts["backend"] = clf.session.record()
     return CompareResult(rows, failures, results, list(methods), ref, setts)
 
 

@@ -221,6 +221,8 @@ def render_html(result: CompareResult, summary: dict, panels: dict[str, str]) ->
             ("Target", s.get("target")),
             ("Budget", s.get("budget") if s.get("budget") is not None else "method defaults"),
             ("Seed", s.get("seed")),
+            ("Backend", (f"{s['backend'].get('name')} {s['backend'].get('version')} on {str(s['backend'].get('device')).upper()}"
+                         if isinstance(s.get("backend"), dict) else "?")),
             ("Images", f"{len(result.images)} scored, {len({f['image'] for f in result.failures if not f['method']})} failed"),
             ("Created", when)]
     meta_html = "".join(f"<div><b>{html.escape(k)}</b> {html.escape(str(v))}</div>" for k, v in meta)

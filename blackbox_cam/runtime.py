@@ -1,4 +1,4 @@
-"""The model as a black box: images in, class scores out, through one ONNX Runtime session.
+"""The model as a black box: images in, class scores out, through one backend session.
 
 :class:`Classifier` copes with what vendors export: NCHW or NHWC input, float32 / float16 /
 uint8 input, dynamic or fixed batch (a fixed batch is rewritten to symbolic when the graph
@@ -14,68 +14,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
+from .backends import DEVICES, BackendError, Session, compile_model, run_batched
 from .errors import BlackboxCamError, BudgetExceeded, existing_file
 from .images import resize
 from .preprocess import LAYOUTS, Preprocessing, read_sidecar, resolve
 
-DEVICES = ("auto", "cpu", "cuda")
 _DTYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16,
            onnx.TensorProto.UINT8: np.uint8}
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence onnxruntime's C++ log lines (CUDA provider probing prints errors on CPU-only machines)."""
-    try:
-        fd = os.dup(2)
-    except OSError:  # no real stderr (e.g. some notebooks)
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(fd, 2)
-            os.close(fd)
-
-
 def make_session(model: onnx.ModelProto | bytes | str, device: str = "auto",
-                 threads: int | None = None) -> ort.InferenceSession:
-    """An InferenceSession on ``device`` (``auto``: CUDA only if its provider really initialises)."""
-    if device not in DEVICES:
-        raise BlackboxCamError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    # ORT's worker threads spin after each run by default; between runs our Numba kernels
-    # compose the next batch on the same cores, so spinning only steals their time.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        so.intra_op_num_threads = threads
-    want_cuda = device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers()
-    if want_cuda:
-        with _quiet_stderr():
-            old = ort.get_default_logger_severity() if hasattr(ort, "get_default_logger_severity") else 2
-            ort.set_default_logger_severity(4)
-            try:
-                sess = ort.InferenceSession(payload, so, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-            finally:
-                ort.set_default_logger_severity(old)
-        if "CUDAExecutionProvider" in sess.get_providers():
-            return sess
-    if device == "cuda":
-        raise BlackboxCamError("--device cuda: the CUDA execution provider did not initialise "
-                               "(needs onnxruntime-gpu with matching CUDA/cuDNN and a GPU); use --device cpu or auto")
-    return ort.InferenceSession(payload, so, providers=["CPUExecutionProvider"])
+                 threads: int | None = None, backend: str = "onnxruntime") -> Session:
+    """A compiled model on ``backend`` and ``device`` (see :func:`blackbox_cam.backends.compile_model`)."""
+    return compile_model(model, backend, device, threads=threads)
 
 
 def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
@@ -134,7 +91,9 @@ class Classifier:
     layout : ``NCHW`` or ``NHWC``; detected from the input shape when omitted.
     output : name or index of the output holding the class scores (models with several outputs).
     device : ``auto | cpu | cuda``.
-    batch_size : images per ORT call; chosen from the input size when omitted.
+    backend : ``auto | onnxruntime | openvino`` (see :mod:`blackbox_cam.backends`); ``auto`` is
+        ONNX Runtime on CUDA when a GPU initialises, else OpenVINO when installed, else ONNX Runtime.
+    batch_size : images per model call; the backend's choice for the input size when omitted.
     input_size : ``(H, W)`` for models whose spatial input dims are symbolic.
     labels : file with one class name per line.
     """
@@ -142,7 +101,7 @@ class Classifier:
     def __init__(self, path: str | os.PathLike, *, preprocess: str | None = None, bgr: bool | None = None,
                  layout: str | None = None, output: str | int | None = None, device: str = "auto",
                  batch_size: int | None = None, input_size: tuple[int, int] | None = None,
-                 labels: str | os.PathLike | None = None) -> None:
+                 labels: str | os.PathLike | None = None, backend: str = "auto") -> None:
         self.path = Path(path)
         self.model = load_onnx(self.path)
         self.sidecar = read_sidecar(self.path)
@@ -153,15 +112,13 @@ class Classifier:
         if batch_size is not None and batch_size <= 0:
             raise BlackboxCamError(f"--batch-size must be a positive integer, got {batch_size}")
         self.device = device
+        self.backend_request = backend
         self.queries = 0
         self.on_queries = None  # optional callback(n) after each scored batch (progress bars)
         self._limit: int | None = None
         self._make_sessions()
-        # Small batches are fastest on CPU: at 224 x 224, ORT 1.31 scored 244, 308, 323, 310, 287
-        # and 233 images/s at batch 1, 2, 4, 8, 16, 27 (2 cores), as activations leave the cache;
-        # ~4 MB of input per call gives 6 at 224 x 224 and 85 at 64 x 64, and bounds memory.
         bytes_per_image = int(np.prod(self.input_size)) * self.channels * 4
-        auto = int(min(128, max(1, 2 ** 22 // bytes_per_image)))  # ~4 MB of input per call
+        auto = self.session.auto_batch(bytes_per_image)
         self.batch_size = batch_size or (auto if self._fixed_batch is None else self._fixed_batch)
         self._probe()
         if labels is not None:
@@ -238,26 +195,24 @@ class Classifier:
         self._softmax_node = node is not None and node.op_type == "Softmax"
 
     def _make_sessions(self) -> None:
-        model = self.model
+        """Compile the model on the chosen backend; a fixed batch becomes symbolic where that is exact."""
         self._loop = False
-        if self._fixed_batch is not None:
-            dyn = self._with_symbolic_batch(model)
-            if dyn is not None:
-                model, self._fixed_batch = dyn, None
-            else:
-                self._loop = True
         try:
-            self.session = make_session(model, self.device)
-        except BlackboxCamError:
-            raise
-        except Exception as e:
-            raise BlackboxCamError(f"{self.path}: ONNX Runtime cannot load the model ({str(e).splitlines()[0][:200]})") from None
-        self.providers = self.session.get_providers()
+            self.session: Session = compile_model(self.model, self.backend_request, self.device)
+            if self._fixed_batch is not None:
+                dyn = self._with_symbolic_batch(self.session)
+                if dyn is not None:
+                    self.session, self._fixed_batch = dyn, None
+                else:
+                    self._loop = True
+        except BackendError as e:
+            raise BackendError(f"{self.path}: {e}") from None
 
-    def _with_symbolic_batch(self, model: onnx.ModelProto) -> onnx.ModelProto | None:
-        """Rewrite a fixed batch to a symbolic one; keep it only if batch 2 equals two batch-1 runs."""
+    def _with_symbolic_batch(self, fixed: Session) -> Session | None:
+        """The model with its fixed batch rewritten to a symbolic one, compiled like ``fixed``;
+        kept only if a batch of 2 gives what two batch-1 runs of ``fixed`` give."""
         m = onnx.ModelProto()
-        m.CopyFrom(model)
+        m.CopyFrom(self.model)
         del m.graph.value_info[:]
         for vi in list(_graph_inputs(m)) + list(m.graph.output):
             dims = vi.type.tensor_type.shape.dim
@@ -265,17 +220,16 @@ class Classifier:
                 dims[0].Clear()
                 dims[0].dim_param = "batch"
         try:
-            sess = make_session(m, "cpu")
-            one = make_session(model, "cpu")
-            rng = np.random.default_rng(0)
-            x = self._random_feed(rng, 2)
+            sess = fixed.compile_like(m)
+            x = self._random_feed(np.random.default_rng(0), 2)
             both = sess.run([self.output_name], {self.input_name: x})[0]
-            singles = np.concatenate([one.run([self.output_name], {self.input_name: x[i:i + 1]})[0] for i in range(2)])
+            singles = np.concatenate([fixed.run([self.output_name], {self.input_name: x[i:i + 1]})[0]
+                                      for i in range(2)])
             if both.shape != singles.shape or not np.allclose(both, singles, rtol=1e-3, atol=1e-4):
                 return None
         except Exception:
             return None
-        return m
+        return sess
 
     def _random_feed(self, rng: np.random.Generator, n: int) -> np.ndarray:
         x = rng.uniform(0, 255, size=(self.input_size[0], self.input_size[1], 3)).astype(np.float32)
@@ -320,18 +274,15 @@ class Classifier:
         return np.ascontiguousarray(x, dtype=self.input_dtype)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        feed = self.to_feed(x)
-        if self._loop:
-            step = self._fixed_batch or 1
-            outs = []
-            for i in range(0, len(feed), step):
-                chunk = feed[i:i + step]
-                pad = step - len(chunk)
-                if pad:
-                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-                outs.append(self.session.run([self.output_name], {self.input_name: chunk})[0][:step - pad])
-            return np.concatenate(outs)
-        return self.session.run([self.output_name], {self.input_name: feed})[0]
+        """Raw outputs for a model-space batch, not counted (the fixed-batch loop when needed)."""
+        step = self._fixed_batch if self._loop else None
+        return run_batched(self.session, {self.input_name: self.to_feed(x)}, [self.output_name],
+                           step, fixed=self._loop)[0]
+
+    @property
+    def providers(self) -> list[str]:
+        """ONNX Runtime's execution providers, or ``[<backend>:<DEVICE>]`` for another backend."""
+        return list(getattr(self.session, "providers", [f"{self.session.name}:{self.session.device.upper()}"]))
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Raw outputs ``(N, classes)`` for a model-space batch; counts ``N`` queries against the budget."""
@@ -370,4 +321,4 @@ class Classifier:
 
     def __repr__(self) -> str:
         return (f"Classifier({str(self.path)!r}, layout={self.layout}, input={self.input_size}, "
-                f"classes={self.num_classes}, probabilities={self.outputs_probabilities}, providers={self.providers})")
+                f"classes={self.num_classes}, probabilities={self.outputs_probabilities}, backend={self.session.describe()!r})")

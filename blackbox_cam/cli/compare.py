@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ..methods import bind_all
-from .options import classifier_kwargs, method_kwargs, method_options, methods_option, model_options, run_options
+from .options import load_classifier, method_kwargs, method_options, methods_option, model_options, run_options
 
 DEFAULT_METHODS = "decam,gradcam,rise"
 
@@ -54,7 +54,6 @@ def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Pa
     from ..compare import MetricSettings, compare_images, read_boxes
     from ..output import ensure_dir
     from ..report import write_report
-    from ..runtime import Classifier
 
     from ..dataset import MapCache, expand_inputs
 
@@ -63,7 +62,7 @@ def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Pa
     items = expand_inputs(images)
     box_map = read_boxes(boxes, [it.path for it in items]) if boxes is not None else None
     ensure_dir(out_dir)
-    clf = Classifier(model, **classifier_kwargs(kw))
+    clf = load_classifier(model, kw)
     result = compare_images(clf, items, methods, cache=MapCache(out_dir, clf), target=target, budget=budget,
                             seed=seed, boxes=box_map, reference=reference, options=given,
                             settings=MetricSettings(road=road, tolerance=tolerance,

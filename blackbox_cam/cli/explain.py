@@ -12,7 +12,7 @@ import click
 from ..errors import BlackboxCamError
 from ..methods import bind_all
 from ._group import progress
-from .options import classifier_kwargs, method_kwargs, method_options, methods_option, model_options, run_options
+from .options import load_classifier, method_kwargs, method_options, methods_option, model_options, run_options
 
 
 @click.command()
@@ -46,13 +46,12 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     from ..explain import resolve_target, score_image
     from ..output import ensure_dir, write_json, write_npy, write_png
     from ..render import overlay
-    from ..runtime import Classifier
 
     given = method_kwargs(kw)
     bind_all(methods, budget, given)  # options and budget checked before the model is even loaded
     items = expand_inputs(images)
     out = ensure_dir(out_dir)
-    clf = Classifier(model, **classifier_kwargs(kw))
+    clf = load_classifier(model, kw)
     calls = bind_all(methods, budget, given, clf.input_size)  # now also against the input size
     if str(target).lower() != "top1":
         target = resolve_target(clf, target)  # a named target is resolved once, for every image
@@ -73,7 +72,8 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
         # the unmasked prediction: at most once per image, and only when a map is not cached
         scored = functools.cache(lambda image=image: score_image(clf, image, target))
         for name in methods:
-            rec: dict[str, Any] = {"model": str(model), "image": str(item.path), "method": name}
+            rec: dict[str, Any] = {"model": str(model), "image": str(item.path), "method": name,
+                                   "backend": clf.session.record()}
             t0 = time.perf_counter()
             bar = progress(calls[name].budget, f"{item.name} {name}")
             clf.on_queries = bar.update

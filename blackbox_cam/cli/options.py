@@ -11,13 +11,13 @@ from typing import Any, Callable, Sequence
 
 import click
 
+from ..backends import CHOICES as BACKENDS, DEVICES
 from ..methods import METHODS, Option, parse_methods
 from ..preprocess import LAYOUTS, PRESETS
-from ..runtime import DEVICES
 
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """How to read the model: preprocessing, layout, output, device, batch size, labels."""
+    """How to read the model: preprocessing, layout, output, device, backend, batch size, labels."""
     opts = [
         click.option("--preprocess", type=click.Choice(list(PRESETS)), default=None,
                      help="Pixel normalisation preset (default: the sidecar <model>.json, else imagenet)."),
@@ -30,6 +30,9 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Text file with one class name per line (default: from the sidecar)."),
         click.option("--device", type=click.Choice(list(DEVICES)), default="auto", show_default=True,
                      help="auto uses CUDA only when onnxruntime-gpu's CUDA provider initialises."),
+        click.option("--backend", type=click.Choice(list(BACKENDS)), default="auto", show_default=True,
+                     help="Inference engine. auto: ONNX Runtime on CUDA when a GPU initialises, else OpenVINO "
+                          "when installed (pip install \"blackbox-cam[openvino]\"), else ONNX Runtime on CPU."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help="Images per model call (default: chosen from the input size)."),
     ]
@@ -53,7 +56,18 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def classifier_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     """Pop the model options out of a command's keyword arguments."""
-    return {k: kw.pop(k) for k in ("preprocess", "bgr", "layout", "output", "labels", "device", "batch_size")}
+    return {k: kw.pop(k) for k in ("preprocess", "bgr", "layout", "output", "labels", "device", "backend",
+                                    "batch_size") if k in kw}
+
+
+def load_classifier(model: Any, kw: dict[str, Any]) -> Any:
+    """The :class:`~blackbox_cam.runtime.Classifier` the model options describe (popped from
+    ``kw``); says once on stderr which backend and device run it."""
+    from ..runtime import Classifier
+
+    clf = Classifier(model, **classifier_kwargs(kw))
+    click.echo(f"backend: {clf.session.describe()}, batch {clf.batch_size}", err=True)
+    return clf
 
 
 

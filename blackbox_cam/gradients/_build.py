@@ -41,16 +41,17 @@ class GradientModel:
     def num_classes(self) -> int | None:
         return self.seed_shape[-1] if self.seed_shape else None
 
-    def session(self, providers: Sequence[str] = ("CPUExecutionProvider",), options=None):
-        import onnxruntime as ort
+    def session(self, backend: str = "onnxruntime", device: str = "cpu"):
+        """The gradient model compiled by :func:`blackbox_cam.backends.compile_model`."""
+        from ..backends import compile_model
 
-        return ort.InferenceSession(self.model.SerializeToString(), sess_options=options,
-                                    providers=list(providers))
+        return compile_model(self.model, backend, device)
 
     def run(self, session, x: np.ndarray, seed: np.ndarray) -> dict[str, np.ndarray]:
-        """Run (creating a CPU session when ``session`` is None); returns output name -> array."""
+        """Run (creating a CPU session when ``session`` is None); returns output name -> array.
+        ``session``: a backend session, or an ``onnxruntime.InferenceSession``."""
         session = session or self.session()
-        names = [o.name for o in session.get_outputs()]
+        names = [o.name for o in (session.get_outputs() if hasattr(session, "get_outputs") else session.outputs)]
         values = session.run(names, {self.input_name: x, self.seed_name: seed})
         return dict(zip(names, values))
 

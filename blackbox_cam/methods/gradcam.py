@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .. import cams
+from ..backends import BackendError, Session, compile_model, first_line, log, run_batched
 from ..errors import BlackboxCamError
 from .base import MethodOutput, register
 from .options import Option
@@ -173,8 +174,6 @@ def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | 
     run = st["runs"].get(key)
     if run is not None:
         return run
-    import onnxruntime as ort
-
     infos = [resolve_layer(st["layers"], n, st["model"]) for n in layer_names]
     gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], output=clf.output_name,
                                            use_probability=_ends_in_softmax(st["model"], clf.output_name))
@@ -187,20 +186,16 @@ def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | 
         model, emitted = cams.add_cam_outputs(model, pairs, methods,
                                               layout={i.name: lay for i, lay in zip(infos, layouts)})
         outputs = [e.output for e in emitted]
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    base = getattr(clf, "session", None)  # mirror the classifier's thread count
-    if base is not None and hasattr(base, "get_session_options"):
-        so.intra_op_num_threads = base.get_session_options().intra_op_num_threads
-    session = ort.InferenceSession(model.SerializeToString(), so, providers=list(clf.providers))
-    run = {"infos": infos, "layouts": layouts, "session": session, "seed": gm.seed_name,
+    session = _compile_gradient_graph(clf, model)
+    run = {"infos": infos, "layouts": layouts, "session": session, "model": model, "seed": gm.seed_name,
            "outputs": outputs, "emitted": emitted}
     st["runs"][key] = run
     return run
 
 
 def _run(clf, run: dict, x: np.ndarray, targets: Sequence[int]) -> list[np.ndarray]:
-    """Run the gradient model on a model-space batch, ``clf.batch_size`` images per call."""
+    """Run the gradient model on a model-space batch, ``clf.batch_size`` images per call (a fixed
+    batch padded by :func:`~blackbox_cam.backends.run_batched`)."""
     x = np.asarray(x, np.float32)
     if x.ndim == 3:
         x = x[None]
@@ -209,20 +204,36 @@ def _run(clf, run: dict, x: np.ndarray, targets: Sequence[int]) -> list[np.ndarr
         raise BlackboxCamError(f"{len(targets)} targets for {len(x)} images")
     if np.any(targets < 0) or np.any(targets >= clf.num_classes):
         raise BlackboxCamError(f"targets {targets.tolist()} out of range 0..{clf.num_classes - 1}")
-    fixed = next(i.shape[0] for i in run["session"].get_inputs() if i.name == clf.input_name)
-    fixed = fixed if isinstance(fixed, int) and fixed > 0 else None
+    fixed = run["session"].input(clf.input_name).fixed_batch
     step = fixed or int(getattr(clf, "batch_size", None) or len(x))
-    chunks = []
-    for i in range(0, len(x), step):
-        xb, t = x[i:i + step], targets[i:i + step]
-        pad = step - len(xb) if fixed else 0
-        if pad:  # a model exported with a fixed batch: repeat the last image
-            xb, t = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)]), np.concatenate([t, np.repeat(t[-1:], pad)])
-        seed = np.zeros((len(t), clf.num_classes), np.float32)
-        seed[np.arange(len(t)), t] = 1
-        outs = run["session"].run(run["outputs"], {clf.input_name: clf.to_feed(xb), run["seed"]: seed})
-        chunks.append([o[:len(o) - pad] for o in outs])
-    return [np.concatenate([c[j] for c in chunks]) for j in range(len(run["outputs"]))]
+    seed = np.zeros((len(targets), clf.num_classes), np.float32)
+    seed[np.arange(len(targets)), targets] = 1
+    feeds = {clf.input_name: clf.to_feed(x), run["seed"]: seed}
+    try:
+        return run_batched(run["session"], feeds, run["outputs"], step, fixed=fixed is not None)
+    except Exception as e:
+        if run["session"].name == "onnxruntime":
+            raise
+        run["session"] = _fall_back(run["session"], run["model"], e)
+        return run_batched(run["session"], feeds, run["outputs"], step, fixed=fixed is not None)
+
+
+def _compile_gradient_graph(clf, model) -> Session:
+    """The gradient graph on the classifier's backend and device, else on ONNX Runtime (CPU)."""
+    session = clf.session
+    try:
+        return session.compile_like(model)
+    except BackendError as e:
+        if session.name == "onnxruntime":
+            raise BackendError(f"{clf.path}: the gradient graph does not load ({e})") from None
+        return _fall_back(session, model, e)
+
+
+def _fall_back(session: Session, model, why: Exception) -> Session:
+    """ONNX Runtime on CPU for a gradient graph ``session``'s backend cannot compile or run."""
+    log.warning("white-box: %s cannot run the gradient graph (%s); running that graph on onnxruntime (CPU)",
+                session.name, first_line(why))
+    return compile_model(model, "onnxruntime", "cpu", threads=session.threads)
 
 
 def compute_cams(clf, x: np.ndarray, targets: Sequence[int], *, method: str = "gradcam",
