@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from ..methods import bind_all
-from .options import load_classifier, method_kwargs, method_options, methods_option, model_options, run_options
+from .options import (announce_backend, load_classifier, method_kwargs, method_options, methods_option,
+                      model_options, run_options)
 
 DEFAULT_METHODS = "decam,gradcam,rise"
 
@@ -63,6 +64,8 @@ def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Pa
     box_map = read_boxes(boxes, [it.path for it in items]) if boxes is not None else None
     ensure_dir(out_dir)
     clf = load_classifier(model, kw)
+    bind_all(methods, budget, given, clf.input_size)  # against the input size, before anything is said
+    announce_backend(clf)
     result = compare_images(clf, items, methods, cache=MapCache(out_dir, clf), target=target, budget=budget,
                             seed=seed, boxes=box_map, reference=reference, options=given,
                             settings=MetricSettings(road=road, tolerance=tolerance,

@@ -12,7 +12,8 @@ import click
 from ..errors import BlackboxCamError
 from ..methods import bind_all
 from ._group import progress
-from .options import load_classifier, method_kwargs, method_options, methods_option, model_options, run_options
+from .options import (announce_backend, load_classifier, method_kwargs, method_options, methods_option,
+                      model_options, run_options)
 
 
 @click.command()
@@ -55,6 +56,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     calls = bind_all(methods, budget, given, clf.input_size)  # now also against the input size
     if str(target).lower() != "top1":
         target = resolve_target(clf, target)  # a named target is resolved once, for every image
+    announce_backend(clf)
     cache = MapCache(out, clf)
     records: list[dict[str, Any]] = []
     failed = 0

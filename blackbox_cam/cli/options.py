@@ -61,13 +61,16 @@ def classifier_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_classifier(model: Any, kw: dict[str, Any]) -> Any:
-    """The :class:`~blackbox_cam.runtime.Classifier` the model options describe (popped from
-    ``kw``); says once on stderr which backend and device run it."""
+    """The :class:`~blackbox_cam.runtime.Classifier` the model options describe (popped from ``kw``)."""
     from ..runtime import Classifier
 
-    clf = Classifier(model, **classifier_kwargs(kw))
+    return Classifier(model, **classifier_kwargs(kw))
+
+
+def announce_backend(clf: Any) -> None:
+    """Say once, on stderr, which backend and device run the model (after the options are checked,
+    so a bad option is still the only line)."""
     click.echo(f"backend: {clf.session.describe()}, batch {clf.batch_size}", err=True)
-    return clf
 
 
 
