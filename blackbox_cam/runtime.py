@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import onnx
@@ -23,10 +23,9 @@ import onnx
 from .backends import DEVICES, BackendError, Session, compile_model, run_batched
 from .errors import BlackboxCamError, BudgetExceeded, existing_file
 from .images import resize
-from .preprocess import LAYOUTS, Preprocessing, read_sidecar, resolve
+from .preprocess import Preprocessing, read_sidecar, resolve
+from .signature import ModelSignature, graph_inputs, read_model
 
-_DTYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16,
-           onnx.TensorProto.UINT8: np.uint8}
 
 
 def make_session(model: onnx.ModelProto | bytes | str, device: str = "auto",
@@ -48,30 +47,6 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     return model
 
 
-def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
-    inits = {i.name for i in model.graph.initializer}
-    return [i for i in model.graph.input if i.name not in inits]
-
-
-def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
-    t = vi.type.tensor_type
-    if not t.HasField("shape"):
-        return []
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
-
-
-def detect_layout(dims: Sequence[int | str | None]) -> str | None:
-    """NCHW if dim 1 looks like channels (1 or 3) and dim 3 does not; NHWC the other way round."""
-    c1, c3 = dims[1], dims[3]
-    if c1 in (1, 3) and c3 not in (1, 3):
-        return "NCHW"
-    if c3 in (1, 3) and c1 not in (1, 3):
-        return "NHWC"
-    if c1 in (1, 3):
-        return "NCHW"
-    return None
-
-
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z.astype(np.float64)
     z = z - z.max(axis=1, keepdims=True)
@@ -79,8 +54,18 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def _fact(name: str) -> property:
+    return property(lambda self: getattr(self.signature, name),
+                    doc=f"``signature.{name}``: read once from the graph by :func:`~blackbox_cam.signature.read_model`.")
+
+
 class Classifier:
-    """An ONNX image classifier seen from outside.
+    """An ONNX image classifier seen from outside: scores for images, within a query budget.
+
+    What the graph says about the model (input, layout, size, outputs, softmax tail) is read
+    once into :attr:`signature` (:class:`~blackbox_cam.signature.ModelSignature`); the
+    attributes ``input_name``, ``input_dtype``, ``layout``, ``channels``, ``input_size``,
+    ``output_name`` and ``output_names`` are views of it.
 
     Parameters
     ----------
@@ -98,6 +83,14 @@ class Classifier:
     labels : file with one class name per line.
     """
 
+    input_name = _fact("input_name")
+    input_dtype = _fact("input_dtype")
+    layout = _fact("layout")
+    channels = _fact("channels")
+    input_size = _fact("input_size")
+    output_name = _fact("output_name")
+    output_names = _fact("output_names")
+
     def __init__(self, path: str | os.PathLike, *, preprocess: str | None = None, bgr: bool | None = None,
                  layout: str | None = None, output: str | int | None = None, device: str = "auto",
                  batch_size: int | None = None, input_size: tuple[int, int] | None = None,
@@ -107,8 +100,11 @@ class Classifier:
         self.sidecar = read_sidecar(self.path)
         self.preprocessing: Preprocessing = resolve(self.sidecar, preprocess=preprocess, bgr=bgr,
                                                     source=f"{self.path.with_suffix('.json')}")
-        self._check_input(layout, input_size)
-        self._choose_output(output if output is not None else self.sidecar.get("output"))
+        self.signature: ModelSignature = read_model(
+            self.model, layout=layout or self.sidecar.get("layout"),
+            input_size=input_size or self.sidecar.get("input_size"),
+            output=output if output is not None else self.sidecar.get("output"), source=str(self.path))
+        self._fixed_batch = self.signature.fixed_batch  # None once the batch is made symbolic
         if batch_size is not None and batch_size <= 0:
             raise BlackboxCamError(f"--batch-size must be a positive integer, got {batch_size}")
         self.device = device
@@ -131,69 +127,6 @@ class Classifier:
                                    "supported; use \"squash\" (the whole image resized to the input size)")
 
     # -- set-up -------------------------------------------------------------------------------
-    def _check_input(self, layout: str | None, input_size: tuple[int, int] | None) -> None:
-        ins = _graph_inputs(self.model)
-        if len(ins) != 1:
-            names = ", ".join(i.name for i in ins) or "none"
-            raise BlackboxCamError(f"{self.path}: the model has {len(ins)} inputs ({names}); blackbox-cam explains "
-                                   "image classifiers with exactly one image input")
-        vi = ins[0]
-        self.input_name = vi.name
-        elem = vi.type.tensor_type.elem_type
-        if elem not in _DTYPES:
-            raise BlackboxCamError(f"{self.path}: input '{vi.name}' has element type "
-                                   f"{onnx.TensorProto.DataType.Name(elem)}; supported are float32, float16, uint8")
-        self.input_dtype = _DTYPES[elem]
-        dims = _dims(vi)
-        if len(dims) != 4:
-            raise BlackboxCamError(f"{self.path}: input '{vi.name}' has shape {dims}, not an image tensor; "
-                                   "expected [N,3,H,W] (NCHW) or [N,H,W,3] (NHWC)")
-        layout = layout or self.sidecar.get("layout") or detect_layout(dims)
-        if layout is None:
-            raise BlackboxCamError(f"{self.path}: cannot tell the layout of input '{vi.name}' {dims}; "
-                                   "pass --layout NCHW or --layout NHWC")
-        layout = str(layout).upper()
-        if layout not in LAYOUTS:
-            raise BlackboxCamError(f"unknown layout {layout!r}; choose NCHW or NHWC")
-        self.layout = layout
-        c, h, w = (dims[1], dims[2], dims[3]) if layout == "NCHW" else (dims[3], dims[1], dims[2])
-        if c not in (1, 3):
-            raise BlackboxCamError(f"{self.path}: input '{vi.name}' {dims} has {c} channels in {layout} layout; "
-                                   "expected 1 or 3 (wrong --layout?)")
-        self.channels = int(c)
-        size = input_size or self.sidecar.get("input_size")
-        if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
-            self.input_size = (h, w)
-        elif size:
-            self.input_size = (int(size[0]), int(size[1]))
-        else:
-            raise BlackboxCamError(f"{self.path}: input '{vi.name}' {dims} has no fixed height/width; "
-                                   "give input_size [H, W] in the sidecar JSON")
-        self._fixed_batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
-
-    def _choose_output(self, output: str | int | None) -> None:
-        outs = list(self.model.graph.output)
-        names = [o.name for o in outs]
-        if output is None:
-            two_d = [o for o in outs if len(_dims(o)) == 2]
-            chosen = (two_d or outs)[0]
-        elif isinstance(output, int) or (isinstance(output, str) and output.isdigit()):
-            i = int(output)
-            if not 0 <= i < len(outs):
-                raise BlackboxCamError(f"{self.path}: --output {i} out of range; outputs are {names}")
-            chosen = outs[i]
-        elif output in names:
-            chosen = outs[names.index(output)]
-        else:
-            raise BlackboxCamError(f"{self.path}: no output named {output!r}; outputs are {names}")
-        self.output_name = chosen.name
-        self.output_names = names
-        producer = {o: n for n in self.model.graph.node for o in n.output}
-        node = producer.get(chosen.name)
-        while node is not None and node.op_type in ("Identity", "Reshape", "Flatten", "Squeeze"):
-            node = producer.get(node.input[0])
-        self._softmax_node = node is not None and node.op_type == "Softmax"
-
     def _make_sessions(self) -> None:
         """Compile the model on the chosen backend; a fixed batch becomes symbolic where that is exact."""
         self._loop = False
@@ -214,7 +147,7 @@ class Classifier:
         m = onnx.ModelProto()
         m.CopyFrom(self.model)
         del m.graph.value_info[:]
-        for vi in list(_graph_inputs(m)) + list(m.graph.output):
+        for vi in list(graph_inputs(m.graph)) + list(m.graph.output):
             dims = vi.type.tensor_type.shape.dim
             if dims:
                 dims[0].Clear()
@@ -249,7 +182,7 @@ class Classifier:
         self.num_classes = int(out.shape[1])
         row = out[0].astype(np.float64)
         sums_to_one = bool(np.all(row >= -1e-6) and np.all(row <= 1 + 1e-6) and abs(row.sum() - 1) < 1e-3)
-        self.outputs_probabilities = self._softmax_node or sums_to_one
+        self.outputs_probabilities = self.signature.softmax or sums_to_one
 
     def _read_labels(self, p: Path) -> list[str]:
         try:

@@ -11,10 +11,10 @@ from onnx import helper
 
 from blackbox_cam.errors import BlackboxCamError
 from blackbox_cam.gradients._graph import (
-    FLOAT_TYPES, NameMaker, all_names, downstream, graph_facts, image_inputs, producers,
-    upstream)
+    FLOAT_TYPES, NameMaker, all_names, downstream, graph_facts, image_inputs, upstream)
 from blackbox_cam.gradients._prepare import prepare_model
 from blackbox_cam.gradients.rules import RULES, Grad, supported_ops
+from blackbox_cam.signature import ModelSignature, softmax_tail
 
 
 @dataclass
@@ -74,33 +74,52 @@ def _suggest(name: str, names: Sequence[str]) -> str:
 
 
 def _pick_target(graph: onnx.GraphProto, output: str | None, use_probability: bool,
-                 dtypes: dict[str, int]) -> tuple[str, list[onnx.NodeProto]]:
+                 dtypes: dict[str, int], names: NameMaker) -> tuple[str, list[onnx.NodeProto], str | None]:
+    """The tensor to differentiate, the nodes that make it, and the tensor whose shape it has.
+
+    A Softmax tail is found by :func:`blackbox_cam.signature.softmax_tail`, the runtime's rule
+    (through Identity/Reshape/Flatten/Squeeze). For the raw score of such a model the shape-only
+    nodes after the Softmax are applied again to its input, so the target keeps the output's shape.
+    """
     outputs = [o.name for o in graph.output]
     if output is None:
         output = outputs[0]
     elif output not in outputs:
         raise BlackboxCamError(f"'{output}' is not an output of the model (outputs: {outputs})")
-    prod = producers(graph).get(output)
-    ends_in_softmax = prod is not None and prod.op_type == "Softmax"
-    if ends_in_softmax and not use_probability:
-        return prod.input[0], []
-    if use_probability and not ends_in_softmax:
+    tail = softmax_tail(graph, output)
+    if tail is not None and not use_probability:
+        softmax, chain = tail
+        target, head = softmax.input[0], []
+        for node in chain:  # the same reshapes, on the logits
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.input[0] = target
+            target = names(f"{node.output[0]}/logits")
+            del copy.output[:]
+            copy.output.append(target)
+            copy.name = names(f"grad/logits_of/{node.name or node.op_type}")
+            head.append(copy)
+        return target, head, output if head else None
+    if use_probability and tail is None:
         prob = f"{output}/probability"
         return prob, [helper.make_node("Softmax", [output], [prob], axis=-1,
-                                       name=f"grad/softmax_of/{output}")]
+                                       name=f"grad/softmax_of/{output}")], output
     if dtypes.get(output) not in FLOAT_TYPES:
         raise BlackboxCamError(f"output '{output}' is not a float tensor")
-    return output, []
+    return output, [], None
 
 
 def build_gradient_model(model: onnx.ModelProto, layers: Sequence[str], *,
-                         output: str | None = None,
-                         use_probability: bool = False) -> GradientModel:
+                         output: str | None = None, use_probability: bool | None = None,
+                         signature: ModelSignature | None = None) -> GradientModel:
     """Build a model computing each layer's activation and the gradient of the score.
 
     score = sum(seed * target), target = the raw logits (the output itself, or the input of a
     final Softmax); with ``use_probability`` the probabilities (a final Softmax, appended when
-    the model has none). ``model`` is not modified; it is run through :func:`prepare_model`.
+    the model has none). ``signature`` (the classifier's :class:`~blackbox_cam.signature.ModelSignature`)
+    gives the output and, unless ``use_probability`` is given, differentiates what the model
+    returns, as pytorch-grad-cam does: the probability for a model ending in a Softmax.
+    ``model`` is not modified; it is run through :func:`prepare_model`.
     """
     if isinstance(layers, str):
         layers = [layers]
@@ -111,12 +130,17 @@ def build_gradient_model(model: onnx.ModelProto, layers: Sequence[str], *,
     graph = model.graph
     names = NameMaker(all_names(graph))
     facts = graph_facts(model, names)
-    target, head = _pick_target(graph, output, use_probability, facts.dtypes)
-    if head:  # appended Softmax: its output mirrors the logits' shape
-        facts.shapes[target] = facts.shapes.get(head[0].input[0])
-        facts.dims[target] = facts.dims.get(head[0].input[0])
-        facts.dtypes[target] = facts.dtypes.get(head[0].input[0], onnx.TensorProto.FLOAT)
-        names.reserve(target)
+    if signature is not None:
+        output = signature.output_name
+        if use_probability is None:
+            use_probability = signature.softmax
+    target, head, like = _pick_target(graph, output, bool(use_probability), facts.dtypes, names)
+    if like is not None:  # new head nodes: their result has the shape of the output ``like``
+        facts.shapes[target] = facts.shapes.get(like)
+        facts.dims[target] = facts.dims.get(like)
+        facts.dtypes[target] = facts.dtypes.get(like, onnx.TensorProto.FLOAT)
+        if target not in names.taken:
+            names.reserve(target)
     fwd_nodes = list(graph.node) + head
     fwd = helper.make_graph(fwd_nodes, "fwd", [], [])
 

@@ -1,4 +1,8 @@
-"""Read-only views of a forward graph: static shapes, dtypes, constants, reachability."""
+"""Read-only views of a forward graph: static shapes, dtypes, constants, reachability.
+
+Tensor dims, graph inputs and producers come from :mod:`blackbox_cam.signature`, the one
+reader of ONNX facts, so the gradient builder and the runtime follow the same rules.
+"""
 from __future__ import annotations
 
 import itertools
@@ -9,6 +13,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from blackbox_cam.gradients.rules import GraphFacts
+from blackbox_cam.signature import dims as tensor_dims
+from blackbox_cam.signature import graph_inputs, static_shape
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
                onnx.TensorProto.BFLOAT16}
@@ -19,13 +25,6 @@ def default_opset(model: onnx.ModelProto) -> int:
         if imp.domain in ("", "ai.onnx"):
             return imp.version
     return 1
-
-
-def _shape_of(vi: onnx.ValueInfoProto) -> tuple | None:
-    t = vi.type.tensor_type
-    if not t.HasField("shape"):
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
 
 
 def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
@@ -69,14 +68,6 @@ def all_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
-def _dims_of(vi: onnx.ValueInfoProto) -> tuple | None:
-    t = vi.type.tensor_type
-    if not t.HasField("shape"):
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                 for d in t.shape.dim)
-
-
 def graph_facts(model: onnx.ModelProto, new_name=None) -> GraphFacts:
     g = model.graph
     shapes: dict[str, tuple | None] = {}
@@ -84,8 +75,8 @@ def graph_facts(model: onnx.ModelProto, new_name=None) -> GraphFacts:
     dtypes: dict[str, int] = {}
     for vi in itertools.chain(g.input, g.value_info, g.output):
         if vi.type.HasField("tensor_type"):
-            shapes[vi.name] = _shape_of(vi)
-            dims[vi.name] = _dims_of(vi)
+            shapes[vi.name] = static_shape(vi)
+            dims[vi.name] = tensor_dims(vi)
             dtypes[vi.name] = vi.type.tensor_type.elem_type
     constants: dict[str, np.ndarray] = {}
     for t in g.initializer:
@@ -103,8 +94,7 @@ def graph_facts(model: onnx.ModelProto, new_name=None) -> GraphFacts:
 
 
 def image_inputs(graph: onnx.GraphProto) -> list[str]:
-    inits = {t.name for t in graph.initializer}
-    return [v.name for v in graph.input if v.name not in inits]
+    return [v.name for v in graph_inputs(graph)]
 
 
 def downstream(graph: onnx.GraphProto, sources: Iterable[str], dtypes: dict[str, int]) -> set[str]:
@@ -123,7 +113,3 @@ def upstream(graph: onnx.GraphProto, target: str) -> set[str]:
         if any(o in reached for o in node.output):
             reached.update(i for i in node.input if i)
     return reached
-
-
-def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
-    return {o: n for n in graph.node for o in n.output}

@@ -32,6 +32,7 @@ import numpy as np
 from .. import cams
 from ..backends import BackendError, Session, compile_model, first_line, log, run_batched
 from ..errors import BlackboxCamError
+from ..signature import consumers, producers, value_dims
 from .base import MethodOutput, register
 from .options import Option
 
@@ -70,14 +71,6 @@ def list_layers(clf_or_model) -> list:
     return list(g.candidate_layers(g.prepare_model(clf_or_model)))
 
 
-def _shape_of(model, name: str):
-    for vi in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input):
-        if vi.name == name and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
-            return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                    for d in vi.type.tensor_type.shape.dim]
-    return None
-
-
 def resolve_layer(layers: Sequence, name: str | None, model=None):
     """The ``LayerInfo`` called ``name`` (``auto``/None: the default); a clear error otherwise."""
     if not layers:
@@ -91,7 +84,7 @@ def resolve_layer(layers: Sequence, name: str | None, model=None):
         return default[-1]
     found = next((l for l in layers if l.name == name), None)
     shape = (list(found.shape) if found is not None and found.shape is not None else
-             _shape_of(model, name) if model is not None else None)
+             value_dims(model.graph, name) if model is not None else None)
     if found is not None and (shape is None or len(shape) == 4):
         return found
     if shape is not None and len(shape) != 4:
@@ -123,11 +116,7 @@ def _layer_layout(model, name: str) -> str:
     ``Transpose(perm=[0, 3, 1, 2])`` (channels-last exports, e.g. tf2onnx) is NHWC. Elementwise
     ops are looked through (up to 4 hops). Undecided: NCHW.
     """
-    producer = {o: n for n in model.graph.node for o in n.output}
-    consumers: dict[str, list] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    producer, takers = producers(model.graph), consumers(model.graph)
 
     def perm(n):
         return next((list(a.ints) for a in n.attribute if a.name == "perm"), None)
@@ -136,7 +125,7 @@ def _layer_layout(model, name: str) -> str:
     for _ in range(4):
         nxt = []
         for t in frontier:
-            near = ([producer[t]] if t in producer else []) + consumers.get(t, [])
+            near = ([producer[t]] if t in producer else []) + takers.get(t, [])
             for n in near:
                 made = t in n.output
                 if n.op_type in _NCHW_OPS and (made or n.input[0] == t):
@@ -159,12 +148,6 @@ def _layer_layout(model, name: str) -> str:
 # --------------------------------------------------------------------------- runs
 
 
-def _ends_in_softmax(model, output: str) -> bool:
-    """Whether ``output`` is made by a Softmax node. pytorch-grad-cam differentiates what the
-    model returns, so for such a model the target is the probability, else the raw score."""
-    return any(n.op_type == "Softmax" and output in n.output for n in model.graph.node)
-
-
 def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | None = None) -> dict:
     """Cached: the gradient model for ``layer_names`` and its session. With ``methods`` the
     CAM formulas are emitted into the graph and the session returns ``[N, h, w]`` maps
@@ -175,8 +158,9 @@ def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | 
     if run is not None:
         return run
     infos = [resolve_layer(st["layers"], n, st["model"]) for n in layer_names]
-    gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], output=clf.output_name,
-                                           use_probability=_ends_in_softmax(st["model"], clf.output_name))
+    # pytorch-grad-cam differentiates what the model returns: the probability for a model whose
+    # output is a Softmax (the signature's rule), else the raw score
+    gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], signature=clf.signature)
     layouts = [_layer_layout(st["model"], i.name) for i in infos]
     pairs = {i.name: (gm.activation_names[i.name], gm.gradient_names[i.name]) for i in infos}
     model, emitted = gm.model, []
