@@ -405,12 +405,12 @@ class MapCache:
     def put(self, key: str, entry: CachedMap) -> None:
         """Write ``entry`` atomically (a crash leaves the old state, never half a file)."""
         import io
-        from .output import _jsonable, write_bytes
+        from .output import strict_json, write_bytes
         meta = {k: getattr(entry, k) for k in ("target", "score", "predicted", "predicted_score", "queries",
                                               "seconds", "params", "method")}
         buf = io.BytesIO()
         np.savez(buf, saliency=np.asarray(entry.saliency, np.float32),
-                 meta=np.array(json.dumps(meta, default=_jsonable)))
+                 meta=np.array(json.dumps(strict_json(meta), allow_nan=False)))
         write_bytes(self.path(key), buf.getvalue())
 
 

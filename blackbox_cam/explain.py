@@ -66,6 +66,7 @@ def score_image(clf, image: np.ndarray, target: str | int | None = None) -> Scor
     """Prepare ``image``, score it (one query) and resolve ``target`` against that prediction."""
     x = clf.prepare(image)
     probs = clf.probabilities(x[None])[0]
+    check_finite(probs, "the model's scores for the image")
     return Scored(image, x, probs, resolve_target(clf, target, probs))
 
 
@@ -76,8 +77,20 @@ def explain_scored(clf, scored: Scored, call: Call, *, seed: int = 0) -> Result:
     """
     expl = call.run(clf, scored.x, scored.target, seed=seed, score=float(scored.probs[scored.target]))
     pred = int(np.argmax(scored.probs))
+    check_finite(expl.saliency, f"the {call.spec.name} map")
     sal = np.clip(resize_map(expl.saliency, scored.image.shape[:2]), 0.0, 1.0).astype(np.float32)
     return Result(expl, sal, pred, float(scored.probs[pred]), scored.target, expl.score)
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    """Refuse NaN/inf: a NaN score would pick a NaN class as top-1 and give an all-zero map
+    that looks like an answer. The caller records the image as failed and goes on."""
+    bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
+    if bad.any():
+        raise BlackboxCamError(f"{what} hold {int(bad.sum())} NaN/inf value(s) of {bad.size}; the model "
+                               "(or its preprocessing: zero std? wrong --preprocess?) produced no usable "
+                               "numbers, so no map is made")
+
 
 
 def explain_image(clf, image: np.ndarray, method: str = "decam", *, target: str | int | None = None,

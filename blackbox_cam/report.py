@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import math
 import os
 import re
@@ -22,7 +21,7 @@ from PIL import Image, ImageDraw
 
 from .compare import METRICS, CompareResult, ImageResult, summarise
 from .images import to_uint8
-from .output import ensure_dir, write_png, write_text
+from .output import ensure_dir, json_text, write_png, write_text
 from .render import overlay, panel
 
 PANEL_DIR = "panels"
@@ -39,18 +38,6 @@ def _fmt(v: Any, key: str = "") -> str:
     if isinstance(v, float):
         return f"{0.0 if abs(v) < 5e-4 else v:.3f}"
     return str(v)
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    return v
 
 
 def _slug(name: str) -> str:
@@ -136,7 +123,7 @@ def write_json(path: str | os.PathLike, result: CompareResult, summary: dict) ->
         "rows": result.rows,
         "failures": result.failures,
     }
-    write_text(path, json.dumps(_json_safe(doc), indent=2) + "\n")
+    write_text(path, json_text(doc))
     return Path(path)
 
 

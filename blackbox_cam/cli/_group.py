@@ -11,19 +11,28 @@ from ..errors import BlackboxCamError
 from ..methods import METHODS
 
 
+#: Exit codes: 1 = some images failed (the rest were written), 2 = bad input, nothing done,
+#: 130 = interrupted by Ctrl-C (128 + SIGINT, the shell convention; what was committed stays).
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
 class _Group(click.Group):
-    """Turns :class:`BlackboxCamError` and click's usage errors into one line on stderr, exit 2."""
+    """Turns :class:`BlackboxCamError` and click's usage errors into one line on stderr, exit 2;
+    Ctrl-C into exit 130."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BlackboxCamError as e:
             click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
+            ctx.exit(EXIT_USAGE)
         except click.UsageError as e:  # a mistyped flag or value: one line and where to look
             where = e.ctx.command_path if e.ctx is not None else ctx.command_path
             click.echo(f"error: {e.format_message()} (see `{where} --help`)", err=True)
-            ctx.exit(2)
+            ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:  # click would print "Aborted!" and exit 1, like a failed image
+            click.echo("interrupted: results committed so far are kept", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 def _help() -> str:

@@ -32,9 +32,12 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     INPUT is an image file, a folder (searched recursively for images, sorted) or a manifest
     CSV (header with an `image` column, paths relative to the CSV). Maps are cached under
     OUT/maps/ (keyed by image content, method, options, seed, target and model), so running
-    again, or with more images, reuses every map already made. For every image and method this writes <stem>_<method>.npy (float32, image size, values
-    0..1), <stem>_<method>.png (heat-map overlay) and a record in explain.json. An image that
-    fails is recorded with its error and the others go on; the exit code is 1 if any failed.
+    again, or with more images, reuses every map already made. For every image and method this
+    writes <stem>_<method>.npy (float32, image size, values 0..1), <stem>_<method>.png (heat-map
+    overlay) and a record in explain.json. explain.json is merged across runs by (image,
+    method); when another image already uses a stem, the next gets <stem>-2, <stem>-3, ... An
+    image that fails is recorded with its error and the others go on; the exit code is 1 if
+    any failed, 130 on Ctrl-C.
     Method options (--grid, --window, ...) go to the chosen methods that take them.
 
     \b
@@ -45,20 +48,20 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     """
     from ..dataset import MapCache, expand_inputs, explain_cached
     from ..explain import resolve_target, score_image
-    from ..output import ensure_dir, write_json, write_npy, write_png
+    from ..output import RecordBook, ensure_dir, npy_bytes, png_bytes
     from ..render import overlay
 
     given = method_kwargs(kw)
     bind_all(methods, budget, given)  # options and budget checked before the model is even loaded
     items = expand_inputs(images)
     out = ensure_dir(out_dir)
+    book = RecordBook(out / "explain.json")  # merged with earlier runs' records, under a lock
     clf = load_classifier(model, kw)
     calls = bind_all(methods, budget, given, clf.input_size)  # now also against the input size
     if str(target).lower() != "top1":
         target = resolve_target(clf, target)  # a named target is resolved once, for every image
     announce_backend(clf)
     cache = MapCache(out, clf)
-    records: list[dict[str, Any]] = []
     failed = 0
     for item in items:
         try:
@@ -66,10 +69,9 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
             digest = item.digest()
         except BlackboxCamError as e:
             click.echo(f"error: {e}", err=True)
-            records.extend({"model": str(model), "image": str(item.path), "method": m, "error": str(e)}
-                           for m in methods)
+            for m in methods:
+                book.commit({"model": str(model), "image": str(item.path), "method": m, "error": str(e)})
             failed += 1
-            write_json(out / "explain.json", records)
             continue
         # the unmasked prediction: at most once per image, and only when a map is not cached
         scored = functools.cache(lambda image=image: score_image(clf, image, target))
@@ -86,24 +88,22 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
                 click.echo(f"error: {item.path}: {e}", err=True)
                 rec["error"] = str(e)
                 failed += 1
-            else:
-                stem = out / f"{item.stem()}_{name}"
-                write_npy(stem.with_suffix(".npy"), res.saliency)
-                write_png(stem.with_suffix(".png"), overlay(image, res.saliency))
-                ex = res.explanation
-                rec.update({"predicted": res.predicted, "predicted_label": clf.label(res.predicted),
-                            "predicted_score": res.predicted_score, "label": clf.label(res.target),
-                            "score": res.score, "target": res.target, "params": ex.params,
-                            "queries": ex.queries, "seconds": ex.seconds if hit else round(time.perf_counter() - t0, 3),
-                            "cached": hit, "npy": stem.with_suffix(".npy").name, "png": stem.with_suffix(".png").name})
-                click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
-                           f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
-                           f"-> {stem.with_suffix('.png')}")
+                book.commit(rec)
+                continue
             finally:
                 bar.close()
                 clf.on_queries = None
-            records.append(rec)
-            write_json(out / "explain.json", records)
+            ex = res.explanation
+            rec.update({"predicted": res.predicted, "predicted_label": clf.label(res.predicted),
+                        "predicted_score": res.predicted_score, "label": clf.label(res.target),
+                        "score": res.score, "target": res.target, "params": ex.params,
+                        "queries": ex.queries, "seconds": ex.seconds if hit else round(time.perf_counter() - t0, 3),
+                        "cached": hit})
+            book.commit(rec, {"npy": npy_bytes(res.saliency), "png": png_bytes(overlay(image, res.saliency))},
+                        stem=item.stem())
+            click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
+                       f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
+                       f"-> {out / rec['png']}")
     if failed:
         sys.exit(1)
 
