@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BlackboxCamError
-from .images import resize_map
+from .geometry import Geometry
 from .methods import Call, Explanation, get_method
 
 
@@ -78,7 +78,8 @@ def explain_scored(clf, scored: Scored, call: Call, *, seed: int = 0) -> Result:
     expl = call.run(clf, scored.x, scored.target, seed=seed, score=float(scored.probs[scored.target]))
     pred = int(np.argmax(scored.probs))
     check_finite(expl.saliency, f"the {call.spec.name} map")
-    sal = np.clip(resize_map(expl.saliency, scored.image.shape[:2]), 0.0, 1.0).astype(np.float32)
+    sal = np.clip(getattr(clf, "geometry", Geometry()).to_image(expl.saliency, scored.image.shape[:2]),  # zeros where unseen
+                  0.0, 1.0).astype(np.float32)
     return Result(expl, sal, pred, float(scored.probs[pred]), scored.target, expl.score)
 
 

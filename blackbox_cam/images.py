@@ -50,20 +50,29 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an ``H x W x C`` float image to ``size = (H, W)`` (Pillow, per channel)."""
+def resize(image: np.ndarray, size: tuple[int, int],
+           box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Bilinear (antialiased) resize of an ``H x W x C`` image to ``size = (H, W)``, per channel.
+
+    ``box = (x0, y0, x1, y1)`` resamples only that region of the image (Pillow's ``resize(box=)``:
+    the same pixels as resizing the whole image and cropping, without the full-size copy).
+    """
     h, w = size
-    if image.shape[:2] == (h, w):
+    full = (0.0, 0.0, float(image.shape[1]), float(image.shape[0]))
+    if image.shape[:2] == (h, w) and (box is None or tuple(box) == full):
         return image.astype(np.float32, copy=False)
-    chans = [np.asarray(Image.fromarray(image[:, :, c].astype(np.float32), mode="F")
-                        .resize((w, h), Image.BILINEAR)) for c in range(image.shape[2])]
-    return np.stack(chans, axis=2).astype(np.float32)
+    out = np.empty((h, w, image.shape[2]), np.float32)
+    for c in range(image.shape[2]):
+        out[:, :, c] = Image.fromarray(image[:, :, c].astype(np.float32), mode="F").resize(
+            (w, h), Image.BILINEAR, box=box)
+    return out
 
 
-def resize_map(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a 2-D map to ``size = (H, W)``, values clipped to the input range."""
+def resize_map(saliency: np.ndarray, size: tuple[int, int],
+               box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Bilinear resize of a 2-D map (or its ``box`` region) to ``size = (H, W)``, clipped to its range."""
     h, w = size
-    if saliency.shape == (h, w):
+    if saliency.shape == (h, w) and box is None:
         return saliency.astype(np.float32, copy=False)
-    out = np.asarray(Image.fromarray(saliency.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
+    out = np.asarray(Image.fromarray(saliency.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR, box=box))
     return np.clip(out, float(saliency.min()), float(saliency.max())).astype(np.float32)

@@ -9,6 +9,7 @@ default (``imagenet``).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BlackboxCamError
+from .geometry import RESIZE_MODES
 
 PRESETS: dict[str, dict[str, Any]] = {
     "imagenet": {"scale": 255.0, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
@@ -24,7 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "raw": {"scale": 1.0, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)},
 }
 LAYOUTS = ("NCHW", "NHWC")
-SIDECAR_KEYS = {"preprocess", "mean", "std", "scale", "bgr", "layout", "labels", "resize",
+SIDECAR_KEYS = {"preprocess", "mean", "std", "scale", "bgr", "layout", "labels", "resize", "crop_pct",
                 "input_size", "output"}
 
 
@@ -71,28 +73,81 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
         raise BlackboxCamError(f"{p}: sidecar is not valid JSON ({e}); fix or remove it") from None
     if not isinstance(data, dict):
         raise BlackboxCamError(f"{p}: sidecar must be a JSON object with keys {sorted(SIDECAR_KEYS)}")
-    unknown = set(data) - SIDECAR_KEYS
-    if unknown:
-        raise BlackboxCamError(f"{p}: unknown sidecar keys {sorted(unknown)}; valid keys are {sorted(SIDECAR_KEYS)}")
+    return validate_sidecar(data, str(p))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _sidecar_problems(data: dict[str, Any]) -> list[str]:
+    """Every problem of a sidecar's values, one sentence each (types, lengths, ranges)."""
+    probs = [f"unknown sidecar key {k!r} (valid keys: {', '.join(sorted(SIDECAR_KEYS))})" for k in data if k not in SIDECAR_KEYS]
+    v = data.get("preprocess")
+    if "preprocess" in data and v not in PRESETS:
+        probs.append(f'"preprocess" must be one of {", ".join(PRESETS)}, got {v!r}')
+    for key in ("mean", "std"):
+        if key not in data:
+            continue
+        v = data[key]
+        if not isinstance(v, list) or not v or not all(_is_number(x) for x in v):
+            probs.append(f'"{key}" must be a list of numbers, e.g. [0.485, 0.456, 0.406], got {json.dumps(v)}')
+        elif len(v) not in (1, 3):
+            probs.append(f'"{key}" has {len(v)} values; give 3 (one per channel, in RGB order) or 1 (every channel)')
+        elif key == "std" and any(x <= 0 for x in v):
+            probs.append(f'"std" must be positive (it divides the pixels), got {json.dumps(v)}')
+    if "scale" in data and not (_is_number(data["scale"]) and data["scale"] > 0):
+        probs.append(f'"scale" must be a positive number (255 for pixels in 0..255), got {json.dumps(data["scale"])}')
+    if "bgr" in data and not isinstance(data["bgr"], bool):
+        probs.append(f'"bgr" must be true or false (JSON booleans, no quotes), got {json.dumps(data["bgr"])}')
+    if "layout" in data and not (isinstance(data["layout"], str) and data["layout"].upper() in LAYOUTS):
+        probs.append(f'"layout" must be "NCHW" or "NHWC", got {json.dumps(data["layout"])}')
+    if "labels" in data and not (isinstance(data["labels"], str) and data["labels"].strip()):
+        probs.append(f'"labels" must be a file name (relative to the model\'s folder), got {json.dumps(data["labels"])}')
+    if "resize" in data and data["resize"] not in RESIZE_MODES:
+        probs.append(f'"resize" must be one of {", ".join(RESIZE_MODES)}, got {json.dumps(data["resize"])}')
+    if "crop_pct" in data and not (_is_number(data["crop_pct"]) and 0 < data["crop_pct"] <= 1):
+        probs.append(f'"crop_pct" must be a number in (0, 1], e.g. 0.875 (224 of 256), got {json.dumps(data["crop_pct"])}')
+    if "input_size" in data:
+        v = data["input_size"]
+        ok = isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+        if not ok:
+            probs.append(f'"input_size" must be [height, width] as two integers, e.g. [224, 224], got {json.dumps(v)}')
+        elif min(v) <= 0:
+            probs.append(f'"input_size" must be positive, got {json.dumps(v)}')
+    if "output" in data:
+        v = data["output"]
+        if not ((isinstance(v, str) and v) or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)):
+            probs.append(f'"output" must be an output name or a non-negative index, got {json.dumps(v)}')
+    return probs
+
+
+def validate_sidecar(data: dict[str, Any], source: str = "sidecar") -> dict[str, Any]:
+    """``data`` if every key and value is valid; otherwise one error listing every problem, one per line."""
+    probs = _sidecar_problems(data)
+    if len(probs) == 1:
+        raise BlackboxCamError(f"{source}: {probs[0]}")
+    if probs:
+        raise BlackboxCamError(f"{source}: {len(probs)} problems:\n" + "\n".join(f"  - {q}" for q in probs))
     return data
 
 
 def resolve(sidecar: dict[str, Any], *, preprocess: str | None = None, bgr: bool | None = None,
             source: str = "sidecar") -> Preprocessing:
     """Combine preset, sidecar values and CLI overrides (CLI wins)."""
+    validate_sidecar(sidecar, source)
     if preprocess is not None:
         pp = preset(preprocess)
     else:
         pp = preset(sidecar.get("preprocess", "imagenet"))
         over: dict[str, Any] = {}
-        for key in ("scale", "mean", "std"):
+        if "scale" in sidecar:
+            over["scale"] = float(sidecar["scale"])
+        for key in ("mean", "std"):
             if key in sidecar:
-                val = sidecar[key]
-                try:
-                    over[key] = float(val) if key == "scale" else tuple(float(v) for v in val)
-                except (TypeError, ValueError):
-                    raise BlackboxCamError(f"{source}: '{key}' must be a number or list of numbers, got {val!r}") from None
+                vals = tuple(float(v) for v in sidecar[key])
+                over[key] = vals * 3 if len(vals) == 1 else vals
         if over:
             pp = replace(pp, name=sidecar.get("preprocess", "custom"), **over)
-    use_bgr = bool(sidecar.get("bgr", False)) if bgr is None else bgr
+    use_bgr = sidecar.get("bgr", False) if bgr is None else bool(bgr)
     return replace(pp, bgr=use_bgr)

@@ -22,7 +22,7 @@ import onnx
 
 from .backends import DEVICES, BackendError, Session, compile_model, run_batched
 from .errors import BlackboxCamError, BudgetExceeded, existing_file
-from .images import resize
+from .geometry import DEFAULT_CROP_PCT, Geometry, prepare as geometry_prepare
 from .preprocess import Preprocessing, read_sidecar, resolve
 from .signature import ModelSignature, graph_inputs, read_model
 
@@ -81,6 +81,8 @@ class Classifier:
     batch_size : images per model call; the backend's choice for the input size when omitted.
     input_size : ``(H, W)`` for models whose spatial input dims are symbolic.
     labels : file with one class name per line.
+    resize : ``squash | crop | letterbox``, how images reach the input size (:mod:`blackbox_cam.geometry`).
+    crop_pct : for ``crop``, the kept fraction of the scaled image (default 0.875, as timm/torchvision).
     """
 
     input_name = _fact("input_name")
@@ -94,12 +96,15 @@ class Classifier:
     def __init__(self, path: str | os.PathLike, *, preprocess: str | None = None, bgr: bool | None = None,
                  layout: str | None = None, output: str | int | None = None, device: str = "auto",
                  batch_size: int | None = None, input_size: tuple[int, int] | None = None,
-                 labels: str | os.PathLike | None = None, backend: str = "auto") -> None:
+                 labels: str | os.PathLike | None = None, backend: str = "auto", resize: str | None = None,
+                 crop_pct: float | None = None) -> None:
         self.path = Path(path)
         self.model = load_onnx(self.path)
         self.sidecar = read_sidecar(self.path)
         self.preprocessing: Preprocessing = resolve(self.sidecar, preprocess=preprocess, bgr=bgr,
                                                     source=f"{self.path.with_suffix('.json')}")
+        self.geometry = Geometry(resize or self.sidecar.get("resize", "squash"),
+                                 crop_pct if crop_pct is not None else self.sidecar.get("crop_pct", DEFAULT_CROP_PCT))
         self.signature: ModelSignature = read_model(
             self.model, layout=layout or self.sidecar.get("layout"),
             input_size=input_size or self.sidecar.get("input_size"),
@@ -122,9 +127,6 @@ class Classifier:
         else:
             side = self.sidecar.get("labels")
             self.labels = self._read_labels(self.path.parent / side) if side else None
-        if self.sidecar.get("resize", "squash") != "squash":
-            raise BlackboxCamError(f"{self.path.with_suffix('.json')}: resize {self.sidecar['resize']!r} is not "
-                                   "supported; use \"squash\" (the whole image resized to the input size)")
 
     # -- set-up -------------------------------------------------------------------------------
     def _make_sessions(self) -> None:
@@ -196,7 +198,7 @@ class Classifier:
     # -- model space ----------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """``H x W x 3`` RGB float [0, 255] -> ``(C, H, W)`` model space at the input size."""
-        return self.preprocessing.apply(resize(image, self.input_size), self.channels)
+        return geometry_prepare(image, self.input_size, self.geometry, self.preprocessing, self.channels)
 
     def to_feed(self, x: np.ndarray) -> np.ndarray:
         """Model-space batch ``(N, C, H, W)`` -> the model's layout and dtype."""

@@ -110,5 +110,5 @@ def test_sidecar_and_flags(tmp_path):
     assert clf.preprocessing.name == "unit" and clf.labels == ["a", "b", "c", "d"]
     assert Classifier(path, preprocess="symmetric").preprocessing.mean == (0.5, 0.5, 0.5)
     (tmp_path / "m.json").write_text('{"prepocess": "unit"}')
-    with pytest.raises(BlackboxCamError, match="unknown sidecar keys"):
+    with pytest.raises(BlackboxCamError, match="unknown sidecar key"):
         Classifier(path)

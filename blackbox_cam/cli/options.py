@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 import click
 
 from ..backends import CHOICES as BACKENDS, DEVICES
+from ..geometry import RESIZE_MODES
 from ..methods import METHODS, Option, parse_methods
 from ..preprocess import LAYOUTS, PRESETS
 
@@ -33,6 +34,11 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--backend", type=click.Choice(list(BACKENDS)), default="auto", show_default=True,
                      help="Inference engine. auto: ONNX Runtime on CUDA when a GPU initialises, else OpenVINO "
                           "when installed (pip install \"blackbox-cam[openvino]\"), else ONNX Runtime on CPU."),
+        click.option("--resize", type=click.Choice(list(RESIZE_MODES)), default=None,
+                     help="How images reach the input size: squash (whole image), crop (shorter side to "
+                          "input/crop-pct, centre crop) or letterbox (fit, pad) (default: sidecar, else squash)."),
+        click.option("--crop-pct", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+                     help="--resize crop: kept fraction, 0.875 = 224 of 256 (default: sidecar, else 0.875)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help="Images per model call (default: chosen from the input size)."),
     ]
@@ -57,7 +63,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def classifier_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     """Pop the model options out of a command's keyword arguments."""
     return {k: kw.pop(k) for k in ("preprocess", "bgr", "layout", "output", "labels", "device", "backend",
-                                    "batch_size") if k in kw}
+                                    "batch_size", "resize", "crop_pct") if k in kw}
 
 
 def load_classifier(model: Any, kw: dict[str, Any]) -> Any:
