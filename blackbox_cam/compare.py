@@ -263,11 +263,13 @@ def _run_method(clf, ir: ImageResult, scored: Scored, call: Call, seed: int,
 
 def _prepare(clf, item: Item, target, box):
     path = item.path
-    img = item.load()
-    h, w = img.shape[:2]
+    img, (h, w) = item.read()
     if box is not None and (box[2] > w + 1e-6 or box[3] > h + 1e-6):
         raise BlackboxCamError(f"{path.name}: box ({', '.join(f'{v:g}' for v in box)}) lies outside the "
                                f"{w}x{h} image; boxes are in pixels of the original image")
+    if box is not None and img.shape[:2] != (h, w):  # a large image is worked on reduced (images.MAX_SIDE)
+        sy, sx = img.shape[0] / h, img.shape[1] / w
+        box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
     return score_image(clf, img, target), box
 
 

@@ -90,10 +90,15 @@ class Item:
 
     def load(self) -> np.ndarray:
         """The image as float32 RGB ``(H, W, 3)`` in [0, 255]; a bad item raises :class:`BlackboxCamError`."""
+        return self.read()[0]
+
+    def read(self) -> tuple[np.ndarray, tuple[int, int]]:
+        """``(image, (H, W) of the original file)``: large images are worked on reduced
+        (:func:`blackbox_cam.images.read_image`); a bad item raises :class:`BlackboxCamError`."""
         if self.error is not None:
             raise BlackboxCamError(self.error)
-        from .images import load_image
-        return load_image(self.path)
+        from .images import read_image
+        return read_image(self.path)
 
     def stem(self) -> str:
         """``name`` without its extension, folders joined by ``__`` (``sub/a.png`` -> ``sub__a``)."""
@@ -359,6 +364,7 @@ class MapCache:
         self._model_facts = {
             "model_sha256": self.model_digest,
             "preprocessing": repr(pre),
+            "geometry": repr(getattr(clf, "geometry", None)),
             "layout": getattr(clf, "layout", None),
             "input_size": list(getattr(clf, "input_size", ()) or ()),
             "output": getattr(clf, "output_name", None),
@@ -430,7 +436,7 @@ def explain_cached(clf: Any, image: np.ndarray, method: str | Call, *, cache: Ma
     ``Explanation.extra`` (e.g. DE-CAM's trace) is not cached and is empty on a hit.
     Without a cache (or digest) this is ``explain_image``.
     """
-    from .images import resize_map
+    from .explain import map_to_image
     call = method if isinstance(method, Call) else get_method(method).bind(budget, clf.input_size, **options)
     key = None
     if target is not None and str(target).lower() != "top1":
@@ -441,7 +447,7 @@ def explain_cached(clf: Any, image: np.ndarray, method: str | Call, *, cache: Ma
         hit = cache.get(key)
         if hit is not None:
             ex = Explanation(hit.saliency, hit.target, hit.score, hit.queries, hit.seconds, hit.params, hit.method)
-            sal = np.clip(resize_map(hit.saliency, image.shape[:2]), 0.0, 1.0).astype(np.float32)
+            sal = np.clip(map_to_image(clf, hit.saliency, image.shape[:2]), 0.0, 1.0).astype(np.float32)
             return Result(ex, sal, hit.predicted, hit.predicted_score, hit.target, hit.score), True
     if scored is None:
         scored = score_image(clf, image, target)

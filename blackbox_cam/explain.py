@@ -78,9 +78,14 @@ def explain_scored(clf, scored: Scored, call: Call, *, seed: int = 0) -> Result:
     expl = call.run(clf, scored.x, scored.target, seed=seed, score=float(scored.probs[scored.target]))
     pred = int(np.argmax(scored.probs))
     check_finite(expl.saliency, f"the {call.spec.name} map")
-    sal = np.clip(getattr(clf, "geometry", Geometry()).to_image(expl.saliency, scored.image.shape[:2]),  # zeros where unseen
-                  0.0, 1.0).astype(np.float32)
+    sal = np.clip(map_to_image(clf, expl.saliency, scored.image.shape[:2]), 0.0, 1.0).astype(np.float32)
     return Result(expl, sal, pred, float(scored.probs[pred]), scored.target, expl.score)
+
+
+def map_to_image(clf, saliency: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """A model-resolution map on the ``image_hw`` image, through the classifier's resize rule
+    (:mod:`blackbox_cam.geometry`: zeros where a crop hid the image from the model)."""
+    return getattr(clf, "geometry", Geometry()).to_image(saliency, image_hw)
 
 
 def check_finite(values: np.ndarray, what: str) -> None:

@@ -21,12 +21,19 @@ def jet(values: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> Image.Image:
-    """The map in jet colours blended over the image (same height and width)."""
-    img = to_uint8(image).astype(np.float32)
-    heat = jet(saliency).astype(np.float32)
-    if heat.shape[:2] != img.shape[:2]:
+    """The map in jet colours blended over the image (same height and width).
+
+    Blended in bands of rows, so a large image costs one uint8 copy, not a dozen float ones.
+    """
+    if saliency.shape[:2] != image.shape[:2]:
         raise ValueError(f"saliency {saliency.shape} and image {image.shape[:2]} differ in size")
-    return Image.fromarray(np.clip((1 - alpha) * img + alpha * heat + 0.5, 0, 255).astype(np.uint8))
+    out = np.empty(image.shape[:2] + (3,), np.uint8)
+    band = max(1, (1 << 20) // max(1, image.shape[1]))  # ~1 Mpx per band
+    for y in range(0, image.shape[0], band):
+        img = to_uint8(image[y:y + band]).astype(np.float32)
+        heat = jet(saliency[y:y + band]).astype(np.float32)
+        out[y:y + band] = np.clip((1 - alpha) * img + alpha * heat + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(out)
 
 
 def _font(size: int):

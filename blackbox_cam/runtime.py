@@ -23,6 +23,7 @@ import onnx
 from .backends import DEVICES, BackendError, Session, compile_model, run_batched
 from .errors import BlackboxCamError, BudgetExceeded, existing_file
 from .geometry import DEFAULT_CROP_PCT, Geometry, prepare as geometry_prepare
+from .labels import labels_from_metadata, read_labels_file
 from .preprocess import Preprocessing, read_sidecar, resolve
 from .signature import ModelSignature, graph_inputs, read_model
 
@@ -122,11 +123,15 @@ class Classifier:
         auto = self.session.auto_batch(bytes_per_image)
         self.batch_size = batch_size or (auto if self._fixed_batch is None else self._fixed_batch)
         self._probe()
-        if labels is not None:
-            self.labels = self._read_labels(Path(labels))
-        else:
-            side = self.sidecar.get("labels")
-            self.labels = self._read_labels(self.path.parent / side) if side else None
+        self.labels_source: str | None = None
+        side = self.sidecar.get("labels")
+        if labels is not None or side:
+            p = Path(labels) if labels is not None else self.path.parent / side
+            self.labels, self.labels_source = read_labels_file(p, self.num_classes), str(p)
+        else:  # neither --labels nor the sidecar names a file: the model's own metadata, if any
+            found = labels_from_metadata({p.key: p.value for p in self.model.metadata_props}, self.num_classes)
+            self.labels = found[1] if found else None
+            self.labels_source = f"metadata_props[{found[0]!r}]" if found else None
 
     # -- set-up -------------------------------------------------------------------------------
     def _make_sessions(self) -> None:
@@ -185,15 +190,6 @@ class Classifier:
         row = out[0].astype(np.float64)
         sums_to_one = bool(np.all(row >= -1e-6) and np.all(row <= 1 + 1e-6) and abs(row.sum() - 1) < 1e-3)
         self.outputs_probabilities = self.signature.softmax or sums_to_one
-
-    def _read_labels(self, p: Path) -> list[str]:
-        try:
-            names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        except OSError as e:
-            raise BlackboxCamError(f"{p}: cannot read labels ({e.strerror})") from None
-        if len(names) != self.num_classes:
-            raise BlackboxCamError(f"{p}: has {len(names)} labels but the model has {self.num_classes} classes")
-        return names
 
     # -- model space ----------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:

@@ -65,7 +65,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     failed = 0
     for item in items:
         try:
-            image = item.load()
+            image, size = item.read()
             digest = item.digest()
         except BlackboxCamError as e:
             click.echo(f"error: {e}", err=True)
@@ -98,7 +98,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
                         "predicted_score": res.predicted_score, "label": clf.label(res.target),
                         "score": res.score, "target": res.target, "params": ex.params,
                         "queries": ex.queries, "seconds": ex.seconds if hit else round(time.perf_counter() - t0, 3),
-                        "cached": hit})
+                        "cached": hit, "image_size": list(size), "map_size": list(res.saliency.shape)})
             book.commit(rec, {"npy": npy_bytes(res.saliency), "png": png_bytes(overlay(image, res.saliency))},
                         stem=item.stem())
             click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "

@@ -48,10 +48,10 @@ def occlusion(clf, x: np.ndarray, target: int, *, budget: int | None, seed: int,
     base = make_baseline(x, baseline, seed=seed)
     stride, ys, xs = plan(h, w, win, budget)
     boxes = [(y, xx) for y in ys for xx in xs]
-    scorer = MaskScorer(clf, x, base, target)
+    scorer = MaskScorer(clf, x, base, target, limit=len(boxes))
     drop_sum = np.zeros((h, w), np.float64)
     count = np.zeros((h, w), np.float64)
-    step = clf.batch_size
+    step = scorer.capacity
     masks = np.zeros((step, h, w), np.float32)
     for i in range(0, len(boxes), step):
         chunk = boxes[i:i + step]

@@ -1,7 +1,10 @@
 """Shared machinery of the black-box methods: score a stream of masks through the model.
 
 Masks are composed into one reused ``(batch, C, H, W)`` buffer per model call
-(:func:`blackbox_cam.masks.compose`), so memory is bounded by one batch at any budget.
+(:func:`blackbox_cam.masks.compose`), so memory is bounded by one batch at any budget. The
+buffer holds ``min(batch size, masks to score, MAX_BATCH_BYTES of input)`` images: a
+``--batch-size 100000`` at budget 300 allocates 300 images at most, and never more than
+:data:`MAX_BATCH_BYTES` (32 MiB; 55 images at 3 x 224 x 224).
 """
 from __future__ import annotations
 
@@ -16,16 +19,30 @@ BASELINE_OPTION = Option("baseline", str, "zeros", "What removed pixels become: 
                          choices=BASELINES)
 
 
+MAX_BATCH_BYTES = 32 * 2 ** 20
+
+
+def batch_capacity(clf, image_shape: tuple[int, ...], limit: int | None = None) -> int:
+    """Images per model call: the classifier's batch size, cut to ``limit`` (the masks there are
+    to score) and to :data:`MAX_BATCH_BYTES` of float32 input."""
+    per_image = 4 * int(np.prod(image_shape))
+    cap = min(int(clf.batch_size), max(1, MAX_BATCH_BYTES // per_image))
+    return max(1, cap if limit is None else min(cap, int(limit)))
+
+
 class MaskScorer:
     """Scores masked versions of one image for one target class.
 
     ``scorer(masks, cell, offsets, smooth=..., invert=...)`` returns the target's probability
     for each mask; ``invert`` scores the complement (the mask's region removed instead of kept).
+    ``limit``, when known, is how many masks will be scored in all (the buffer need not be larger);
+    :attr:`capacity` is the number of images per model call (:func:`batch_capacity`).
     """
 
-    def __init__(self, clf, x: np.ndarray, base: np.ndarray, target: int) -> None:
+    def __init__(self, clf, x: np.ndarray, base: np.ndarray, target: int, limit: int | None = None) -> None:
         self.clf, self.x, self.base, self.target = clf, x, base, int(target)
-        self._buf = np.empty((clf.batch_size,) + x.shape, np.float32)
+        self.capacity = batch_capacity(clf, x.shape, limit)
+        self._buf = np.empty((self.capacity,) + x.shape, np.float32)
 
     def __call__(self, masks: np.ndarray, cell: tuple[float, float], offsets: np.ndarray | None = None,
                  *, smooth: bool = True, invert: bool = False) -> np.ndarray:

@@ -35,10 +35,10 @@ def rise(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: floa
     cell_h, cell_w = math.ceil(h / s), math.ceil(w / s)
     up = ((s + 1) * cell_h / s, (s + 1) * cell_w / s)  # grid cell size after upsampling
     base = make_baseline(x, baseline, seed=seed)
-    scorer = MaskScorer(clf, x, base, target)
+    scorer = MaskScorer(clf, x, base, target, limit=n)
     mask_rng, shift_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
     sal = np.zeros((h, w), np.float64)
-    step = max(clf.batch_size, 1)
+    step = scorer.capacity
     for i in range(0, n, step):
         k = min(step, n - i)
         masks = (mask_rng.random((k, s, s)) < p).astype(np.float32)

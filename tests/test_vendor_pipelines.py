@@ -1,0 +1,91 @@
+"""Vendor pipelines: crop / letterbox resizing, maps back on the original image, BGR, uint8."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from blackbox_cam import Classifier, explain_image
+from blackbox_cam.cli import main
+from blackbox_cam.errors import BlackboxCamError
+from blackbox_cam.geometry import Geometry
+from blackbox_cam.images import resize
+
+from hostile_util import pooled_linear
+
+
+def test_crop_is_torchvision_resize_then_centre_crop():
+    img = np.random.default_rng(0).uniform(0, 255, (375, 500, 3)).astype(np.float32)
+    got, pl = Geometry("crop", 0.875).to_input(img, (224, 224))
+    full = resize(img, (256, 341))  # Resize(256): shorter side 256, longer int(256 * 500 / 375)
+    top, left = round((256 - 224) / 2), round((341 - 224) / 2)
+    assert np.abs(got - full[top:top + 224, left:left + 224]).max() < 2e-3
+    assert pl.inner == (0, 0, 224, 224)
+
+
+def test_crop_map_is_zero_where_the_model_never_saw_the_image():
+    back = Geometry("crop", 0.5).to_image(np.ones((32, 32), np.float32), (100, 200))
+    seen = np.argwhere(back > 0)
+    # 0.5: shorter side to 64, i.e. the central half of the shorter side is kept (rows 25..74)
+    assert tuple(seen.min(0)) == (25, 75) and tuple(seen.max(0)) == (74, 124)
+    assert back[:25].max() == 0 and back[:, :75].max() == 0 and back[75:].max() == 0
+
+
+def test_letterbox_pads_with_the_baseline_and_drops_the_padding_from_the_map(tmp_path):
+    path = pooled_linear(tmp_path / "m.onnx", np.eye(3), size=(32, 32))
+    clf = Classifier(path, preprocess="imagenet", resize="letterbox", device="cpu")
+    wide = np.full((20, 80, 3), 255.0, np.float32)
+    x = clf.prepare(wide)
+    assert np.all(x[:, :12] == 0) and np.all(x[:, 20:] == 0)  # padding = model-space zero (the baseline)
+    assert np.all(x[:, 12:20] > 0)                              # the 8 rows that hold the image
+    sal = np.zeros((32, 32), np.float32)
+    sal[12:20, :16] = 1.0                                       # left half of the image part
+    back = clf.geometry.to_image(sal, (20, 80))
+    assert back.shape == (20, 80) and back[:, :35].min() > 0.9 and back[:, 45:].max() < 0.1
+
+
+def test_unknown_resize_and_bad_crop_pct_are_one_clear_line(tmp_path):
+    path = pooled_linear(tmp_path / "m.onnx", np.eye(3))
+    with pytest.raises(BlackboxCamError, match="choose one of squash, crop, letterbox"):
+        Classifier(path, resize="stretch", device="cpu")
+    (tmp_path / "m.json").write_text('{"resize": "crop", "crop_pct": 1.5}')
+    with pytest.raises(BlackboxCamError, match='"crop_pct" must be a number in \\(0, 1\\]'):
+        Classifier(path, device="cpu")
+
+
+def _border_and_centre(h: int = 120, w: int = 160) -> np.ndarray:
+    """Red everywhere except a blue centre (a third of each side): what a crop keeps is blue."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :, 0] = 255
+    img[h // 3: 2 * h // 3, w // 3: 2 * w // 3] = (0, 0, 255)
+    return img
+
+
+def test_crop_pipeline_bgr_model_with_labels_in_its_metadata(tmp_path):
+    """A PaddleClas-like export: shorter side to 256-equivalent, centre crop, BGR, ImageNet
+    mean/std, class names in ``metadata_props`` (no labels file anywhere)."""
+    # channel 0 is BLUE for a BGR model: class "blue" reads channel 0, class "red" channel 2
+    path = pooled_linear(tmp_path / "paddle.onnx", np.array([[0.0, 0.0, 4.0], [4.0, 0.0, 0.0]]), size=(32, 32),
+                         metadata={"label_list": "ignored", "labels": "red\nblue"})
+    (tmp_path / "paddle.json").write_text(json.dumps({"preprocess": "imagenet", "bgr": True, "resize": "crop",
+                                                      "crop_pct": 0.34}))
+    img = tmp_path / "flag.png"
+    Image.fromarray(_border_and_centre()).save(img)
+    clf = Classifier(path, device="cpu")
+    assert clf.labels == ["red", "blue"] and clf.geometry == Geometry("crop", 0.34)
+    res = explain_image(clf, np.asarray(Image.open(img), np.float32), "occlusion", budget=40)
+    assert clf.label(res.predicted) == "blue"       # the crop sees the centre only
+    squash = Classifier(path, resize="squash", device="cpu")
+    assert squash.label(int(np.argmax(squash.probabilities(squash.prepare(
+        np.asarray(Image.open(img), np.float32))[None])[0]))) == "red"  # the whole image is mostly red
+    # the map is zero outside the crop (the model never saw the red border)
+    assert res.saliency.shape == (120, 160) and res.saliency[:20].max() == 0 and res.saliency[:, :40].max() == 0
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["explain", str(path), str(img), "-m", "occlusion", "--budget", "40",
+                                  "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((out / "explain.json").read_text())[0]
+    assert rec["predicted_label"] == "blue" and rec["label"] == "blue"
