@@ -112,7 +112,7 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
         im = im.convert("RGBA").convert("RGB")  # alpha dropped: the colour values are kept
     elif mode != "RGB":
         im = im.convert("RGB")
-    return np.asarray(im, dtype=np.float32).copy()
+    return np.array(im, dtype=np.float32)  # one float copy (writable), no second
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -100,7 +100,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
                         "queries": ex.queries, "seconds": ex.seconds if hit else round(time.perf_counter() - t0, 3),
                         "cached": hit, "image_size": list(size), "map_size": list(res.saliency.shape)})
             book.commit(rec, {"npy": npy_bytes(res.saliency), "png": png_bytes(overlay(image, res.saliency))},
-                        stem=item.stem())
+                        stem=item.path.stem if item.origin == "arg" else item.stem())
             click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
                        f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
                        f"-> {out / rec['png']}")
