@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import BlackboxCamError
-from .explain import Result, Scored, explain_scored, resolve_target, score_image
+from .explain import Result, Scored, explain_scored, map_to_image, resolve_target, score_image
 from .methods import Call, Explanation, get_method
 
 #: File name endings treated as images when a folder is expanded (compared lower-case).
@@ -436,7 +436,6 @@ def explain_cached(clf: Any, image: np.ndarray, method: str | Call, *, cache: Ma
     ``Explanation.extra`` (e.g. DE-CAM's trace) is not cached and is empty on a hit.
     Without a cache (or digest) this is ``explain_image``.
     """
-    from .explain import map_to_image
     call = method if isinstance(method, Call) else get_method(method).bind(budget, clf.input_size, **options)
     key = None
     if target is not None and str(target).lower() != "top1":
