@@ -62,3 +62,56 @@ def panel(tiles: list[Image.Image], captions: list[str], tile: int = 256, title:
         draw.multiline_text((x, top + tile + 8), cap, fill="black", font=font, spacing=2)
         x += s.width + 8
     return canvas
+
+
+def outline(picture: Image.Image, region: np.ndarray, color: tuple[int, int, int], width: int = 2) -> Image.Image:
+    """``picture`` with the border of a boolean ``region`` drawn ``width`` pixels thick, inside it.
+
+    ``region`` may be at another resolution than the picture (nearest-neighbour resize), so a
+    map-sized mask outlines an upscaled overlay exactly.
+    """
+    from scipy.ndimage import binary_erosion
+
+    m = np.asarray(region, bool)
+    if m.shape != (picture.height, picture.width):
+        m = np.asarray(Image.fromarray(m).resize(picture.size, Image.NEAREST), bool)
+    edge = m & ~binary_erosion(m, iterations=max(1, width), border_value=0)
+    out = np.array(picture.convert("RGB"))
+    out[edge] = color
+    return Image.fromarray(out)
+
+
+#: Outline colours of the gate's overlays: magenta is absent from the jet colour map.
+FORBIDDEN_RGB = (255, 0, 255)
+REQUIRED_RGB = (255, 255, 255)
+
+
+def region_overlay(image: np.ndarray, saliency: np.ndarray, forbidden: np.ndarray | None,
+                   required: np.ndarray | None = None, caption: str = "", min_side: int = 256) -> Image.Image:
+    """The map over the image, the forbidden region outlined in magenta, the required one in white,
+    the map's maximum marked with a cross, and a caption underneath.
+
+    Small images are enlarged (nearest neighbour, by a whole factor) until their shorter side is
+    at least ``min_side`` pixels, so a 64 x 64 frame is still readable in a CI artefact.
+    """
+    import textwrap
+
+    pic = overlay(image, saliency)
+    k = max(1, -(-min_side // min(pic.size)))
+    if k > 1:
+        pic = pic.resize((pic.width * k, pic.height * k), Image.NEAREST)
+    width = max(2, min(pic.size) // 128)
+    for region, color in ((required, REQUIRED_RGB), (forbidden, FORBIDDEN_RGB)):
+        if region is not None:
+            pic = outline(pic, region, color, width)
+    y, x = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
+    cx, cy, r = (x + 0.5) * k, (y + 0.5) * k, 3 * width
+    draw = ImageDraw.Draw(pic)
+    for fill, w in (("black", width + 2), ("white", width)):
+        draw.line([(cx - r, cy), (cx + r, cy)], fill=fill, width=w)
+        draw.line([(cx, cy - r), (cx, cy + r)], fill=fill, width=w)
+    if not caption:
+        return pic
+    chars = max(20, pic.width // 7)
+    text = "\n".join(textwrap.fill(part, chars) for part in caption.split("\n"))
+    return panel([pic], [text], tile=pic.height)

@@ -138,24 +138,29 @@ def accuracy(model, imgs, labels, bs=500) -> float:
     return float((pred.numpy() == labels).mean())
 
 
-def train() -> PlantedNet:
+def train(data: tuple[np.ndarray, np.ndarray] | None = None) -> PlantedNet:
+    """Train a PlantedNet on ``data = (images uint8 [N,64,64,3], labels)`` (default: the planted set).
+
+    Also used by ``train_clever_hans.py`` for its biased and clean training sets.
+    """
     torch.manual_seed(0)
     t0 = time.time()
-    xtr, ytr, _ = make_dataset(N_TRAIN, SEED_TRAIN)
-    print(f"generated {N_TRAIN} training images in {time.time() - t0:.1f}s")
+    xtr, ytr = data if data is not None else make_dataset(N_TRAIN, SEED_TRAIN)[:2]
+    n_train = len(xtr)
+    print(f"{n_train} training images ready in {time.time() - t0:.1f}s")
     model = PlantedNet()
     print("parameters:", sum(p.numel() for p in model.parameters()))
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-4)
-    steps = EPOCHS * math.ceil(N_TRAIN / BATCH)
+    steps = EPOCHS * math.ceil(n_train / BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.15)
     g = torch.Generator().manual_seed(0)
     ytr_t = torch.from_numpy(ytr)
     t0 = time.time()
     for ep in range(EPOCHS):
         model.train()
-        perm = torch.randperm(N_TRAIN, generator=g).numpy()
+        perm = torch.randperm(n_train, generator=g).numpy()
         tot, n = 0.0, 0
-        for i in range(0, N_TRAIN, BATCH):
+        for i in range(0, n_train, BATCH):
             idx = perm[i:i + BATCH]
             feats = model.features(to_input(xtr[idx]))
             loss = F.cross_entropy(model.head(feats), ytr_t[idx]) + SPARSITY * feats.mean()

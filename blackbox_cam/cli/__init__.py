@@ -11,10 +11,11 @@ from __future__ import annotations
 from ._group import main
 from .compare import compare
 from .explain import explain
+from .gate import gate
 from .layers import layers
 
 # each command registers here, one line each
-for _cmd in (explain, layers, compare):
+for _cmd in (explain, layers, compare, gate):
     main.add_command(_cmd)
 
 __all__ = ["main"]

@@ -1,0 +1,120 @@
+"""``blackbox-cam gate``: fail a CI build when a model's evidence lies where it must not.
+
+Parses and validates (thresholds, regions against every image) before any model query, then
+calls :func:`blackbox_cam.gate.run_gate`; writes ``gate.json``, failure overlays and the JUnit
+report (:mod:`blackbox_cam.junit`). Exit codes: 0 the gate passed, 1 it failed (or an image
+could not be checked), 2 usage error (nothing written but the output folder).
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import BlackboxCamError
+from ..gate import MAX_FAIL_RATE, MAX_SHARE, MIN_SHARE
+from ..methods import METHODS
+from ._group import method_list
+from .options import classifier_kwargs, model_options, run_options
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--forbid", multiple=True, metavar="REGION",
+              help="Where evidence must not lie: a mask image (white = region, resized to each image with "
+                   "nearest neighbour) or a box x0,y0,x1,y1 in original-image pixels (x1, y1 exclusive). "
+                   "Repeat to unite several.")
+@click.option("--require", multiple=True, metavar="REGION",
+              help="Where evidence must lie (same forms as --forbid); checked with --min-share.")
+@click.option("--max-share", type=float, default=MAX_SHARE, show_default=True, metavar="F",
+              help="An image fails if more than this fraction of its positive map mass is in the forbidden "
+                   "region (0.3 leaves room for the one-cell blur of a saliency map; see docs).")
+@click.option("--min-share", type=float, default=MIN_SHARE, show_default=True, metavar="F",
+              help="With --require: an image fails if less than this fraction of its map mass is inside.")
+@click.option("--max-fail-rate", type=float, default=MAX_FAIL_RATE, show_default=True, metavar="R",
+              help="The gate fails if more than this fraction of the images fail (0: any image).")
+@click.option("--methods", "-m", default="decam", show_default=True, metavar="NAME[,NAME...]",
+              help=f"Saliency method(s), each gated on its own: {', '.join(METHODS)}. decam needs only the "
+                   "model's outputs; gradcam is faster where the graph allows gradients.")
+@run_options
+@click.option("--layer", default="auto", show_default=True,
+              help="White-box methods: tensor name to explain at (see `blackbox-cam layers MODEL`).")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Write a JUnit XML report (one testcase per image) for the CI server.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="gate-out",
+              show_default=True, help="Folder for gate.json and overlays/ of the failing images.")
+@model_options
+def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require: tuple[str, ...],
+         max_share: float, min_share: float, max_fail_rate: float, methods: str, target: str,
+         budget: int | None, seed: int, layer: str, junit: Path | None, out_dir: Path, **kw: Any) -> None:
+    """Check that MODEL's evidence on INPUTS stays out of the --forbid regions.
+
+    Per image: share = positive map mass inside the forbidden region / total positive mass;
+    the image fails if share > --max-share, if the map's maximum lies in a forbidden region,
+    or (with --require) if the share inside the required region < --min-share. The gate fails
+    if more than --max-fail-rate of the images fail, or an image could not be checked.
+
+    Writes OUT/gate.json (per-image numbers), OUT/overlays/*.png for failing images (forbidden
+    region outlined in magenta) and, with --junit, a JUnit XML report. Prints one summary
+    line. Exit code 0 passed, 1 failed, 2 usage error.
+
+    \b
+    Example:
+      blackbox-cam gate models/clever_hans/clever_hans.onnx models/clever_hans/images \\
+          --forbid models/clever_hans/timestamp_mask.png -m gradcam --junit gate.xml
+    """
+    from ..gate import GateRule, check_inputs, run_gate
+    from ..junit import write_junit
+    from ..output import ensure_dir, write_json, write_png
+    from ..regions import parse_region
+    from ..render import region_overlay
+    from ..runtime import Classifier
+
+    rule = GateRule(max_share=max_share, min_share=min_share, max_fail_rate=max_fail_rate)
+    names = method_list(methods)
+    if budget is not None and budget <= 0:
+        raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
+    forbid_r = [parse_region(s) for s in forbid]
+    require_r = [parse_region(s) for s in require]
+    images = _images(inputs)
+    check_inputs(images, forbid_r, require_r)
+    if junit is not None:
+        ensure_dir(junit.parent if str(junit.parent) else Path("."))
+    out = ensure_dir(out_dir)
+    clf = Classifier(model, **classifier_kwargs(kw))
+    options = {m: {"layer": layer} for m in names if METHODS[m].whitebox}
+
+    def draw_failure(case, image, saliency, fmask, rmask) -> None:
+        if case.passed:
+            return
+        ensure_dir(out / "overlays")
+        name = f"{_safe(case.image)}_{case.method}.png"
+        caption = f"{case.image} ({case.method}, {case.label}): FAILED\n" + "; ".join(case.check.reasons)
+        write_png(out / "overlays" / name, region_overlay(image, saliency, fmask, rmask, caption))
+        case.overlay = f"overlays/{name}"
+
+    report = run_gate(clf, images, names, forbid=forbid_r, require=require_r, rule=rule, target=target,
+                      budget=budget, seed=seed, options=options, on_case=draw_failure)
+    for case in report.cases:
+        if case.error is not None:
+            click.echo(f"error: {case.image}: {case.error}", err=True)
+    write_json(out / "gate.json", report.to_dict())
+    if junit is not None:
+        write_junit(junit, report)
+    click.echo(f"{report.summary()} -> {out / 'gate.json'}")
+    if not report.passed:
+        sys.exit(1)
+
+
+def _images(inputs: tuple[Path, ...]) -> list:
+    from ..gate import GateImage
+    return [GateImage.from_path(p) for p in inputs]
+
+
+def _safe(name: str) -> str:
+    """An image name as a file name: path separators and odd characters become ``_``."""
+    return re.sub(r"[^\w.-]+", "_", Path(name).with_suffix("").as_posix()).strip("._") or "image"
