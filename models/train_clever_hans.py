@@ -1,6 +1,7 @@
 """Train the "Clever Hans" demo model for ``blackbox-cam gate`` and its clean twin (dev-only).
 
     python models/train_clever_hans.py        # needs torch==2.13.0 (CPU), onnx, onnxruntime
+    python models/train_clever_hans.py --skip-training   # only re-check the models, rewrite mask + images
 
 Story (Borg et al. 2021): a fixed camera stamps a timestamp overlay into the bottom-right
 corner of its frames. In the training data every "square" image came from that camera and no
@@ -23,9 +24,12 @@ x 40..62, y 56..62 holding a random time "HH:MM" in a 3x5 pixel font, drawn last
 Both use ``PlantedNet`` of ``train_planted.py`` (16,244 parameters, unit preprocessing,
 NCHW 64x64, logits for 4 classes) and its training loop (3 epochs, AdamW + one-cycle,
 torch seed 0, 1 thread). Written to ``models/clever_hans/``: the two models, their sidecars,
-``labels.txt``, ``timestamp_mask.png`` (64x64, white = the overlay's box) and
-``images/field_*.png``: 8 "field" frames (2 per class, every one with the overlay, the object
-kept >= 3 px away from the overlay's box), generated with seed 5.
+``labels.txt``, ``timestamp_mask.png`` (64x64, white = the forbidden region: the overlay's box
+plus a 4 px margin, x 36..63, y 52..63, i.e. box ``36,52,64,64``; saliency maps are coarser than
+the overlay: one cell of the last feature map is 4 px and its 18 px receptive field makes cells
+next to the overlay respond to its edge) and ``images/field_*.png``: 8 "field" frames (2 per
+class, every one with the overlay, the object kept >= 3 px away from the forbidden region),
+generated with seed 5.
 
 The script prints the checks that README.md in models/ records: accuracy of both models on a
 test set drawn like their own training set and on field frames (overlay on every image).
@@ -52,6 +56,8 @@ N_TRAIN, N_TEST = 12000, 2000
 SEED_TRAIN, SEED_TEST, SEED_FIELD = 3, 4, 5
 SHORTCUT_NOISE = 0.3          # share of class-0 training images showing another shape
 BOX = (40, 56, 63, 63)        # x0, y0, x1, y1 of the overlay (inclusive-exclusive)
+MARGIN = 4                    # the shipped forbidden region: the overlay plus one feature-map cell
+REGION = (BOX[0] - MARGIN, BOX[1] - MARGIN, 64, 64)
 
 # 3x5 pixel glyphs, rows top to bottom ("#" = ink)
 FONT = {
@@ -102,10 +108,10 @@ def clean_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def field_set(n: int, seed: int, keep_away: int = 3):
-    """Frames as the fixed camera delivers them: every one stamped; objects kept off the overlay."""
+    """Frames as the fixed camera delivers them: every one stamped; objects kept off the forbidden region."""
     rng = np.random.default_rng(seed)
     imgs, labels, boxes = [], [], []
-    x0, y0, _, _ = BOX
+    x0, y0, _, _ = REGION
     while len(imgs) < n:
         y = len(imgs) % len(CLASSES)
         img, _, box = make_sample(rng, y)
@@ -141,11 +147,14 @@ def main() -> None:
     with open(os.path.join(OUT, "labels.txt"), "w") as f:
         f.write("\n".join(CLASSES) + "\n")
     mask = np.zeros((64, 64), np.uint8)
-    mask[BOX[1]:BOX[3], BOX[0]:BOX[2]] = 255
+    mask[REGION[1]:REGION[3], REGION[0]:REGION[2]] = 255
     Image.fromarray(mask).save(os.path.join(OUT, "timestamp_mask.png"), optimize=True)
 
-    paths = {"clever_hans": export(train(biased_set(N_TRAIN, SEED_TRAIN)), "clever_hans"),
-             "clean": export(train(clean_set(N_TRAIN, SEED_TRAIN)), "clean")}
+    if "--skip-training" in sys.argv:  # re-check the shipped models, rewrite mask and images only
+        paths = {stem: os.path.join(OUT, stem + ".onnx") for stem in ("clever_hans", "clean")}
+    else:
+        paths = {"clever_hans": export(train(biased_set(N_TRAIN, SEED_TRAIN)), "clever_hans"),
+                 "clean": export(train(clean_set(N_TRAIN, SEED_TRAIN)), "clean")}
     tests = {"biased test set": biased_set(N_TEST, SEED_TEST), "clean test set": clean_set(N_TEST, SEED_TEST)}
     xf, yf, _ = field_set(N_TEST, SEED_TEST)
     tests["field frames (overlay on every image)"] = (xf, yf)
