@@ -93,7 +93,7 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
             return
         ensure_dir(out / "overlays")
         name = f"{_safe(case.image)}_{case.method}.png"
-        caption = f"{case.image} ({case.method}, {case.label}): FAILED\n" + "; ".join(case.check.reasons)
+        caption = f"{Path(case.image).name} ({case.method}, {case.label}): FAILED\n" + "; ".join(case.check.reasons)
         write_png(out / "overlays" / name, region_overlay(image, saliency, fmask, rmask, caption))
         case.overlay = f"overlays/{name}"
 
