@@ -41,6 +41,7 @@ References
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -252,108 +253,127 @@ class GateReport:
 
 
 @dataclass(frozen=True)
-class GateImage:
-    """An image to check: a display name (its path, in reports) and how to get its pixels.
-
-    ``digest`` (the file's content hash, for the map cache) is ``None`` for in-memory images.
-    """
+class ArrayImage:
+    """An in-memory ``H x W x 3`` RGB image (0..255) to gate, with a display name; no cache digest."""
 
     name: str
-    load: Callable[[], np.ndarray]
-    shape: Callable[[], tuple[int, int] | None]
-    digest: Callable[[], str | None] = lambda: None
+    array: np.ndarray
+    path: None = None
+    error: None = None
 
-    @classmethod
-    def from_path(cls, path: str | os.PathLike) -> "GateImage":
-        from .images import load_image
-        return cls(str(path), lambda: load_image(path), lambda: image_shape(path))
+    def load(self) -> np.ndarray:
+        return self.array
 
-    @classmethod
-    def from_array(cls, name: str, image: np.ndarray) -> "GateImage":
-        arr = np.asarray(image, np.float32)
-        if arr.ndim != 3 or arr.shape[2] != 3:
-            raise BlackboxCamError(f"{name}: an image array must be H x W x 3 RGB (0..255), got shape {arr.shape}")
-        return cls(name, lambda: arr, lambda: arr.shape[:2])
+    def digest(self) -> None:
+        return None
+
+    def stem(self) -> str:
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in self.name) or "image"
 
 
-def as_gate_images(images: Iterable[Any]) -> list[GateImage]:
-    """Paths, :class:`GateImage` objects or ``H x W x 3`` arrays -> :class:`GateImage` list."""
-    out = []
+def as_items(images: Iterable[Any]) -> list[Any]:
+    """Files, folders and manifest CSVs (:func:`blackbox_cam.dataset.expand_inputs`), dataset
+    items, or ``H x W x 3`` arrays -> the list of images to gate, in order."""
+    from .dataset import Item, expand_inputs
+
+    images = list(images)
+    if all(isinstance(im, (str, os.PathLike)) for im in images):
+        return expand_inputs(images)
+    out: list[Any] = []
     for i, im in enumerate(images):
-        if isinstance(im, GateImage):
+        if isinstance(im, (Item, ArrayImage)):
             out.append(im)
         elif isinstance(im, np.ndarray):
-            out.append(GateImage.from_array(f"image[{i}]", im))
+            arr = np.asarray(im, np.float32)
+            if arr.ndim != 3 or arr.shape[2] != 3:
+                raise BlackboxCamError(f"image[{i}]: an image array must be H x W x 3 RGB (0..255), got {arr.shape}")
+            out.append(ArrayImage(f"image[{i}]", arr))
         else:
-            out.append(GateImage.from_path(im))
+            out.extend(expand_inputs([im]))
     return out
 
 
-def check_inputs(images: Sequence[GateImage], forbid: Sequence[Region], require: Sequence[Region]) -> None:
-    """Every region fits every image whose size can be read (the usage errors, before any query)."""
+def item_name(item: Any) -> str:
+    """How reports name an image: its path (as found), or the name of an in-memory image."""
+    return str(item.path) if getattr(item, "path", None) is not None else item.name
+
+
+def check_inputs(items: Sequence[Any], forbid: Sequence[Region], require: Sequence[Region]) -> None:
+    """Every region fits every image whose size can be read (the usage errors, before any query).
+
+    An image whose header cannot be read is left for later: it fails when loaded, as a recorded
+    error of the run, not as a usage error.
+    """
     if not forbid and not require:
         raise BlackboxCamError("no region given: pass --forbid REGION (and/or --require REGION), a mask image "
                                "or a box x0,y0,x1,y1")
-    for im in images:
-        shape = im.shape()
+    for item in items:
+        if isinstance(item, ArrayImage):
+            shape = item.array.shape[:2]
+        elif getattr(item, "error", None) is None and item.path is not None:
+            shape = image_shape(item.path)
+        else:
+            shape = None
         if shape is not None:
-            check_regions([*forbid, *require], shape, im.name)
+            check_regions([*forbid, *require], shape, item_name(item))
 
 
-Explainer = Callable[..., tuple[Any, bool]]
+OnCase = Callable[[GateCase, Any, np.ndarray, np.ndarray, "np.ndarray | None", "np.ndarray | None"], None]
 
 
 def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",), *,
              forbid: Sequence[Region] = (), require: Sequence[Region] = (), rule: GateRule = GateRule(),
              target: str | int | None = None, budget: int | None = None, seed: int = 0,
-             options: dict[str, dict[str, Any]] | None = None, explain: Explainer | None = None,
-             on_case: Callable[[GateCase, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None], None]
-             | None = None) -> GateReport:
+             options: dict[str, Any] | None = None, cache: Any = None, on_case: OnCase | None = None) -> GateReport:
     """Explain every image with every method and apply the rule; a bad image is recorded, not raised.
 
     Parameters
     ----------
     clf : the :class:`~blackbox_cam.runtime.Classifier`.
-    images : paths, :class:`GateImage` or ``H x W x 3`` RGB arrays (0..255).
+    images : files, folders, manifest CSVs (:func:`blackbox_cam.dataset.expand_inputs`), dataset
+        items, or ``H x W x 3`` RGB arrays (0..255).
     methods : registered method names (:data:`blackbox_cam.methods.METHODS`).
     forbid, require : regions (:func:`blackbox_cam.regions.parse_region`); several are united.
     rule : the thresholds.
     target, budget, seed : as for :func:`blackbox_cam.explain.explain_image` (default target: top-1).
-    options : per-method extra options, e.g. ``{"gradcam": {"layer": "..."}}``.
-    explain : ``f(clf, image, method, digest=..., target=, budget=, seed=, **opts) -> (Result, cached)``;
-        default: :func:`~blackbox_cam.explain.explain_image` without a cache.
-    on_case : called after each checked image with ``(case, image, saliency, forbidden, required)``
-        (e.g. to draw the failure overlay).
+    options : method options (``{"grid": 6, "layer": "..."}``), each given to the methods declaring it.
+    cache : a :class:`blackbox_cam.dataset.MapCache`: maps already made for the same image
+        content, model and settings are reused, so a nightly run only explains what is new.
+    on_case : called after each checked image with ``(case, item, image, saliency, forbidden,
+        required)`` (e.g. to draw the failure overlay).
 
-    Raises :class:`BlackboxCamError` before any query for a usage error: unknown method, no
-    region, a region that does not fit an image.
+    Raises :class:`BlackboxCamError` before any query for a usage error: unknown method or
+    option, bad budget, no region, a region that does not fit an image.
     """
-    from .methods import METHODS
+    from .dataset import explain_cached
+    from .explain import resolve_target, score_image
+    from .methods import bind_all
 
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise BlackboxCamError(f"{', '.join(bad) or 'no method'}: not a method; choose from {', '.join(METHODS)}")
-    items = as_gate_images(images)
+    calls = bind_all(list(methods), budget, options or {}, getattr(clf, "input_size", None))
+    items = as_items(images)
     check_inputs(items, forbid, require)
-    explain = explain or _explain_uncached
+    if target is not None and str(target).lower() != "top1":
+        target = resolve_target(clf, target)
     report = GateReport(str(getattr(clf, "path", clf)), list(methods), rule, [r.spec for r in forbid],
                         [r.spec for r in require])
     t_run = time.perf_counter()
     for item in items:
+        name = item_name(item)
         try:
             image = item.load()
-            digest = item.digest()
-            check_inputs([GateImage.from_array(item.name, image)], forbid, require)
+            digest = item.digest() if cache is not None else None
+            check_regions([*forbid, *require], image.shape[:2], name)
             fmask, rmask = union(forbid, image.shape[:2]), union(require, image.shape[:2])
         except BlackboxCamError as e:
-            report.cases.extend(GateCase(item.name, m, error=str(e)) for m in methods)
+            report.cases.extend(GateCase(name, m, error=str(e)) for m in methods)
             continue
+        scored = functools.cache(lambda image=image: score_image(clf, image, target))  # one query per image
         for m in methods:
-            case = GateCase(item.name, m)
+            case = GateCase(name, m)
             t0 = time.perf_counter()
             try:
-                res, case.cached = explain(clf, image, m, digest=digest, target=target, budget=budget, seed=seed,
-                                           **(options or {}).get(m, {}))
+                res, case.cached = explain_cached(clf, image, calls[m], cache=cache, digest=digest, target=target,
+                                                  seed=seed, scored=scored)
             except BlackboxCamError as e:
                 case.error = str(e)
                 report.cases.append(case)
@@ -365,11 +385,6 @@ def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",
             case.queries = res.explanation.queries
             report.cases.append(case)
             if on_case is not None:
-                on_case(case, image, res.saliency, fmask, rmask)
+                on_case(case, item, image, res.saliency, fmask, rmask)
     report.seconds = time.perf_counter() - t_run
     return report
-
-
-def _explain_uncached(clf: Any, image: np.ndarray, method: str, *, digest: str | None = None, **kw: Any):
-    from .explain import explain_image
-    return explain_image(clf, image, method, **kw), False

@@ -58,18 +58,18 @@ def assert_evidence(model: Any, images: Iterable[Any], *, forbid: Any = None, re
                     max_share: float = MAX_SHARE, min_share: float = MIN_SHARE,
                     max_fail_rate: float = MAX_FAIL_RATE, method: str | Sequence[str] = "decam",
                     target: str | int | None = None, budget: int | None = None, seed: int = 0,
-                    layer: str | None = None, **classifier_kwargs: Any) -> GateReport:
+                    options: dict[str, Any] | None = None, **classifier_kwargs: Any) -> GateReport:
     """Assert that ``model``'s evidence on ``images`` stays out of ``forbid`` (and inside ``require``).
 
     Parameters
     ----------
     model : a path to an ``.onnx`` file or a :class:`~blackbox_cam.runtime.Classifier`.
-    images : image paths or ``H x W x 3`` RGB arrays (0..255).
+    images : image files, folders, manifest CSVs, or ``H x W x 3`` RGB arrays (0..255).
     forbid, require : regions (see :func:`as_regions`); several are united.
     max_share, min_share, max_fail_rate : the thresholds of :class:`~blackbox_cam.gate.GateRule`.
     method : a registered method name, or several.
     target, budget, seed : as for :func:`~blackbox_cam.explain.explain_image`.
-    layer : white-box methods' layer (default: the last feature map).
+    options : method options, e.g. ``{"layer": "/relu4/Relu"}`` or ``{"grid": 6}``.
     classifier_kwargs : passed to :class:`~blackbox_cam.runtime.Classifier` when ``model`` is a path.
 
     Raises
@@ -80,13 +80,11 @@ def assert_evidence(model: Any, images: Iterable[Any], *, forbid: Any = None, re
         a usage error (bad region, threshold, method) before any model query.
     """
     __tracebackhide__ = True  # pytest shows the assertion, not this helper's frames
-    from .methods import METHODS
     from .runtime import Classifier
 
     rule = GateRule(max_share=max_share, min_share=min_share, max_fail_rate=max_fail_rate)
     methods = [method] if isinstance(method, str) else list(method)
     clf = model if hasattr(model, "prepare") else Classifier(model, **classifier_kwargs)
-    options = {m: {"layer": layer} for m in methods if layer is not None and m in METHODS and METHODS[m].whitebox}
     report = run_gate(clf, list(images), methods, forbid=as_regions(forbid), require=as_regions(require),
                       rule=rule, target=target, budget=budget, seed=seed, options=options)
     if not report.passed:

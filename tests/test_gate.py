@@ -295,3 +295,23 @@ def test_assert_evidence_in_a_users_test(demo_images):
         assert_evidence(DEMO / "clever_hans.onnx", demo_images, forbid=BOX, method="gradcam")
     with pytest.raises(BlackboxCamError, match="max-share"):
         assert_evidence(DEMO / "clean.onnx", demo_images, forbid=BOX, max_share=3)
+
+
+def test_folder_and_manifest_inputs_and_the_cache_rechecks_only_new_images(tmp_path, demo_images):
+    """A nightly run: the second run reuses every map it has, explaining only the new image."""
+    (tmp_path / "frames").mkdir()
+    for p in demo_images[:3]:
+        (tmp_path / "frames" / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "out"
+    r = run("gate", DEMO / "clean.onnx", tmp_path / "frames", "--forbid", MASK, "-m", "gradcam", "--out", out)
+    assert r.exit_code == 0, r.output
+    first = json.loads((out / "gate.json").read_text())["images"]
+    assert [c["image"] for c in first] == [str(tmp_path / "frames" / p.name) for p in demo_images[:3]]
+    assert not any(c["cached"] for c in first)
+    manifest = tmp_path / "frames" / "list.csv"
+    manifest.write_text("image\n" + "".join(f"{p.name}\n" for p in demo_images[:3]) + f"{demo_images[3]}\n")
+    r = run("gate", DEMO / "clean.onnx", manifest, "--forbid", MASK, "-m", "gradcam", "--out", out)
+    assert r.exit_code == 0, r.output
+    second = json.loads((out / "gate.json").read_text())["images"]
+    assert [c["cached"] for c in second] == [True, True, True, False]
+    assert [c["share_forbidden"] for c in second[:3]] == [c["share_forbidden"] for c in first]

@@ -7,23 +7,20 @@ could not be checked), 2 usage error (nothing written but the output folder).
 """
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import BlackboxCamError
 from ..gate import MAX_FAIL_RATE, MAX_SHARE, MIN_SHARE
 from ..methods import METHODS
-from ._group import method_list
-from .options import classifier_kwargs, model_options, run_options
+from .options import classifier_kwargs, method_kwargs, method_options, methods_option, model_options, run_options
 
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
 @click.option("--forbid", multiple=True, metavar="REGION",
               help="Where evidence must not lie: a mask image (white = region, resized to each image with "
                    "nearest neighbour) or a box x0,y0,x1,y1 in original-image pixels (x1, y1 exclusive). "
@@ -37,21 +34,24 @@ from .options import classifier_kwargs, model_options, run_options
               help="With --require: an image fails if less than this fraction of its map mass is inside.")
 @click.option("--max-fail-rate", type=float, default=MAX_FAIL_RATE, show_default=True, metavar="R",
               help="The gate fails if more than this fraction of the images fail (0: any image).")
-@click.option("--methods", "-m", default="decam", show_default=True, metavar="NAME[,NAME...]",
-              help=f"Saliency method(s), each gated on its own: {', '.join(METHODS)}. decam needs only the "
-                   "model's outputs; gradcam is faster where the graph allows gradients.")
+@methods_option("decam", help=f"Saliency method(s), each gated on its own: {', '.join(METHODS)}. decam needs "
+                              "only the model's outputs; gradcam is faster where the graph allows gradients.")
 @run_options
-@click.option("--layer", default="auto", show_default=True,
-              help="White-box methods: tensor name to explain at (see `blackbox-cam layers MODEL`).")
 @click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Write a JUnit XML report (one testcase per image) for the CI server.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="gate-out",
-              show_default=True, help="Folder for gate.json and overlays/ of the failing images.")
+              show_default=True, help="Folder for gate.json, overlays/ of the failing images and the map "
+                                      "cache maps/.")
+@method_options
 @model_options
 def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require: tuple[str, ...],
-         max_share: float, min_share: float, max_fail_rate: float, methods: str, target: str,
-         budget: int | None, seed: int, layer: str, junit: Path | None, out_dir: Path, **kw: Any) -> None:
-    """Check that MODEL's evidence on INPUTS stays out of the --forbid regions.
+         max_share: float, min_share: float, max_fail_rate: float, methods: list[str], target: str,
+         budget: int | None, seed: int, junit: Path | None, out_dir: Path, **kw: Any) -> None:
+    """Check that MODEL's evidence on INPUT... stays out of the --forbid regions.
+
+    INPUT is an image file, a folder (searched recursively, sorted) or a manifest CSV (an
+    `image` column). Maps are cached under OUT/maps/ by image content, method, options and
+    model, so a nightly run explains only new images, or everything again for a new model.
 
     Per image: share = positive map mass inside the forbidden region / total positive mass;
     the image fails if share > --max-share, if the map's maximum lies in a forbidden region,
@@ -59,46 +59,46 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
     if more than --max-fail-rate of the images fail, or an image could not be checked.
 
     Writes OUT/gate.json (per-image numbers), OUT/overlays/*.png for failing images (forbidden
-    region outlined in magenta) and, with --junit, a JUnit XML report. Prints one summary
-    line. Exit code 0 passed, 1 failed, 2 usage error.
+    region outlined in magenta) and, with --junit, a JUnit XML report (one testcase per image).
+    Prints one summary line. Exit code 0 passed, 1 failed, 2 usage error (nothing written).
 
     \b
     Example:
       blackbox-cam gate models/clever_hans/clever_hans.onnx models/clever_hans/images \\
           --forbid models/clever_hans/timestamp_mask.png -m gradcam --junit gate.xml
     """
+    from ..dataset import MapCache, expand_inputs
     from ..gate import GateRule, check_inputs, run_gate
     from ..junit import write_junit
+    from ..methods import bind_all
     from ..output import ensure_dir, write_json, write_png
     from ..regions import parse_region
     from ..render import region_overlay
     from ..runtime import Classifier
 
     rule = GateRule(max_share=max_share, min_share=min_share, max_fail_rate=max_fail_rate)
-    names = method_list(methods)
-    if budget is not None and budget <= 0:
-        raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
+    options = method_kwargs(kw)
+    bind_all(methods, budget, options)  # methods, options and budget checked before the model is loaded
     forbid_r = [parse_region(s) for s in forbid]
     require_r = [parse_region(s) for s in require]
-    images = _images(inputs)
-    check_inputs(images, forbid_r, require_r)
-    if junit is not None:
-        ensure_dir(junit.parent if str(junit.parent) else Path("."))
-    out = ensure_dir(out_dir)
+    items = expand_inputs(inputs)
+    check_inputs(items, forbid_r, require_r)
     clf = Classifier(model, **classifier_kwargs(kw))
-    options = {m: {"layer": layer} for m in names if METHODS[m].whitebox}
+    bind_all(methods, budget, options, clf.input_size)
+    if junit is not None:
+        ensure_dir(junit.parent)
+    out = ensure_dir(out_dir)
 
-    def draw_failure(case, image, saliency, fmask, rmask) -> None:
+    def draw_failure(case, item, image, saliency, fmask, rmask) -> None:
         if case.passed:
             return
-        ensure_dir(out / "overlays")
-        name = f"{_safe(case.image)}_{case.method}.png"
+        name = f"{item.stem()}_{case.method}.png"
         caption = f"{Path(case.image).name} ({case.method}, {case.label}): FAILED\n" + "; ".join(case.check.reasons)
-        write_png(out / "overlays" / name, region_overlay(image, saliency, fmask, rmask, caption))
+        write_png(ensure_dir(out / "overlays") / name, region_overlay(image, saliency, fmask, rmask, caption))
         case.overlay = f"overlays/{name}"
 
-    report = run_gate(clf, images, names, forbid=forbid_r, require=require_r, rule=rule, target=target,
-                      budget=budget, seed=seed, options=options, on_case=draw_failure)
+    report = run_gate(clf, items, methods, forbid=forbid_r, require=require_r, rule=rule, target=target,
+                      budget=budget, seed=seed, options=options, cache=MapCache(out, clf), on_case=draw_failure)
     for case in report.cases:
         if case.error is not None:
             click.echo(f"error: {case.image}: {case.error}", err=True)
@@ -108,13 +108,3 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
     click.echo(f"{report.summary()} -> {out / 'gate.json'}")
     if not report.passed:
         sys.exit(1)
-
-
-def _images(inputs: tuple[Path, ...]) -> list:
-    from ..gate import GateImage
-    return [GateImage.from_path(p) for p in inputs]
-
-
-def _safe(name: str) -> str:
-    """An image name as a file name: path separators and odd characters become ``_``."""
-    return re.sub(r"[^\w.-]+", "_", Path(name).with_suffix("").as_posix()).strip("._") or "image"
