@@ -234,8 +234,10 @@ class GateReport:
         for v in self.verdicts:
             cases = [c for c in self.by_method(v.method) if c.check is not None and c.check.share_forbidden is not None]
             worst = max(cases, key=lambda c: c.check.share_forbidden, default=None)
-            text = (f"{v.method}: {v.failed}/{v.images - v.errors} images failed (rate {v.fail_rate:.3g}, "
-                    f"max {self.rule.max_fail_rate:g})")
+            why = _why(self.by_method(v.method))
+            text = (f"{v.method}: {v.failed}/{v.images - v.errors} images failed{f' ({why})' if why else ''}, "
+                    f"fail rate {v.fail_rate:.3g} {'<=' if v.fail_rate <= self.rule.max_fail_rate else '>'} "
+                    f"max {self.rule.max_fail_rate:g}")
             if v.errors:
                 text += f", {v.errors} not checked"
             if worst is not None:
@@ -250,6 +252,17 @@ class GateReport:
                 "forbid": self.forbid, "require": self.require,
                 "verdicts": [v.__dict__ for v in self.verdicts], "seconds": round(self.seconds, 3),
                 "images": [c.to_dict() for c in self.cases]}
+
+
+def _why(cases: Sequence[GateCase]) -> str:
+    """How many images failed by which rule, e.g. ``"3 by share, 8 by peak"``."""
+    counts = {"share": 0, "peak": 0, "required share": 0, "empty map": 0}
+    for c in cases:
+        for r in (c.check.reasons if c.check is not None else ()):
+            key = ("share" if r.startswith("forbidden share") else "peak" if "maximum" in r
+                   else "required share" if r.startswith("required") else "empty map")
+            counts[key] += 1
+    return ", ".join(f"{n} by {k}" for k, n in counts.items() if n)
 
 
 @dataclass(frozen=True)
