@@ -315,3 +315,26 @@ def test_folder_and_manifest_inputs_and_the_cache_rechecks_only_new_images(tmp_p
     second = json.loads((out / "gate.json").read_text())["images"]
     assert [c["cached"] for c in second] == [True, True, True, False]
     assert [c["share_forbidden"] for c in second[:3]] == [c["share_forbidden"] for c in first]
+
+
+def test_junit_has_one_suite_per_method_and_totals(tmp_path, demo_images):
+    r = run("gate", DEMO / "clever_hans.onnx", *demo_images[:2], "--forbid", BOX, "-m", "gradcam,decam",
+            "--budget", "200", "--out", tmp_path / "o", "--junit", tmp_path / "g.xml")
+    assert r.exit_code == 1 and "gradcam:" in r.output and "decam:" in r.output
+    root = ET.parse(tmp_path / "g.xml").getroot()
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites] == ["gate.gradcam", "gate.decam"]
+    assert root.get("tests") == "4" and all(s.get("tests") == "2" for s in suites)
+    assert int(root.get("failures")) == sum(int(s.get("failures")) for s in suites) == len(root.findall(".//failure"))
+
+
+def test_assert_evidence_takes_arrays_and_mask_arrays(demo_images):
+    from blackbox_cam.testing import assert_evidence
+
+    frames = [np.asarray(Image.open(p).convert("RGB"), np.float32) for p in demo_images[:2]]
+    mask = np.zeros((64, 64), bool)
+    mask[52:, 36:] = True
+    report = assert_evidence(DEMO / "clean.onnx", frames, forbid=mask, method="gradcam")
+    assert [c.image for c in report.cases] == ["image[0]", "image[1]"]
+    with pytest.raises(AssertionError, match=r"image\[0\] \[gradcam, square\]"):
+        assert_evidence(DEMO / "clever_hans.onnx", frames, forbid=mask, method="gradcam")
