@@ -277,6 +277,9 @@ class ArrayImage:
     def load(self) -> np.ndarray:
         return self.array
 
+    def read(self) -> tuple[np.ndarray, tuple[int, int]]:
+        return self.array, self.array.shape[:2]
+
     def digest(self) -> None:
         return None
 
@@ -373,10 +376,10 @@ def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",
     for item in items:
         name = item_name(item)
         try:
-            image = item.load()
+            image, size = item.read()   # size: the file's own (H, W); large images come reduced
             digest = item.digest() if cache is not None else None
-            check_regions([*forbid, *require], image.shape[:2], name)
-            fmask, rmask = union(forbid, image.shape[:2]), union(require, image.shape[:2])
+            check_regions([*forbid, *require], size, name)
+            fmask, rmask = union(forbid, image.shape[:2], size), union(require, image.shape[:2], size)
         except BlackboxCamError as e:
             report.cases.extend(GateCase(name, m, error=str(e)) for m in methods)
             continue

@@ -17,6 +17,7 @@ Several regions of one kind are united (:func:`union`).
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import BlackboxCamError
+from .metrics.localisation import box_mask
 
 #: Grey values above this are "white" (inside the region) in a mask image.
 MASK_THRESHOLD = 127
@@ -53,23 +55,28 @@ class Region:
     def kind(self) -> str:
         return "box" if self.box is not None else "mask"
 
-    def raster(self, shape: tuple[int, int]) -> np.ndarray:
-        """``bool (H, W)``: the region on an image of ``shape = (H, W)``; raises if it does not fit."""
+    def raster(self, shape: tuple[int, int], original: tuple[int, int] | None = None) -> np.ndarray:
+        """``bool (H, W)``: the region on an image of ``shape = (H, W)``; raises if it does not fit.
+
+        ``original`` is the image file's own size when the image is worked on reduced
+        (:data:`blackbox_cam.images.MAX_SIDE`): a box is checked against it and scaled to ``shape``.
+        """
         h, w = int(shape[0]), int(shape[1])
         if self.box is not None:
+            oh, ow = (int(original[0]), int(original[1])) if original is not None else (h, w)
             x0, y0, x1, y1 = self.box
-            if x1 > w or y1 > h:
-                raise BlackboxCamError(f"box {self.spec} lies outside the {w}x{h} image (x1 <= {w} and "
-                                       f"y1 <= {h} are needed); give the box in this image's pixels")
-            out = np.zeros((h, w), bool)
-            out[y0:y1, x0:x1] = True
-            return out
-        assert self.mask is not None
-        out = self.mask if self.mask.shape == (h, w) else np.asarray(
-            Image.fromarray(self.mask).resize((w, h), Image.NEAREST), dtype=bool)
+            if x1 > ow or y1 > oh:
+                raise BlackboxCamError(f"box {self.spec} lies outside the {ow}x{oh} image (x1 <= {ow} and "
+                                       f"y1 <= {oh} are needed); give the box in this image's pixels")
+            sx, sy = w / ow, h / oh
+            out = box_mask((x0 * sx, y0 * sy, x1 * sx, y1 * sy), (h, w))
+        else:
+            assert self.mask is not None
+            out = self.mask if self.mask.shape == (h, w) else np.asarray(
+                Image.fromarray(self.mask).resize((w, h), Image.NEAREST), dtype=bool)
         if not out.any():
-            raise BlackboxCamError(f"mask {self.spec} covers no pixel of a {w}x{h} image once resized to it "
-                                   "(its white part is thinner than one pixel there); draw a larger region")
+            raise BlackboxCamError(f"{self.kind} {self.spec} covers no pixel of a {w}x{h} image once resized to it "
+                                   "(it is thinner than one pixel there); draw a larger region")
         return out
 
 
@@ -114,23 +121,34 @@ def _load_mask(p: Path) -> Region:
     return Region(str(p), mask=mask)
 
 
-def union(regions: Sequence[Region], shape: tuple[int, int]) -> np.ndarray | None:
-    """The union of ``regions`` on an image of ``shape``, or ``None`` when there are none."""
+def union(regions: Sequence[Region], shape: tuple[int, int],
+          original: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The union of ``regions`` on an image of ``shape`` (file size ``original``), or ``None`` if none."""
     if not regions:
         return None
     out = np.zeros(tuple(int(s) for s in shape[:2]), bool)
     for r in regions:
-        out |= r.raster(shape)
+        out |= r.raster(shape, original)
     return out
 
 
 def check_regions(regions: Iterable[Region], shape: tuple[int, int], image: str) -> None:
-    """Raise a one-line error naming ``image`` if any region does not fit an image of ``shape``."""
+    """Raise a one-line error naming ``image`` if any region does not fit an image of ``shape``
+    (the file's size; checked at the size the image is worked on, see :func:`working_shape`)."""
+    work = working_shape(shape)
     for r in regions:
         try:
-            r.raster(shape)
+            r.raster(work, shape)
         except BlackboxCamError as e:
             raise BlackboxCamError(f"{image}: {e}") from None
+
+
+def working_shape(shape: tuple[int, int]) -> tuple[int, int]:
+    """The ``(H, W)`` :func:`blackbox_cam.images.read_image` works on for a file of ``shape``."""
+    from .images import MAX_SIDE
+    h, w = int(shape[0]), int(shape[1])
+    f = max(1, math.ceil(max(h, w) / MAX_SIDE))
+    return (h, w) if f == 1 else (math.ceil(h / f), math.ceil(w / f))
 
 
 def image_shape(path: str | os.PathLike) -> tuple[int, int] | None:

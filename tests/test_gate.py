@@ -338,3 +338,19 @@ def test_assert_evidence_takes_arrays_and_mask_arrays(demo_images):
     assert [c.image for c in report.cases] == ["image[0]", "image[1]"]
     with pytest.raises(AssertionError, match=r"image\[0\] \[gradcam, square\]"):
         assert_evidence(DEMO / "clever_hans.onnx", frames, forbid=mask, method="gradcam")
+
+
+def test_box_on_a_reduced_large_image_is_in_original_pixels(tmp_path, demo_images):
+    """Images beyond images.MAX_SIDE are worked on reduced; a box still means original pixels."""
+    m = parse_region("8000,0,8192,64").raster((32, 4096), (64, 8192))
+    assert m[:, 4000:].all() and not m[:, :4000].any()
+    wide = np.zeros((64, 8192, 3), np.uint8)
+    wide[:, :64] = np.asarray(Image.open(demo_images[0]).convert("RGB"))
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    r = run("gate", DEMO / "clean.onnx", tmp_path / "wide.png", "--forbid", "8000,0,8193,64", "-m", "gradcam",
+            "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "lies outside the 8192x64 image" in r.output
+    r = run("gate", DEMO / "clean.onnx", tmp_path / "wide.png", "--forbid", "8000,0,8192,64", "-m", "gradcam",
+            "--out", tmp_path / "o")
+    rec = json.loads((tmp_path / "o" / "gate.json").read_text())["images"][0]
+    assert rec["forbidden_area"] == pytest.approx(96 / 4096)
