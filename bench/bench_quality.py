@@ -10,9 +10,10 @@ energy in the box, queries and the method's wall time. Results go to ``bench/res
 
 OpenVINO XAI (``openvino-xai``; black-box RISE and AISE on the same .onnx) needs numpy < 2, so it
 usually lives in its own virtual environment: pass that environment's python with
-``--ov-python``; the bench then runs it in a subprocess (``--ov-worker`` mode of this file, which
-imports only numpy and openvino) on the same model-space inputs and scores its maps here with the
-same metrics.
+``--ov-python``; the bench then runs it in a subprocess (``bench/ov_xai.py``, which imports only
+numpy and openvino) on the same model-space inputs and scores its maps here with the same metrics.
+``bench/evaluate.py`` is the evaluation on the issue-7 sets with intervals; this script stays for
+the four demo images.
 
 Quick run::
 
@@ -27,9 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,66 +36,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-OV_METHODS = ("ov-rise", "ov-aise")
 
 
-# -- OpenVINO XAI worker (runs in the OpenVINO environment: numpy + openvino only) ---------------
-def ov_worker(job_path: str) -> None:
-    """Explain every input of ``job.npz`` with OpenVINO XAI; write maps and timings beside it."""
-    import openvino as ov
-    import openvino_xai as xai
-    from openvino_xai.explainer.explainer import ExplainMode
+# -- OpenVINO XAI: bench/ov_xai.py (worker run in OpenVINO's environment) ----------------------
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ov_xai  # noqa: E402
 
-    job = np.load(job_path)
-    spec = json.loads(str(job["spec"]))
-    model = ov.Core().read_model(spec["model"])
-    xs, targets = job["x"], job["targets"]               # (N, 3, H, W) model space, (N,)
-    out: dict[str, np.ndarray] = {}
-    times: dict[str, list[float]] = {}
-    queries: dict[str, list[int]] = {}
-    for method in spec["methods"]:
-        mode = xai.Method.RISE if method == "ov-rise" else xai.Method.AISE
-        explainer = xai.Explainer(model=model, task=xai.Task.CLASSIFICATION,
-                                  preprocess_fn=lambda img: img,                 # inputs are model space already
-                                  postprocess_fn=_ov_postprocess(spec["softmax"]),
-                                  explain_mode=ExplainMode.BLACKBOX, explain_method=mode)
-        count = [0]
-        forward = explainer.method.model_forward
-
-        def counted(x, preprocess=True, _f=forward):
-            count[0] += int(np.asarray(x).shape[0])
-            return _f(x, preprocess)
-        explainer.method.model_forward = counted
-        for budget in spec["budgets"]:
-            key = f"{method}@{budget}"
-            maps, times[key], queries[key] = [], [], []
-            for x, t in zip(xs, targets):
-                kw = {"num_masks": int(budget)} if method == "ov-rise" else _aise_kwargs(int(budget))
-                count[0] = 0
-                t0 = time.perf_counter()
-                e = explainer(x[None], targets=[int(t)], overlay=False, resize=False, colormap=False, **kw)
-                times[key].append(time.perf_counter() - t0)
-                queries[key].append(count[0])
-                maps.append(np.asarray(next(iter(e.saliency_map.values())), dtype=np.float32))
-            out[key] = np.stack(maps)
-    np.savez(Path(job_path).with_name("ov_out.npz"), times=json.dumps(times), queries=json.dumps(queries), **out)
-
-
-def _ov_postprocess(softmax: bool):
-    def post(output):
-        z = np.asarray(output[0] if not hasattr(output, "values") else list(output.values())[0], dtype=np.float64)
-        if not softmax:
-            return z
-        z = z - z.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=-1, keepdims=True)
-    return post
-
-
-def _aise_kwargs(budget: int) -> dict:
-    """AISE costs 2 queries (mask kept, mask removed) per DIRECT evaluation, ``num_iterations_per_kernel``
-    evaluations for each of its 3 default kernel widths: 6 queries per iteration."""
-    return {"num_iterations_per_kernel": max(1, budget // 6)}
+OV_METHODS = ov_xai.METHODS
 
 
 # -- our side ------------------------------------------------------------------------------------
@@ -151,34 +97,26 @@ def run_dataset(name, clf, items, methods, budgets, seed, rows, save, ov_python=
 
 
 def run_openvino(ov_python, clf, name, items, xs, targets, budgets):
-    with tempfile.TemporaryDirectory() as tmp:
-        job = Path(tmp) / "job.npz"
-        spec = {"model": str(clf.path), "methods": list(OV_METHODS), "budgets": list(budgets),
-                "softmax": not clf.outputs_probabilities}
-        np.savez(job, x=np.stack(xs), targets=np.asarray(targets), spec=json.dumps(spec))
-        r = subprocess.run([ov_python, str(Path(__file__).resolve()), "--ov-worker", str(job)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"OpenVINO XAI failed ({r.returncode}):\n{r.stderr[-3000:]}", file=sys.stderr)
-            return []
-        res = np.load(Path(tmp) / "ov_out.npz")
-        times = json.loads(str(res["times"]))
-        queries = json.loads(str(res["queries"]))
-        out = []
-        for key, secs in times.items():
-            method, budget = key.split("@")
-            for i, ((img_name, _, box), x, t) in enumerate(zip(items, xs, targets)):
-                sal = res[key][i]
-                if sal.shape != x.shape[1:]:
-                    from blackbox_cam.images import resize_map
-                    sal = resize_map(sal, x.shape[1:])
-                row = {"dataset": name, "image": img_name, "method": method, "budget": int(budget), "target": t,
-                       "queries": queries[key][i], "seconds": secs[i]}
-                row.update(score(clf, x, sal, t, box))
-                out.append(row)
-                print(f"{name} {img_name} {method}@{budget}: del {row['deletion_auc']:.3f} "
-                      f"ins {row['insertion_auc']:.3f} {secs[i]:.1f}s", flush=True)
-        return out
+    try:
+        res = ov_xai.explain(ov_python, clf.path, np.stack(xs), targets, budgets,
+                             softmax=not clf.outputs_probabilities)
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return []
+    out = []
+    for (method, budget), r in res.items():
+        for i, ((img_name, _, box), x, t) in enumerate(zip(items, xs, targets)):
+            sal = r["maps"][i]
+            if sal.shape != x.shape[1:]:
+                from blackbox_cam.images import resize_map
+                sal = resize_map(sal, x.shape[1:])
+            row = {"dataset": name, "image": img_name, "method": method, "budget": int(budget), "target": t,
+                   "queries": r["queries"][i], "seconds": r["seconds"][i]}
+            row.update(score(clf, x, sal, t, box))
+            out.append(row)
+            print(f"{name} {img_name} {method}@{budget}: del {row['deletion_auc']:.3f} "
+                  f"ins {row['insertion_auc']:.3f} {r['seconds'][i]:.1f}s", flush=True)
+    return out
 
 
 # -- reporting -------------------------------------------------------------------------------------
@@ -300,11 +238,7 @@ def main(argv=None) -> None:
     ap.add_argument("--report-only", action="store_true", help="redraw table and plot from quality.json")
     ap.add_argument("--append", action="store_true",
                     help="keep the rows of other data sets already in quality.json (run data sets separately)")
-    ap.add_argument("--ov-worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.ov_worker:
-        ov_worker(a.ov_worker)
-        return
     if a.report_only:
         doc = json.loads((a.out / "quality.json").read_text())
         write_outputs(doc["rows"], doc["meta"], a.out)

@@ -1,0 +1,565 @@
+"""Faithfulness and localisation of saliency methods on the issue-7 evaluation sets, with intervals.
+
+Not a test. For one split (``--split tune`` to tune, ``report`` to report) of one or both sets of
+``bench/evalset.py`` (``composites``: 50 ImageNet objects pasted at known boxes, bundled
+EfficientNet-Lite0; ``planted``: 100 planted-evidence images, models/planted/planted.onnx), every
+method (DE-CAM, RISE, occlusion at each budget; Grad-CAM once; OpenVINO XAI's AISE and RISE with
+``--ov-python``) explains the case's target, and each map is scored per image:
+
+* deletion and insertion AUC, RISE protocol (:mod:`blackbox_cam.metrics`: ``step = W`` pixels,
+  one image row's worth, 225 points at 224 x 224). ``--auc-step K`` changes K x W pixels per
+  step (K times fewer metric queries; e.g. ``--auc-step 4``: 57 points at 224, 17 at 64, for
+  quick tuning runs; only K = 1 is the protocol, report with it);
+* pointing game (map maximum inside the truth box, ``--tolerance`` pixels, default 0) and energy in
+  the box (Score-CAM's energy-based pointing game), both at the model input resolution (both sets
+  are stored at it, so the boxes are exact there);
+* queries, seconds (the method's wall time, metrics excluded) and queries per second.
+
+Output in ``--out`` (default bench/results/), named ``eval-<split>`` unless ``--name``:
+``.json`` (every row, rewritten after each one, so a stopped run keeps what it did; rerunning
+skips the rows already done with the same settings), ``.md`` (means with 95 % Student-t
+intervals, and the PAIRED per-image difference of every DE-CAM variant minus RISE, occlusion,
+Grad-CAM and OpenVINO XAI at the same budget, with its 95 % interval and a verdict), ``.png``
+(each metric vs. budget, interval bars) and ``-seconds.png`` (each metric vs. mean seconds per
+image, the per-second comparison). Maps go to an npz cache (``bench/results/cache/``, git-ignored)
+keyed by set, case, method, budget, seed, options and a hash of the method's source files, so
+rescoring (another ``--auc-step`` or tolerance) or adding methods does not recompute them.
+
+DE-CAM options for tuning: ``--decam-options '{"grid": 6}'`` (passed to the method), and
+``--variants FILE.json`` = ``{"name": {options}, ...}``: each variant runs as method
+``decam:name`` (``--decam-options`` applies underneath each), so several option sets are compared
+on the same cases and seeds in one run. Options are validated by the method itself.
+
+Quick check (2 images, budget 100)::
+
+    PYTHONPATH=. python bench/evaluate.py --split tune --set both --limit 2 --budgets 100 \
+        --auc-step 896 --name smoke
+
+Full tune run at one budget, OpenVINO XAI included::
+
+    PYTHONPATH=. python bench/evaluate.py --split tune --set both --budgets 2000 \
+        --ov-python /work/ovenv/bin/python
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+import evalset  # noqa: E402
+import ov_xai  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+OURS = ("decam", "rise", "occlusion", "gradcam")
+BASELINES = ("rise", "occlusion", "gradcam", "ov-aise", "ov-rise")
+KEYS = ("deletion_auc", "insertion_auc", "pointing_game", "energy_in_box")
+COST = ("queries", "seconds", "queries_per_s")
+
+
+# -- what to run ------------------------------------------------------------------------------
+def method_of(label: str) -> str:
+    """Registry name of a method label (``decam:fine`` -> ``decam``)."""
+    return label.split(":", 1)[0]
+
+
+def source_hash(method: str) -> str:
+    """Hash of the source files a method's maps depend on (a code change invalidates the cache)."""
+    if method.startswith("ov-"):
+        files = [HERE / "ov_xai.py"]
+    else:
+        from blackbox_cam.methods import METHODS
+        mod = sys.modules[METHODS[method].fn.__module__]
+        files = [Path(mod.__file__), ROOT / "blackbox_cam" / "methods" / "perturb.py",
+                 ROOT / "blackbox_cam" / "masks.py"]
+    h = hashlib.sha1()
+    for f in files:
+        if f.exists():
+            h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
+def plan(methods: list[str], budgets: list[int], ov_budgets: list[int], decam_options: dict,
+         variants: dict[str, dict]) -> dict[str, dict]:
+    """``{label: {"method", "options", "budgets"}}`` for every method label to run."""
+    out: dict[str, dict] = {}
+    for m in methods:
+        if m == "decam" and variants:
+            for name, opts in variants.items():
+                out[f"decam:{name}"] = {"method": "decam", "options": {**decam_options, **opts}, "budgets": budgets}
+        elif m == "decam":
+            out["decam"] = {"method": "decam", "options": dict(decam_options), "budgets": budgets}
+        elif m == "gradcam":
+            out["gradcam"] = {"method": "gradcam", "options": {}, "budgets": [None]}
+        elif m in ov_xai.METHODS:
+            out[m] = {"method": m, "options": {}, "budgets": ov_budgets}
+        elif m in OURS:
+            out[m] = {"method": m, "options": {}, "budgets": budgets}
+        else:
+            raise SystemExit(f"error: unknown method {m!r}; choose from {', '.join(OURS + ov_xai.METHODS)}")
+    return out
+
+
+def check_options(method: str, options: dict, where: str) -> None:
+    """Refuse option names the method does not take (DE-CAM swallows unknown keywords silently)."""
+    import inspect
+
+    from blackbox_cam.methods import METHODS
+    spec = METHODS[method]
+    declared = getattr(spec, "options", None)
+    names = set(declared) if declared else {
+        n for n, p in inspect.signature(spec.fn).parameters.items()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD} - {"clf", "x", "target", "budget", "seed"}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise SystemExit(f"error: {where}: {method} has no option(s) {', '.join(unknown)}; it takes "
+                         f"{', '.join(sorted(names))}")
+
+
+def config_id(label: str, spec: dict, seed: int) -> str:
+    blob = json.dumps({"method": spec["method"], "options": spec["options"], "seed": seed,
+                       "source": source_hash(spec["method"])}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def row_key(set_name: str, index: int, label: str, budget, cfg: str, step, tol: float) -> str:
+    return f"{set_name}|{index}|{label}|{budget}|{cfg}|step={step}|tol={tol:g}"
+
+
+# -- cache ------------------------------------------------------------------------------------
+def cache_path(cache: Path, set_name: str, index: int, label: str, budget, cfg: str) -> Path:
+    safe = label.replace(":", "_")
+    return cache / set_name / f"{index:03d}" / f"{safe}@{budget or 'na'}-{cfg}.npz"
+
+
+def cache_load(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as d:
+            return {"saliency": d["saliency"].astype(np.float32), "queries": int(d["queries"]),
+                    "seconds": float(d["seconds"])}
+    except Exception:  # a half-written or foreign file: recompute
+        return None
+
+
+def cache_save(path: Path, saliency: np.ndarray, queries: int, seconds: float, meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, saliency=saliency.astype(np.float32), queries=queries, seconds=seconds,
+                        meta=json.dumps(meta))
+    os.replace(tmp, path)
+
+
+# -- scoring ----------------------------------------------------------------------------------
+def score(clf, x: np.ndarray, sal: np.ndarray, target: int, box, step: int | None, tolerance: float) -> dict:
+    """The per-image metrics of one model-resolution map (blackbox_cam.metrics)."""
+    from blackbox_cam import metrics
+    return {"deletion_auc": metrics.deletion(clf.probabilities, x, sal, target, step=step).auc,
+            "insertion_auc": metrics.insertion(clf.probabilities, x, sal, target, step=step).auc,
+            "pointing_game": float(metrics.pointing_game(sal, box, tolerance=tolerance)),
+            "energy_in_box": metrics.energy_in_region(sal, box)}
+
+
+def make_row(set_name, d, i, label, spec, budget, key, res, scores) -> dict:
+    row = {"key": key, "set": set_name, "index": int(d["index"][i]), "image": str(d["names"][i]),
+           "object": str(d["objects"][i]), "target": int(d["targets"][i]), "label": label,
+           "method": spec["method"], "options": spec["options"], "budget": budget,
+           "queries": int(res["queries"]), "seconds": float(res["seconds"]),
+           "queries_per_s": (float(res["queries"] / res["seconds"])
+                             if res["seconds"] > 0 and budget is not None else None)}
+    row.update(scores)
+    return row
+
+
+# -- running ----------------------------------------------------------------------------------
+class Store:
+    """The rows of one output name, rewritten atomically (json + md + plots) as rows arrive."""
+
+    def __init__(self, out: Path, name: str, meta: dict, keep):
+        self.out, self.name, self.meta = out, name, meta
+        self.rows: list[dict] = []
+        path = out / f"{name}.json"
+        if path.exists():
+            self.rows = [r for r in json.loads(path.read_text()).get("rows", []) if keep(r)]
+        self.done = {r["key"] for r in self.rows}
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.done.add(row["key"])
+        self.write(plots=False)
+
+    def write(self, plots: bool = True) -> None:
+        write_outputs(self.rows, self.meta, self.out, self.name, plots=plots)
+
+
+def run_set(set_name, d, tasks, args, store: Store, cache: Path | None) -> None:
+    from blackbox_cam import Classifier
+    from blackbox_cam.explain import explain_image
+
+    clf = Classifier(d["model"], device="cpu", batch_size=args.batch_size)
+    xs = [clf.prepare(im.astype(np.float32)) for im in d["images"]]
+    for i in range(len(d["targets"])):
+        if xs[i].shape[1:] != d["images"][i].shape[:2]:
+            raise SystemExit(f"error: {set_name} case {i}: image {d['images'][i].shape[:2]} is not the model's "
+                             f"input size {xs[i].shape[1:]}; the boxes would need rescaling")
+    step = None if args.auc_step in (None, 1) else int(args.auc_step) * xs[0].shape[2]
+    ov_todo: dict[int, list[int]] = {}
+    for label, spec in tasks.items():
+        cfg = config_id(label, spec, args.seed)
+        for budget in spec["budgets"]:
+            for i in range(len(d["targets"])):
+                key = row_key(set_name, int(d["index"][i]), label, budget, cfg, args.auc_step, args.tolerance)
+                if key in store.done:
+                    continue
+                cp = cache_path(cache, set_name, int(d["index"][i]), label, budget, cfg) if cache else None
+                res = cache_load(cp) if cp else None
+                if res is None and spec["method"] in ov_xai.METHODS:
+                    ov_todo.setdefault(budget, []).append(i)
+                    continue
+                if res is None:
+                    image = d["images"][i].astype(np.float32)
+                    r = explain_image(clf, image, spec["method"], target=int(d["targets"][i]), budget=budget,
+                                      seed=args.seed, **spec["options"])
+                    res = {"saliency": r.explanation.saliency, "queries": int(r.explanation.queries),
+                           "seconds": float(r.explanation.seconds)}
+                    if cp:
+                        cache_save(cp, res["saliency"], res["queries"], res["seconds"],
+                                   {"label": label, "options": spec["options"], "budget": budget, "seed": args.seed})
+                t0 = time.perf_counter()
+                sc = score(clf, xs[i], res["saliency"], int(d["targets"][i]), tuple(d["boxes"][i]), step,
+                           args.tolerance)
+                row = make_row(set_name, d, i, label, spec, budget, key, res, sc)
+                row["metric_seconds"] = time.perf_counter() - t0
+                store.add(row)
+                print(f"{set_name} {row['image']} {label}@{budget}: del {sc['deletion_auc']:.3f} ins "
+                      f"{sc['insertion_auc']:.3f} pg {sc['pointing_game']:.0f} eib {sc['energy_in_box']:.2f} "
+                      f"({row['queries']} q, {row['seconds']:.1f} s; metrics {row['metric_seconds']:.1f} s)",
+                      flush=True)
+    if ov_todo:
+        run_openvino(set_name, d, clf, xs, tasks, ov_todo, args, store, cache)
+
+
+def run_openvino(set_name, d, clf, xs, tasks, todo: dict[int, list[int]], args, store, cache) -> None:
+    """One OpenVINO XAI worker per budget (both methods), so a stop loses at most one budget."""
+    from blackbox_cam.images import resize_map
+    from blackbox_cam.methods.base import normalise
+
+    if not args.ov_python:
+        print("OpenVINO XAI skipped: no --ov-python", file=sys.stderr)
+        return
+    labels = [lb for lb in tasks if lb in ov_xai.METHODS]
+    for budget, idx in sorted(todo.items()):
+        idx = sorted(set(idx))
+        methods = [lb for lb in labels if budget in tasks[lb]["budgets"]]
+        try:
+            out = ov_xai.explain(args.ov_python, d["model"], np.stack([xs[i] for i in idx]),
+                                 [int(d["targets"][i]) for i in idx], [budget], softmax=not clf.outputs_probabilities,
+                                 methods=methods)
+        except RuntimeError as e:
+            print(e, file=sys.stderr)
+            continue
+        for label in methods:
+            spec = tasks[label]
+            cfg = config_id(label, spec, args.seed)
+            r = out[(label, budget)]
+            for j, i in enumerate(idx):
+                key = row_key(set_name, int(d["index"][i]), label, budget, cfg, args.auc_step, args.tolerance)
+                if key in store.done:
+                    continue
+                sal = normalise(resize_map(np.asarray(r["maps"][j], np.float32), xs[i].shape[1:]))
+                res = {"saliency": sal, "queries": int(r["queries"][j]), "seconds": float(r["seconds"][j])}
+                if cache:
+                    cache_save(cache_path(cache, set_name, int(d["index"][i]), label, budget, cfg), sal,
+                               res["queries"], res["seconds"], {"label": label, "budget": budget})
+                step = None if args.auc_step in (None, 1) else int(args.auc_step) * xs[i].shape[2]
+                sc = score(clf, xs[i], sal, int(d["targets"][i]), tuple(d["boxes"][i]), step, args.tolerance)
+                row = make_row(set_name, d, i, label, spec, budget, key, res, sc)
+                store.add(row)
+                print(f"{set_name} {row['image']} {label}@{budget}: del {sc['deletion_auc']:.3f} ins "
+                      f"{sc['insertion_auc']:.3f} pg {sc['pointing_game']:.0f} ({row['queries']} q, "
+                      f"{row['seconds']:.1f} s)", flush=True)
+
+
+# -- summary ----------------------------------------------------------------------------------
+def _bounds(key: str) -> tuple[float, float]:
+    from blackbox_cam.compare import METRICS
+    return METRICS[key]["range"] if key in METRICS else (-math.inf, math.inf)
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Per (set, label, budget): mean and 95 % t-interval of every metric and cost."""
+    from blackbox_cam.compare import interval
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["set"], r["label"], r["budget"]), []).append(r)
+    out = []
+    for (s, lb, b), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0)):
+        a = {"set": s, "label": lb, "budget": b, "n": len(rs)}
+        for k in KEYS + COST:
+            a[k] = interval([r[k] for r in rs if r.get(k) is not None], bounds=_bounds(k))
+        out.append(a)
+    return out
+
+
+def paired(rows: list[dict]) -> list[dict]:
+    """Per set and budget: every DE-CAM label minus every baseline, paired by image (95 % t)."""
+    from blackbox_cam.compare import interval
+    from blackbox_cam.compare import METRICS
+    by = {(r["set"], r["label"], r["budget"], r["index"]): r for r in rows}
+    have: dict[tuple, set] = {}
+    for (s, lb, b, i) in by:
+        have.setdefault((s, lb, b), set()).add(i)
+    sets = sorted({r["set"] for r in rows})
+    out = []
+    for s in sets:
+        decams = sorted({r["label"] for r in rows if r["set"] == s and r["method"] == "decam"})
+        budgets = sorted({r["budget"] for r in rows if r["set"] == s and r["method"] == "decam"})
+        for b in budgets:
+            for dl in decams:
+                for base in BASELINES:
+                    bb = None if base == "gradcam" else b
+                    idx = sorted(have.get((s, dl, b), set()) & have.get((s, base, bb), set()))
+                    if not idx:
+                        continue
+                    item = {"set": s, "budget": b, "decam": dl, "baseline": base, "n": len(idx)}
+                    for k in KEYS:
+                        diff = [by[(s, dl, b, i)][k] - by[(s, base, bb, i)][k] for i in idx]
+                        lo, hi = _bounds(k)
+                        iv = interval(diff, bounds=(lo - hi, hi - lo))
+                        higher = METRICS[k]["higher"]
+                        if iv["lo"] is None:
+                            verdict = "n<2"
+                        elif (iv["lo"] > 0) == higher and (iv["lo"] > 0 or iv["hi"] < 0):
+                            verdict = "better"
+                        elif iv["lo"] > 0 or iv["hi"] < 0:
+                            verdict = "worse"
+                        else:
+                            verdict = "n.s."
+                        item[k] = {**iv, "verdict": verdict}
+                    out.append(item)
+    return out
+
+
+def _fmt(iv: dict, d: int = 3) -> str:
+    if iv is None or iv.get("mean") is None:
+        return ""
+    if iv["lo"] is None:
+        return f"{iv['mean']:.{d}f}"
+    return f"{iv['mean']:.{d}f} [{iv['lo']:.{d}f}, {iv['hi']:.{d}f}]"
+
+
+def markdown(agg: list[dict], pairs: list[dict], meta: dict) -> str:
+    L = [f"# DE-CAM evaluation: split `{meta['split']}` ({meta['when']})", "", meta["note"], "",
+         "## Means over images, 95 % Student-t intervals", "",
+         "| set | method | budget | n | deletion AUC (lower better) | insertion AUC | pointing game | "
+         "energy in box | queries | seconds | queries/s |",
+         "|---|---|---:|---:|---|---|---|---|---:|---:|---:|"]
+    for a in agg:
+        L.append(f"| {a['set']} | {a['label']} | {a['budget'] or '-'} | {a['n']} | {_fmt(a['deletion_auc'])} | "
+                 f"{_fmt(a['insertion_auc'])} | {_fmt(a['pointing_game'], 2)} | {_fmt(a['energy_in_box'])} | "
+                 f"{_fmt({'mean': a['queries']['mean'], 'lo': None}, 0)} | "
+                 f"{_fmt({'mean': a['seconds']['mean'], 'lo': None}, 2)} | "
+                 f"{_fmt({'mean': a['queries_per_s']['mean'], 'lo': None}, 0)} |")
+    L += ["", "## Paired per-image difference DE-CAM minus baseline (same images, same budget; Grad-CAM "
+          "has no budget), mean [95 % t-interval]; verdict: interval excludes 0 on DE-CAM's good side "
+          "(`better`), on the bad side (`worse`), else `n.s.`", "",
+          "| set | budget | DE-CAM | minus | n | deletion AUC | insertion AUC | pointing game | energy in box |",
+          "|---|---:|---|---|---:|---|---|---|---|"]
+    for p in pairs:
+        cells = [f"{_fmt(p[k])} {p[k]['verdict']}" for k in KEYS]
+        L.append(f"| {p['set']} | {p['budget']} | {p['decam']} | {p['baseline']} | {p['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(L) + "\n"
+
+
+def plot(agg: list[dict], path: Path, x: str = "budget") -> None:
+    """Every metric against budget (or mean seconds), one row per set, 95 % interval bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    sets = sorted({a["set"] for a in agg})
+    labels = sorted({a["label"] for a in agg})
+    fixed = {"decam": "tab:red", "rise": "tab:blue", "occlusion": "tab:green", "gradcam": "black",
+             "ov-aise": "tab:orange", "ov-rise": "tab:purple"}
+    spare = iter(["tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray", "gold", "navy", "lime"] * 4)
+    colour = {lb: fixed.get(lb) or next(spare) for lb in labels}
+    dodge = {lb: math.exp(0.035 * (j - (len(labels) - 1) / 2)) for j, lb in enumerate(labels)}
+    fig, axes = plt.subplots(len(sets), len(KEYS), figsize=(4.2 * len(KEYS), 3.4 * len(sets)), squeeze=False)
+    for r, s in enumerate(sets):
+        for c, k in enumerate(KEYS):
+            ax = axes[r][c]
+            for lb in labels:
+                pts = [a for a in agg if a["set"] == s and a["label"] == lb and a[k]["mean"] is not None]
+                if not pts:
+                    continue
+                ys = np.array([p[k]["mean"] for p in pts])
+                lo = np.array([p[k]["lo"] if p[k]["lo"] is not None else p[k]["mean"] for p in pts])
+                hi = np.array([p[k]["hi"] if p[k]["hi"] is not None else p[k]["mean"] for p in pts])
+                if x == "budget" and pts[0]["budget"] is None:        # Grad-CAM: no budget, a band
+                    ax.axhline(ys[0], color=colour[lb], ls="--", lw=1.2, label=lb)
+                    ax.axhspan(lo[0], hi[0], color=colour[lb], alpha=0.12)
+                    continue
+                xs = np.array([(p["budget"] * dodge[lb] if x == "budget" else p["seconds"]["mean"]) for p in pts],
+                              float)
+                o = np.argsort(xs)
+                ax.errorbar(xs[o], ys[o], yerr=[ys[o] - lo[o], hi[o] - ys[o]], color=colour[lb], marker="o",
+                            ms=4, capsize=3, lw=1.4, label=lb)
+            ax.set_xscale("log")
+            if x == "budget":
+                bud = sorted({a["budget"] for a in agg if a["budget"] is not None})
+                if bud:
+                    ax.set_xlim(bud[0] / 1.4, bud[-1] * 1.4)
+                    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(bud))
+                    ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([str(b) for b in bud]))
+                    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            from blackbox_cam.compare import METRICS
+            ax.set_title(f"{s}: {METRICS[k]['label']} ({'higher' if METRICS[k]['higher'] else 'lower'} better)",
+                         fontsize=9)
+            ax.set_xlabel("budget (queries)" if x == "budget" else "seconds per image (mean)", fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+    h, lb = axes[0][0].get_legend_handles_labels()
+    for row in axes:
+        for ax in row:
+            for hh, ll in zip(*ax.get_legend_handles_labels()):
+                if ll not in lb:
+                    h.append(hh)
+                    lb.append(ll)
+    fig.legend(h, lb, loc="lower center", ncol=min(8, len(lb)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_outputs(rows: list[dict], meta: dict, out: Path, name: str, plots: bool = True) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    agg, pairs = aggregate(rows), paired(rows)
+    doc = {"meta": meta, "rows": rows, "summary": agg, "paired": pairs}
+    for fname, text in ((f"{name}.json", json.dumps(doc, indent=1, allow_nan=False)),
+                        (f"{name}.md", markdown(agg, pairs, meta))):
+        tmp = out / f"{fname}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / fname)
+    if plots and agg:
+        plot(agg, out / f"{name}.png", "budget")
+        plot(agg, out / f"{name}-seconds.png", "seconds")
+
+
+# -- CLI --------------------------------------------------------------------------------------
+def balanced_order(objects: np.ndarray) -> np.ndarray:
+    """Case positions ordered round-robin over objects (first of each object, then second, ...),
+    so that ``--limit N`` keeps the classes balanced."""
+    rank = np.zeros(len(objects), int)
+    for o in np.unique(objects):
+        idx = np.flatnonzero(objects == o)
+        rank[idx] = np.arange(len(idx))
+    return np.lexsort((np.arange(len(objects)), rank))
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--split", choices=("tune", "report", "all"), default="tune")
+    ap.add_argument("--set", choices=("composites", "planted", "both"), default="both")
+    ap.add_argument("--methods", default="decam,rise,occlusion,gradcam,ov-aise,ov-rise",
+                    help="comma-separated; ov-* need --ov-python")
+    ap.add_argument("--budgets", default="500,1000,2000,4000", help="budgets of decam, rise, occlusion")
+    ap.add_argument("--ov-budgets", default=None, help="budgets of OpenVINO XAI (default: --budgets)")
+    ap.add_argument("--ov-python", default=None, help="python of a venv with openvino-xai, e.g. /work/ovenv/bin/python")
+    ap.add_argument("--decam-options", default="{}", help="JSON options passed to decam, e.g. '{\"grid\": 6}'")
+    ap.add_argument("--variants", type=Path, default=None,
+                    help="JSON file {name: {decam options}}; each runs as method decam:name")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="N cases of the split per set, round-robin over objects (quick tuning, smoke tests)")
+    ap.add_argument("--auc-step", type=int, default=1,
+                    help="image rows' worth of pixels per deletion/insertion step (default 1 = W pixels: the "
+                         "RISE protocol, 225 points at 224; 4 for quick tuning)")
+    ap.add_argument("--tolerance", type=float, default=0.0, help="pointing-game tolerance, model pixels")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=None, help="images per ONNX Runtime call")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--name", default=None, help="output file stem (default eval-<split>)")
+    ap.add_argument("--no-cache", action="store_true", help="neither read nor write the map cache")
+    ap.add_argument("--report-only", action="store_true", help="redraw md and plots from the json")
+    a = ap.parse_args(argv)
+    name = a.name or f"eval-{a.split}"
+    if a.report_only:
+        doc = json.loads((a.out / f"{name}.json").read_text())
+        write_outputs(doc["rows"], doc["meta"], a.out, name)
+        print((a.out / f"{name}.md").read_text())
+        return
+    try:
+        decam_options = json.loads(a.decam_options)
+        variants = json.loads(a.variants.read_text()) if a.variants else {}
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"error: --decam-options / --variants: {e}")
+    if not isinstance(decam_options, dict) or not isinstance(variants, dict) or \
+            not all(isinstance(v, dict) for v in variants.values()):
+        raise SystemExit("error: --decam-options must be a JSON object, --variants a JSON object of objects")
+    budgets = _ints(a.budgets)
+    ov_budgets = _ints(a.ov_budgets) if a.ov_budgets else budgets
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    if not a.ov_python:
+        methods = [m for m in methods if m not in ov_xai.METHODS]
+    tasks = plan(methods, budgets, ov_budgets, decam_options, variants)
+    for lb, t in tasks.items():
+        if t["method"] == "decam":
+            check_options("decam", t["options"], f"options of {lb}")
+    sets = ["composites", "planted"] if a.set == "both" else [a.set]
+    split = None if a.split == "all" else a.split
+    data = {}
+    for s in sets:
+        d = evalset.load(s, split)
+        if a.limit:
+            pick = balanced_order(d["objects"])[:a.limit]
+            d = {k: (v[pick] if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+        data[s] = d
+    meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "split": a.split, "sets": sets,
+            "cases": {s: int(len(d["targets"])) for s, d in data.items()}, "seed": a.seed,
+            "auc_step": a.auc_step, "tolerance": a.tolerance, "budgets": budgets, "ov_budgets": ov_budgets,
+            "tasks": {lb: {"method": t["method"], "options": t["options"], "budgets": t["budgets"],
+                           "source": source_hash(t["method"])} for lb, t in tasks.items()},
+            "cpu": os.cpu_count(), "load_average": list(os.getloadavg()), "batch_size": a.batch_size,
+            "note": (f"Split `{a.split}`: " + ", ".join(f"{s} {len(d['targets'])} cases" for s, d in data.items())
+                     + f" (bench/data/README.md). Deletion/insertion: RISE protocol, "
+                     + ("step W pixels (225 points at 224x224)" if a.auc_step == 1 else
+                        f"step {a.auc_step} x W pixels (coarser than the RISE protocol: for tuning only)")
+                     + f"; pointing game tolerance {a.tolerance:g} px; seed {a.seed}. Seconds: the method's "
+                     f"wall time on {os.cpu_count()} CPU cores (load average at start "
+                     f"{os.getloadavg()[0]:.1f}), metrics excluded.")}
+    current = {(s, lb, b) for s in sets for lb, t in tasks.items() for b in t["budgets"]}
+    cfgs = {lb: config_id(lb, t, a.seed) for lb, t in tasks.items()}
+
+    def keep(r: dict) -> bool:   # rows of other tasks stay; rows of this run's tasks only with this config
+        if (r["set"], r["label"], r["budget"]) not in current:
+            return True
+        return r["key"] == row_key(r["set"], r["index"], r["label"], r["budget"], cfgs[r["label"]], a.auc_step,
+                                   a.tolerance)
+
+    store = Store(a.out, name, meta, keep)
+    cache = None if a.no_cache else a.out / "cache"
+    for s in sets:
+        run_set(s, data[s], tasks, a, store, cache)
+    store.write()
+    print((a.out / f"{name}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
