@@ -27,8 +27,10 @@ rescoring (another ``--auc-step`` or tolerance) or adding methods does not recom
 
 DE-CAM options for tuning: ``--decam-options '{"grid": 6}'`` (passed to the method), and
 ``--variants FILE.json`` = ``{"name": {options}, ...}``: each variant runs as method
-``decam:name`` (``--decam-options`` applies underneath each), so several option sets are compared
-on the same cases and seeds in one run. Options are validated by the method itself.
+``decam:name`` instead of plain ``decam`` (``--decam-options`` applies underneath each; put
+``"default": {}`` in the file to keep the current defaults in the comparison), so several option
+sets are compared on the same cases and seeds in one run. Unknown option names are refused here
+(the method's signature or registry declaration); values are validated by the method itself.
 
 Quick check (2 images, budget 100)::
 
@@ -116,7 +118,7 @@ def check_options(method: str, options: dict, where: str) -> None:
     from blackbox_cam.methods import METHODS
     spec = METHODS[method]
     declared = getattr(spec, "options", None)
-    names = set(declared) if declared else {
+    names = {getattr(o, "name", o) for o in declared} if declared else {
         n for n, p in inspect.signature(spec.fn).parameters.items()
         if p.kind is not inspect.Parameter.VAR_KEYWORD} - {"clf", "x", "target", "budget", "seed"}
     unknown = sorted(set(options) - names)
