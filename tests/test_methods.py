@@ -23,11 +23,12 @@ def _hits(clf, heldout, method, budget, n=50):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, budget", [("decam", 1000), ("rise", 1000)])
-def test_map_maximum_lies_on_the_planted_object(planted, heldout, method, budget):
-    """>= 90 % of 50 held-out images: the map's maximum is inside the object's box."""
+@pytest.mark.parametrize("method, budget, share", [("decam", 1000, 0.95), ("rise", 1000, 0.9)])
+def test_map_maximum_lies_on_the_planted_object(planted, heldout, method, budget, share):
+    """DE-CAM at 1000 queries: the map's maximum is inside the object's box for >= 95 % of the
+    50 held-out images (issue 7's goal); RISE, the reference, for >= 90 %."""
     rate = _hits(planted, heldout, method, budget)
-    assert rate >= 0.9, f"{method}: maximum on the object in {rate:.0%} of images"
+    assert rate >= share, f"{method}: maximum on the object in {rate:.0%} of images"
 
 
 @pytest.mark.parametrize("method", BLACKBOX)
@@ -68,8 +69,46 @@ def test_query_budget_is_never_exceeded(planted, heldout, method, budget):
 
 def test_decam_plan_fits_the_budget():
     for budget in range(10, 5000, 37):
+        for population in (None, 12, 64):
+            pop, gens = plan(budget, population)
+            assert 2 * pop * gens <= budget and pop >= 5 and gens >= 1
         pop, gens = plan(budget)
-        assert 2 * pop * gens <= budget and pop >= 5 and gens >= 1
+        assert 2 * pop * (gens + 1) > budget or budget < 20  # the budget is spent, not only respected
+
+
+def test_decam_records_its_search(planted, heldout):
+    res = explain_image(planted, heldout["images"][0].astype(np.float32), "decam", budget=301, seed=0)
+    s = res.explanation.extra["search"]
+    assert 2 * s["population"] * s["generations"] <= 300
+    assert len(s["best_fitness_per_generation"]) == s["generations"]
+    assert all(a >= b for a, b in zip(s["best_fitness_per_generation"], s["best_fitness_per_generation"][1:]))
+    assert s["final_fitness"] == s["best_fitness_per_generation"][-1]
+
+
+def test_decam_trace_ends_with_the_returned_map(planted, heldout):
+    img = heldout["images"][6].astype(np.float32)
+    traced = explain_image(planted, img, "decam", budget=201, seed=2, trace=True).explanation
+    plain = explain_image(planted, img, "decam", budget=201, seed=2).explanation
+    frames = traced.extra["trace"]
+    assert len(frames) == traced.extra["search"]["generations"]
+    assert [f["generation"] for f in frames] == list(range(len(frames)))
+    assert frames[-1]["queries"] == traced.queries - 1  # the unmasked prediction is explain_image's
+    np.testing.assert_array_equal(frames[-1]["saliency"], plain.saliency)
+    assert traced.saliency.tobytes() == plain.saliency.tobytes()
+
+
+def test_decam_memory_does_not_grow_with_the_budget(planted, heldout):
+    """The search keeps sufficient statistics, not a list of every mask (issue 9, item 6)."""
+    import tracemalloc
+    img = planted.prepare(heldout["images"][7].astype(np.float32))
+    peaks = []
+    for budget in (400, 4000):
+        tracemalloc.start()
+        METHODS["decam"].fn(planted, img, 0, budget=budget, seed=0)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.25 * peaks[0] + 256 * 1024, peaks
+
 
 
 @pytest.mark.parametrize("method", BLACKBOX)

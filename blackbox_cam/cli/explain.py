@@ -99,6 +99,8 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
                         "score": res.score, "target": res.target, "params": ex.params,
                         "queries": ex.queries, "seconds": ex.seconds if hit else round(time.perf_counter() - t0, 3),
                         "cached": hit, "image_size": list(size), "map_size": list(res.saliency.shape)})
+            if "search" in ex.extra:  # DE-CAM: population, generations, best fitness per generation
+                rec["search"] = ex.extra["search"]
             book.commit(rec, {"npy": npy_bytes(res.saliency), "png": png_bytes(overlay(image, res.saliency))},
                         stem=item.path.stem if item.origin == "arg" else item.stem())
             click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "

@@ -1,0 +1,118 @@
+"""What DE-CAM keeps of its search: constant-memory statistics of every evaluated mask.
+
+Every mask DE-CAM scores is an experiment on the model: which pixels were kept, and what the
+target probability was. Two summaries are accumulated as the search runs, both of bounded size
+whatever the budget (so memory does not grow with the number of queries):
+
+* :class:`RidgeStats`, the sufficient statistics (``X^T X``, ``X^T y``, sums) of a ridge
+  regression of the target probability on the mask's value at the centres of a fine ``r x r``
+  grid. Because every mask is drawn at its own sub-cell shift, the fine grid sees the search's
+  masks at many positions: the regression recovers each fine cell's marginal effect at a
+  resolution finer than the genome's grid (what RISE's random shifts give RISE, Petsiuk et al.
+  2018, sec. 3.2), while correcting for the search's non-uniform sampling, which the plain
+  score-weighted mean of RISE would not.
+* :class:`Elite`, the best masks seen (lowest fitness), at most ``capacity`` of them: where the
+  search converged.
+
+:func:`grid_values` samples a batch of shifted low-resolution masks at the fine grid's centres,
+with the same bilinear convention as the Numba kernels of :mod:`blackbox_cam.masks`.
+"""
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+
+def _axis(n_fine: int, size: int, offsets: np.ndarray, cell: float, n_grid: int):
+    centres = (np.arange(n_fine) + 0.5) * size / n_fine
+    u = np.clip((centres[None, :] + offsets[:, None] + 0.5) / cell - 0.5, 0.0, n_grid - 1.0)
+    i0 = np.floor(u).astype(np.intp)
+    return i0, np.minimum(i0 + 1, n_grid - 1), u - i0
+
+
+def grid_values(masks: np.ndarray, cell: tuple[float, float], offsets: np.ndarray, size: tuple[int, int],
+                r: int) -> np.ndarray:
+    """Each mask's value at the centres of an ``r x r`` grid over an image of ``size``: ``(B, r*r)``.
+
+    ``masks`` is ``(B, g, g)``, ``cell`` the upsampled grid cell in pixels and ``offsets`` the
+    ``(B, 2)`` pixel shifts, exactly as passed to :func:`blackbox_cam.masks.compose`.
+    """
+    b, gh, gw = masks.shape
+    y0, y1, fy = _axis(r, size[0], offsets[:, 0], cell[0], gh)
+    x0, x1, fx = _axis(r, size[1], offsets[:, 1], cell[1], gw)
+    idx = np.arange(b)[:, None, None]
+    m = masks.astype(np.float64)
+    a, c = m[idx, y0[:, :, None], x0[:, None, :]], m[idx, y0[:, :, None], x1[:, None, :]]
+    d, e = m[idx, y1[:, :, None], x0[:, None, :]], m[idx, y1[:, :, None], x1[:, None, :]]
+    top = a + fx[:, None, :] * (c - a)
+    bot = d + fx[:, None, :] * (e - d)
+    return (top + fy[:, :, None] * (bot - top)).reshape(b, r * r)
+
+
+class RidgeStats:
+    """Streaming ridge regression ``y ~ b0 + X beta`` from its sufficient statistics.
+
+    Memory is ``O(d^2)`` for ``d`` features, independent of the number of observations. The
+    penalty is relative: ``alpha`` times the mean variance of a feature, so it means the same
+    at any budget and grid size.
+    """
+
+    def __init__(self, d: int) -> None:
+        self.xtx = np.zeros((d, d))
+        self.xty = np.zeros(d)
+        self.sx = np.zeros(d)
+        self.sy = 0.0
+        self.n = 0
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.float64)
+        self.xtx += x.T @ x
+        self.xty += x.T @ y
+        self.sx += x.sum(axis=0)
+        self.sy += float(y.sum())
+        self.n += len(y)
+
+    def solve(self, alpha: float) -> np.ndarray:
+        """Ridge coefficients ``beta`` (centred data, intercept not penalised)."""
+        d = len(self.sx)
+        if self.n < 2:
+            return np.zeros(d)
+        mx, my = self.sx / self.n, self.sy / self.n
+        cxx = self.xtx - self.n * np.outer(mx, mx)
+        cxy = self.xty - self.n * mx * my
+        scale = max(float(np.trace(cxx)) / d, 1e-12)
+        return np.linalg.solve(cxx + alpha * scale * np.eye(d), cxy)
+
+
+class Elite:
+    """The ``capacity`` lowest-fitness masks seen so far (ties: the earlier one stays).
+
+    :meth:`mean` is their fitness-weighted mean map: weights ``f_worst - f`` over the kept set,
+    so the best masks count most and the worst kept one not at all.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, int(capacity))
+        self._heap: list[tuple[float, int, np.ndarray, np.ndarray]] = []  # (-fitness, -order, mask, offset)
+        self._count = 0
+
+    def add(self, fitness: np.ndarray, masks: np.ndarray, offsets: np.ndarray) -> None:
+        for f, m, o in zip(fitness, masks, offsets):
+            item = (-float(f), -self._count, m.copy(), o.copy())
+            self._count += 1
+            if len(self._heap) < self.capacity:
+                heapq.heappush(self._heap, item)
+            elif item[:2] > self._heap[0][:2]:
+                heapq.heapreplace(self._heap, item)
+
+    def members(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fitness, masks, offsets) of the kept masks, best first."""
+        items = sorted(self._heap, key=lambda t: (-t[0], -t[1]))
+        return (np.array([-t[0] for t in items]), np.stack([t[2] for t in items]), np.stack([t[3] for t in items]))
+
+    def weights(self) -> np.ndarray:
+        f = self.members()[0]
+        w = (f[-1] - f) + 1e-12 if len(f) > 1 else np.ones(1)
+        return w / w.sum()
