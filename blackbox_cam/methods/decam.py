@@ -138,7 +138,7 @@ class _Search:
 
 #: DE-CAM's options, declared once (CLI flags, checks and help come from here).
 OPTIONS = (
-    Option("grid", int, 10, "Genome grid size (cells per side).", min=3, max_side=True),
+    Option("grid", int, 10, "Genome grid size (cells per side).", min=2, max_side=True),
     BASELINE_OPTION,
     Option("area", float, 0.3, "Area penalty lambda: weight of the mask's kept share in the fitness.", min=0.0),
     Option("population", int, None, "Population size S (default: about sqrt(0.8 budget)).", min=5),
