@@ -62,13 +62,9 @@ def load_planted(n: int, batch_size: int | None = None):
 
 
 def score(clf, x, sal, target, box) -> dict:
-    from blackbox_cam import metrics
-    row = {"deletion_auc": metrics.deletion(clf.probabilities, x, sal, target).auc,
-           "insertion_auc": metrics.insertion(clf.probabilities, x, sal, target).auc}
-    if box is not None:
-        row["pointing_game"] = float(metrics.pointing_game(sal, box, tolerance=0))
-        row["energy_in_box"] = metrics.energy_in_region(sal, box)
-    return row
+    """The library's metrics of one model-resolution map (no ROAD; box in model pixels, no tolerance)."""
+    from blackbox_cam.compare import MetricSettings, score_map
+    return score_map(clf, x, sal, target, MetricSettings(road=False, tolerance=0.0), box)
 
 
 def run_dataset(name, clf, items, methods, budgets, seed, rows, save, ov_python=None, ov_budgets=()):

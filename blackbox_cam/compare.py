@@ -57,6 +57,7 @@ class MetricSettings:
     tolerance: float = 15.0      # pointing game, pixels of the original image
     topk: float = 20.0           # top-k % for the IoU agreement
     seed: int = 0                # tie-breaking and ROAD noise
+    step: int | None = None      # deletion/insertion: pixels per step (default: the metric's)
 
 
 @dataclass
@@ -146,17 +147,27 @@ def read_boxes(path: str | os.PathLike, images: Iterable[str | os.PathLike]) -> 
 
 
 # -- running -------------------------------------------------------------------------------------
-def score_map(clf, x: np.ndarray, saliency: np.ndarray, target: int, settings: MetricSettings) -> dict[str, float]:
-    """Faithfulness metrics of one model-resolution map (queries go through ``clf.probabilities``)."""
+def score_map(clf, x: np.ndarray, saliency: np.ndarray, target: int, settings: MetricSettings,
+              box: tuple[float, float, float, float] | None = None) -> dict[str, float]:
+    """The metrics of one model-resolution map: deletion/insertion AUC, ROAD (``settings.road``)
+    and, with a ``box`` in the map's pixels, :func:`score_box` (queries go through ``clf.probabilities``)."""
     prob = clf.probabilities
     out = {
-        "deletion_auc": metrics.deletion(prob, x, saliency, target, seed=settings.seed).auc,
-        "insertion_auc": metrics.insertion(prob, x, saliency, target, seed=settings.seed).auc,
+        "deletion_auc": metrics.deletion(prob, x, saliency, target, step=settings.step, seed=settings.seed).auc,
+        "insertion_auc": metrics.insertion(prob, x, saliency, target, step=settings.step, seed=settings.seed).auc,
     }
     if settings.road:
         r = metrics.road(prob, x, saliency, target, seed=settings.seed)
         out.update(road=r.combined, road_morf=r.morf, road_lerf=r.lerf)
+    if box is not None:
+        out.update(score_box(saliency, box, settings.tolerance))
     return out
+
+
+def score_box(saliency: np.ndarray, box: tuple[float, float, float, float], tolerance: float) -> dict[str, float]:
+    """Localisation of a map against a box in the map's own pixels: pointing game, energy in box."""
+    return {"pointing_game": float(metrics.pointing_game(saliency, box, tolerance=tolerance)),
+            "energy_in_box": metrics.energy_in_region(saliency, box)}
 
 
 def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Sequence[str], *,
@@ -250,9 +261,8 @@ def _run_method(clf, ir: ImageResult, scored: Scored, call: Call, seed: int,
     row: dict[str, Any] = {"image": ir.name, "method": method, "target": ir.target, "label": ir.label,
                            "target_probability": res.score}
     row.update(score_map(clf, x, res.explanation.saliency, ir.target, settings))
-    if ir.box is not None:
-        row["pointing_game"] = float(metrics.pointing_game(res.saliency, ir.box, tolerance=settings.tolerance))
-        row["energy_in_box"] = metrics.energy_in_region(res.saliency, ir.box)
+    if ir.box is not None:  # boxes are in pixels of the original image: score the map at that size
+        row.update(score_box(res.saliency, ir.box, settings.tolerance))
     row["queries"] = int(res.explanation.queries)
     row["seconds"] = float(res.explanation.seconds)
     row["metric_seconds"] = time.perf_counter() - t0

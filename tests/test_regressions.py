@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,56 @@ def test_no_optional_imports_of_the_packages_own_modules():
                     and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("blackbox_cam")):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_one_input_concat_rule_emits_only_the_identity():
+    """Regression: the Concat rule emitted Shape/Gather nodes (for a Concat it never built)
+    when the Concat had one input."""
+    from onnx import TensorProto, helper
+
+    from blackbox_cam.gradients._graph import NameMaker
+    from blackbox_cam.gradients.rules import RULES, Grad, GraphFacts
+    facts = GraphFacts(opset=17, shapes={"x": (1, 3), "y": (1, 3)}, dtypes={"x": TensorProto.FLOAT},
+                       constants={}, new_name=NameMaker({"x", "y", "gy"}))
+    g = Grad(helper.make_node("Concat", ["x"], ["y"], axis=1), facts, ["gy"], [True])
+    RULES["Concat"](g)
+    assert [n.op_type for n in g.nodes] == ["Identity"] and list(g.nodes[0].input) == ["gy"]
+
+
+def test_rules_read_attributes_through_the_one_decoding_helper():
+    """Regression: four rule modules decoded ONNX attributes themselves (``get_attribute_value``
+    and ``bytes.decode`` copied into pooling, resize, activation, conv and the helpers)."""
+    rules = ROOT / "blackbox_cam" / "gradients" / "rules"
+    copies = [f"{p.name}:{i}" for p in sorted(rules.glob("*.py")) if p.name != "_context.py"
+              for i, line in enumerate(p.read_text().splitlines(), 1)
+              if "get_attribute_value" in line or ".decode(" in line or re.search(r"(?<![\w\"])b\"", line)]
+    assert not copies, copies
+
+
+def test_string_attributes_come_back_as_str():
+    from onnx import helper
+
+    from blackbox_cam.gradients._graph import NameMaker
+    from blackbox_cam.gradients.rules import Grad, GraphFacts
+    facts = GraphFacts(opset=17, shapes={}, dtypes={}, constants={}, new_name=NameMaker(()))
+    g = Grad(helper.make_node("Gelu", ["x"], ["y"], approximate="tanh"), facts, ["gy"], [True])
+    assert g.attr("approximate") == "tanh" and g.attrs() == {"approximate": "tanh"}
+    g = Grad(helper.make_node("Conv", ["x", "w"], ["y"]), facts, ["gy"], [True, False])
+    assert g.attr("auto_pad") == "NOTSET"
+
+
+def test_bench_quality_scores_maps_with_the_librarys_score_map():
+    """Regression: ``bench_quality.score`` repeated ``compare.score_map`` (and could drift from it)."""
+    text = (ROOT / "bench" / "bench_quality.py").read_text()
+    body = text[text.index("def score("):].split("\ndef ", 1)[0]
+    assert "score_map(" in body and "metrics." not in body
+
+
+def test_score_map_adds_localisation_for_a_box(planted, heldout):
+    from blackbox_cam.compare import MetricSettings, score_box, score_map
+    x = planted.prepare(heldout["images"][0].astype(np.float32))
+    sal = np.zeros(x.shape[1:], np.float32)
+    sal[10:20, 30:40] = 1.0
+    row = score_map(planted, x, sal, 0, MetricSettings(road=False, tolerance=0.0), (30, 10, 40, 20))
+    assert row["pointing_game"] == 1.0 and row["energy_in_box"] == 1.0
+    assert score_box(sal, (0, 0, 5, 5), 0.0) == {"pointing_game": 0.0, "energy_in_box": 0.0}

@@ -12,6 +12,15 @@ from blackbox_cam.errors import BlackboxCamError
 from blackbox_cam.gradients.rules._attrs import DEFAULTS
 
 
+def _decoded(value: Any) -> Any:
+    """ONNX stores string attributes as bytes; rules compare and re-emit them as ``str``."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode() for v in value]
+    return value
+
+
 @dataclass
 class GraphFacts:
     """Read-only facts about the forward graph that rules may consult."""
@@ -78,11 +87,15 @@ class Grad:
     def opset(self) -> int:
         return self.facts.opset
 
+    def attrs(self) -> dict[str, Any]:
+        """Every attribute the forward node sets, decoded (strings as ``str``), e.g. to emit it again."""
+        return {a.name: _decoded(helper.get_attribute_value(a)) for a in self.node.attribute}
+
     def attr(self, name: str) -> Any:
-        """Attribute value of the forward node, or its default from ``_attrs.DEFAULTS``."""
+        """Attribute value of the forward node (strings as ``str``), or its default from ``_attrs.DEFAULTS``."""
         for a in self.node.attribute:
             if a.name == name:
-                return helper.get_attribute_value(a)
+                return _decoded(helper.get_attribute_value(a))
         defaults = DEFAULTS.get(self.node.op_type, {})
         if name not in defaults:
             raise KeyError(f"no default recorded for {self.node.op_type}.{name}")

@@ -93,8 +93,6 @@ def window_pads(g: Grad, x_spatial: Sequence[int | None], kernel: Sequence[int],
     """Explicit pads [b1.., e1..] of a Conv/Pool node, resolving auto_pad."""
     n = len(kernel)
     auto_pad = g.attr("auto_pad")
-    if isinstance(auto_pad, bytes):
-        auto_pad = auto_pad.decode()
     if auto_pad in ("NOTSET", ""):
         pads = g.attr("pads")
         return list(pads) if pads else [0] * (2 * n)

@@ -104,7 +104,6 @@ def erf(g: Grad) -> None:
 def gelu(g: Grad) -> None:
     x = g.I(0)
     approx = g.attr("approximate")
-    approx = approx.decode() if isinstance(approx, bytes) else approx
     if approx == "tanh":  # 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3)
         c = math.sqrt(2.0 / math.pi)
         x2 = g.op("Mul", x, x)

@@ -43,7 +43,7 @@ def conv(g: Grad) -> None:
     group = int(g.attr("group"))
     xshape = g.shape(x)
     xs = None if xshape is None or None in xshape[2:] else list(xshape[2:])
-    if xs is None and g.attr("auto_pad") not in ("NOTSET", b"NOTSET", "VALID", b"VALID"):
+    if xs is None and g.attr("auto_pad") not in ("NOTSET", "VALID"):
         xs = spatial(g, x)  # SAME_* pads depend on the input size: a clear error
     pads = window_pads(g, xs or [None] * n, kernel, strides, dilations)
     k_eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]

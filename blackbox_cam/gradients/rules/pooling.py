@@ -21,7 +21,7 @@ def _window(g: Grad):
 @vjp("MaxPool")
 def max_pool(g: Grad) -> None:
     """Rerun the pool with its Indices output, scatter-add dY there (windows may overlap)."""
-    attrs = {a.name: helper.get_attribute_value(a) for a in g.node.attribute}
+    attrs = g.attrs()
     _, idx = g.op("MaxPool", g.I(0), n_out=2, **attrs)
     scatter_add_flat(g, g.GO(0), idx, g.I(0), out=g.GI(0))
 

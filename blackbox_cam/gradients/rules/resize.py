@@ -28,7 +28,7 @@ def _axis_matrix(g: Grad, axis: int, n_in: int, n_out: int, scale: float | None,
     index = [idx, 0, 0, 0]
     index[axis] = idx
     basis[tuple(index)] = 1
-    attrs = {a.name: helper.get_attribute_value(a) for a in g.node.attribute}
+    attrs = g.attrs()
     inits = []
     if scale is not None:
         scales = [1.0, 1.0, 1.0, 1.0]
@@ -63,8 +63,7 @@ def resize(g: Grad) -> None:
     if any(a.name in ("axes", "keep_aspect_ratio_policy") for a in g.node.attribute):
         raise BlackboxCamError(f"{mode} node '{g.node.name}': the axes/keep_aspect_ratio_policy "
                                "attributes are not supported")
-    attrs = {a.name: helper.get_attribute_value(a) for a in g.node.attribute}
-    if attrs.get("coordinate_transformation_mode") == b"tf_crop_and_resize":
+    if g.attrs().get("coordinate_transformation_mode") == "tf_crop_and_resize":
         raise BlackboxCamError(f"{mode} node '{g.node.name}': tf_crop_and_resize is not supported")
     scales = g.constant(g.I(2)) if g.I(2) else None
     if scales is not None and scales.size == 0:

@@ -46,14 +46,13 @@ def transpose(g: Grad) -> None:
 
 @vjp("Concat")
 def concat(g: Grad) -> None:
+    if len(g.node.input) == 1:  # a one-input Concat is the identity
+        g.op("Identity", g.GO(0), out=g.GI(0))
+        return
     axis = g.attr("axis")
     sizes = [g.op("Gather", g.op("Shape", g.I(i)), g.ints([axis]), axis=0)
              for i in range(len(g.node.input))]
-    split = g.op("Concat", *sizes, axis=0) if len(sizes) > 1 else sizes[0]
-    if len(sizes) == 1:
-        g.op("Identity", g.GO(0), out=g.GI(0))
-        return
-    outs = g.op("Split", g.GO(0), split, axis=axis, n_out=len(sizes))
+    outs = g.op("Split", g.GO(0), g.op("Concat", *sizes, axis=0), axis=axis, n_out=len(sizes))
     for i, o in enumerate(outs):
         if g.needs(i):
             g.op("Identity", o, out=g.GI(i))
