@@ -84,6 +84,7 @@ class CompareResult:
     methods: list[str]
     reference: str | None
     settings: dict[str, Any]
+    skipped: list[dict[str, str]] = field(default_factory=list)   # non-image files found in folders
 
     @property
     def agreement_keys(self) -> list[str]:
@@ -209,8 +210,13 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     results: list[ImageResult] = []
+    skipped: list[dict[str, str]] = []
     for item in items:
         name, path = item.name, item.path
+        if item.skip:  # a non-image file found in a folder: listed, not a failure
+            skipped.append({"image": name, "reason": item.error or ""})
+            say(item.error or f"{name}: skipped")
+            continue
         try:
             scored, box = _prepare(clf, item, target, boxes.get(path.name))
         except Exception as e:  # a bad image is recorded; the others go on
@@ -242,7 +248,7 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
              "boxes": bool(boxes)}
     if getattr(clf, "session", None) is not None and hasattr(clf.session, "record"):
         setts["backend"] = clf.session.record()
-    return CompareResult(rows, failures, results, list(methods), ref, setts)
+    return CompareResult(rows, failures, results, list(methods), ref, setts, skipped)
 
 
 def _message(e: Exception) -> str:

@@ -9,9 +9,10 @@ Three things every dataset command (``explain``, ``compare``, ``global``, ``gate
       is loaded, with a one-line error, and the batch goes on);
     * a **folder** is searched recursively for files with an image extension
       (:data:`IMAGE_EXTENSIONS`, case-insensitive), sorted by their path relative to the folder
-      (same order on every machine); any other file in it becomes an item that fails with
-      "not an image file", so a stray file is reported, not silently dropped; hidden files and
-      folders (names starting with ``.``) are ignored;
+      (same order on every machine); any other file in it (a labels CSV, notes) becomes a
+      *skipped* item (:attr:`Item.skip`): commands list it and go on without counting it as a
+      failure, so a stray file is reported, never silently dropped; hidden files and folders
+      (names starting with ``.``) are ignored;
     * a **manifest** is a ``.csv`` file with a header that has an ``image`` column (paths
       relative to the CSV's folder, or absolute) and optionally a ``label`` column (a class
       index or name, see :func:`resolve_label`). A manifest without an ``image`` column is a
@@ -80,6 +81,8 @@ class Item:
     origin : where the item came from (``"arg"``, the folder, or ``"manifest.csv:LINE"``), for
         error messages.
     error : a problem known before loading (e.g. not an image file); :meth:`load` raises it.
+    skip : the item is a non-image file found in a folder: commands record it as skipped (with
+        ``error`` as the reason) and do not count it as a failure.
     """
 
     path: Path
@@ -87,6 +90,7 @@ class Item:
     label: str | None = None
     origin: str = "arg"
     error: str | None = None
+    skip: bool = False
 
     def load(self) -> np.ndarray:
         """The image as float32 RGB ``(H, W, 3)`` in [0, 255]; a bad item raises :class:`BlackboxCamError`."""
@@ -146,9 +150,9 @@ def _walk(root: Path) -> list[Item]:
             rel = path.relative_to(root).as_posix()
             err = None
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                err = (f"{path}: not an image file (extension {path.suffix or 'none'!r}); folders are searched "
-                       f"for {', '.join(IMAGE_EXTENSIONS)}; move it out or pass files explicitly")
-            items.append(Item(path, rel, origin=str(root), error=err))
+                err = (f"{path}: skipped, not an image file (extension {path.suffix or 'none'!r}); folders are "
+                       f"searched for {', '.join(IMAGE_EXTENSIONS)}")
+            items.append(Item(path, rel, origin=str(root), error=err, skip=err is not None))
     items.sort(key=lambda it: it.name)
     return items
 
@@ -219,7 +223,8 @@ def _unique(items: list[Item]) -> list[Item]:
         names[it.name] = n
         if n > 1:
             stem, dot, ext = it.name.rpartition(".")
-            it = Item(it.path, f"{stem}-{n}.{ext}" if dot else f"{it.name}-{n}", it.label, it.origin, it.error)
+            it = Item(it.path, f"{stem}-{n}.{ext}" if dot else f"{it.name}-{n}", it.label, it.origin, it.error,
+                      it.skip)
         out.append(it)
     return out
 
@@ -392,7 +397,26 @@ class MapCache:
         return self.dir / f"{key}.npz"
 
     def get(self, key: str) -> CachedMap | None:
-        """The entry for ``key``, or ``None`` (also for an unreadable entry, which is then recomputed)."""
+        """The map entry for ``key``, or ``None`` (also for an unreadable entry, which is then recomputed)."""
+        got = self.load(key)
+        if got is None:
+            return None
+        arrays, meta = got
+        try:
+            return CachedMap(saliency=np.asarray(arrays["saliency"], np.float32), **meta)
+        except (KeyError, TypeError):
+            self.hits -= 1
+            self.misses += 1
+            return None
+
+    def put(self, key: str, entry: CachedMap) -> None:
+        """Write a map entry atomically (a crash leaves the old state, never half a file)."""
+        meta = {k: getattr(entry, k) for k in ("target", "score", "predicted", "predicted_score", "queries",
+                                              "seconds", "params", "method")}
+        self.store(key, {"saliency": np.asarray(entry.saliency, np.float32)}, meta)
+
+    def load(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """Any entry's ``(arrays, meta)``, or ``None`` when absent or damaged (counted as a miss)."""
         p = self.path(key)
         if not p.exists():
             self.misses += 1
@@ -400,24 +424,27 @@ class MapCache:
         try:
             with np.load(p, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
-                sal = np.asarray(z["saliency"], dtype=np.float32)
-            entry = CachedMap(saliency=sal, **meta)
+                arrays = {k: np.asarray(z[k]) for k in z.files if k != "meta"}
         except Exception:  # a damaged entry (disk full, foreign file): recompute it
             self.misses += 1
             return None
         self.hits += 1
-        return entry
+        return arrays, meta
 
-    def put(self, key: str, entry: CachedMap) -> None:
-        """Write ``entry`` atomically (a crash leaves the old state, never half a file)."""
+    def store(self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        """Write any entry (numpy arrays + JSON metadata) atomically under ``key``."""
         import io
         from .output import strict_json, write_bytes
-        meta = {k: getattr(entry, k) for k in ("target", "score", "predicted", "predicted_score", "queries",
-                                              "seconds", "params", "method")}
         buf = io.BytesIO()
-        np.savez(buf, saliency=np.asarray(entry.saliency, np.float32),
-                 meta=np.array(json.dumps(strict_json(meta), allow_nan=False)))
+        np.savez(buf, meta=np.array(json.dumps(strict_json(meta), allow_nan=False)), **arrays)
         write_bytes(self.path(key), buf.getvalue())
+
+    def derived_key(self, kind: str, **parts: Any) -> str:
+        """A key for results derived from maps (e.g. PEPPR curves): ``kind`` + ``parts`` + the model facts."""
+        from . import __version__
+        blob = json.dumps({"v": self.VERSION, "package": __version__, "kind": kind, **parts, **self._model_facts},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 def explain_cached(clf: Any, image: np.ndarray, method: str | Call, *, cache: MapCache | None, digest: str | None,

@@ -122,6 +122,7 @@ def write_json(path: str | os.PathLike, result: CompareResult, summary: dict) ->
         "summary": summary,
         "rows": result.rows,
         "failures": result.failures,
+        "skipped": result.skipped,
     }
     write_text(path, json_text(doc))
     return Path(path)

@@ -32,7 +32,8 @@ def test_folder_is_recursive_sorted_and_keeps_bad_files_as_failing_items(folder)
     assert [it.name for it in items] == ["b.png", "corrupt.png", "notes.txt", "sub/a.png"]
     assert items[3].stem() == "sub__a"
     assert items[0].load().shape == (64, 64, 3)
-    with pytest.raises(BlackboxCamError, match="notes.txt: not an image file"):
+    assert items[2].skip and not any(it.skip for i, it in enumerate(items) if i != 2)
+    with pytest.raises(BlackboxCamError, match="notes.txt: skipped, not an image file"):
         items[2].load()
     with pytest.raises(BlackboxCamError, match="corrupt.png: not a readable image"):
         items[1].load()
@@ -148,11 +149,12 @@ def test_explain_on_a_folder_records_bad_files_and_goes_on_then_resumes_from_the
                                                                                        folder):
     out = tmp_path / "out"
     r = run("explain", planted_path, folder, "-m", "rise", "--budget", "30", "--out", out)
-    assert r.exit_code == 1, r.output
-    assert "notes.txt: not an image file" in r.output and "corrupt.png: not a readable image" in r.output
+    assert r.exit_code == 1, r.output  # the corrupt image fails; the text file is only skipped
+    assert "notes.txt: skipped, not an image file" in r.output and "corrupt.png: not a readable image" in r.output
     assert "Traceback" not in r.output
     recs = json.loads((out / "explain.json").read_text())
-    assert [("error" in rec) for rec in recs] == [False, True, True, False]
+    assert [("error" in rec, "skipped" in rec) for rec in recs] == [(False, False), (True, False), (False, True),
+                                                                    (False, False)]
     assert (out / "b_rise.npy").exists() and (out / "sub__a_rise.npy").exists()
     first = {p.name: np.load(p) for p in out.glob("*.npy")}
     assert len(list((out / "maps").glob("*.npz"))) == 2
@@ -160,9 +162,16 @@ def test_explain_on_a_folder_records_bad_files_and_goes_on_then_resumes_from_the
     r = run("explain", planted_path, folder, "-m", "rise", "--budget", "30", "--out", out)
     assert r.exit_code == 1
     recs = json.loads((out / "explain.json").read_text())
-    assert [rec.get("cached") for rec in recs if "error" not in rec] == [True, True]
+    assert [rec.get("cached") for rec in recs if "npy" in rec] == [True, True]
     for name, arr in first.items():
         np.testing.assert_array_equal(np.load(out / name), arr)
+
+
+def test_a_folder_with_only_a_stray_file_besides_images_exits_0(tmp_path, planted_path, folder):
+    (folder / "corrupt.png").unlink()
+    r = run("explain", planted_path, folder, "-m", "rise", "--budget", "20", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    assert "notes.txt: skipped" in r.output
 
 
 def test_compare_accepts_a_folder_and_skips_bad_files(tmp_path, planted_path, folder):
@@ -170,6 +179,6 @@ def test_compare_accepts_a_folder_and_skips_bad_files(tmp_path, planted_path, fo
     r = run("compare", planted_path, folder, "-m", "rise,occlusion", "--budget", "30", "--no-road", "--out", out)
     assert r.exit_code == 1, r.output
     data = json.loads((out / "compare.json").read_text())
-    failed = {f["image"] for f in data["failures"]}
-    assert failed == {"notes.txt", "corrupt.png"}
+    assert {f["image"] for f in data["failures"]} == {"corrupt.png"}
+    assert [s["image"] for s in data["skipped"]] == ["notes.txt"]
     assert {row["image"] for row in data["rows"]} == {"b.png", "sub/a.png"}

@@ -12,10 +12,11 @@ from ._group import main
 from .compare import compare
 from .explain import explain
 from .gate import gate
+from .global_ import global_
 from .layers import layers
 
 # each command registers here, one line each
-for _cmd in (explain, layers, compare, gate):
+for _cmd in (explain, layers, compare, gate, global_):
     main.add_command(_cmd)
 
 __all__ = ["main"]

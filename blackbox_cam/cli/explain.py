@@ -64,6 +64,10 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     cache = MapCache(out, clf)
     failed = 0
     for item in items:
+        if item.skip:
+            click.echo(item.error, err=True)
+            book.commit({"model": str(model), "image": str(item.path), "method": None, "skipped": item.error})
+            continue
         try:
             image, size = item.read()
             digest = item.digest()

@@ -1,0 +1,101 @@
+"""``blackbox-cam global``: label-wise and overall global maps of a dataset, scored with PEPPR."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..methods import METHODS
+from .options import announce_backend, budget_help, classifier_kwargs, method_kwargs, method_options, model_options
+
+
+@click.command("global")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
+@click.option("--method", "-m", default="gradcam", show_default=True, type=click.Choice(list(METHODS)),
+              help="Saliency method for the image-wise maps.")
+@click.option("--budget", type=int, default=None, metavar="N", help=budget_help())
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (maps, PEPPR's random ranking).")
+@click.option("--ground-truth", "ground_truth", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV with header image,label (label = class index or name; image relative to the CSV).")
+@click.option("--target", type=click.Choice(["auto", "truth", "predicted"]), default="auto", show_default=True,
+              help="Explain and group by the known label (truth) or the top-1 prediction; auto = truth "
+                   "when labels are known (--ground-truth or a manifest label column).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="global-out",
+              show_default=True, help="Folder for global_*.npy/.png, global_sheet.png, peppr.json/.png, "
+                                      "global.json and the map cache maps/.")
+@click.option("--peppr/--no-peppr", default=True, show_default=True,
+              help="Score the global maps with PEPPR (2 x steps queries per image and ranking, 4 rankings).")
+@click.option("--steps", type=click.IntRange(min=11), default=21, show_default=True,
+              help="Fractions on each PEPPR curve (0..100 %).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run per-image work as Ray tasks: --ray alone starts a local Ray runtime sized to this "
+                   "machine; --ray ADDRESS joins a cluster (e.g. ray://head:10001 or auto).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="With --ray: worker processes (default: the cluster's CPUs).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars (they are off anyway when stderr is not a terminal).")
+@method_options
+@model_options
+def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | None, seed: int,
+            ground_truth: Path | None, target: str, out_dir: Path, peppr: bool, steps: int,
+            ray_address: str | None, workers: int | None, quiet: bool, **kw: Any) -> None:
+    """Global maps of MODEL over a dataset of aligned images, and their PEPPR faithfulness score.
+
+    INPUT is an image file, a folder (recursive, sorted) or a manifest CSV (`image` column,
+    optional `label`). Every image's map (cached under OUT/maps/, so a rerun or a larger dataset
+    recomputes nothing it has) is made non-negative, scaled to sum 1 at the model input size and
+    averaged per label: OUT/global_<label>.npy/.png (mean), global_<label>_std.npy/.png (spread),
+    global_overall.npy/.png (mean of the label maps), global_sheet.png (all side by side).
+    PEPPR (docs/global.md) erases / restores the top pixels of each global map and of a random
+    ranking: OUT/peppr.json and peppr.png; > 0 means the global map is faithful. A bad image is
+    recorded in global.json and the others go on; the exit code is then 1.
+
+    \b
+    Examples:
+      blackbox-cam global models/stamped/stamped.onnx models/stamped/demo --ground-truth models/stamped/demo/labels.csv
+      blackbox-cam global model.onnx scans/ -m decam --budget 500 --ray           # local Ray
+      blackbox-cam global model.onnx manifest.csv --ray ray://head:10001          # a cluster
+    """
+    from ..executors import make_executor
+    from ..globaljob import run_global
+    from ..methods import bind_all
+    from ..runtime import Classifier
+
+    options = method_kwargs(kw)
+    bind_all([method], budget, options)  # options and budget checked before the model is loaded
+    ckw = classifier_kwargs(kw)
+    clf = Classifier(model, **ckw)
+    bind_all([method], budget, options, clf.input_size)
+    announce_backend(clf)
+    t0 = time.perf_counter()
+    executor = make_executor(clf, ckw, ray_address, workers=workers)
+    if ray_address:
+        click.echo(f"Ray: {executor.workers} worker(s)", err=True)
+    try:
+        result = run_global(clf, inputs, out_dir, method=method, budget=budget, seed=seed, options=options,
+                            ground_truth=ground_truth, target=target, peppr=peppr, steps=steps, executor=executor,
+                            progress=None if quiet else _bar, say=lambda m: click.echo(m, err=True))
+    finally:
+        executor.close()
+    secs = time.perf_counter() - t0
+    n = len(result.images)
+    click.echo(f"{n} image(s) in {len(result.labels)} label(s), {len(result.failures)} failed; maps: "
+               f"{result.computed} made, {result.reused} from the cache; {secs:.1f} s ({n / secs:.2f} images/s)")
+    if result.peppr:
+        for name, b in result.peppr["labels"].items():
+            click.echo(f"  {name}: n={b['n_images']}, PEPPR {b['peppr']:.3f} (own maps {b['own_map']['peppr']:.3f})")
+        o = result.peppr.get("overall")
+        if o:
+            click.echo(f"  overall: PEPPR {o['peppr']:.3f} (own maps {o['own_map']['peppr']:.3f})")
+    click.echo(f"-> {Path(out_dir) / 'global_sheet.png'}, {Path(out_dir) / 'global.json'}")
+    if result.failures:
+        sys.exit(1)
+
+
+def _bar(iterable, total: int, desc: str):
+    """A tqdm bar on stderr (images done), silent when stderr is not a terminal."""
+    from tqdm.auto import tqdm
+    return tqdm(iterable, total=total, desc=desc, unit="img", leave=False, disable=None, file=sys.stderr)
