@@ -12,8 +12,8 @@ stamp region is what the model uses.
 
 Data: ``stamped_data.py`` (64x64 aligned synthetic scans; the stamp at x 46..58, y 45..57).
 Model: ``PlantedNet`` of ``train_planted.py`` (16,244 parameters, 4 classes, unit
-preprocessing, NCHW) with its training loop (``train(data)``: 3 epochs, AdamW + one-cycle,
-torch seed 0, 1 thread), trained on ``make_dataset(12000, seed=10)`` (biased).
+preprocessing, NCHW) with its training loop (``train(data)``: AdamW + one-cycle, torch seed 0,
+1 thread), here 2 epochs of ``make_dataset(6000, seed=10)`` (biased).
 
 Written to ``models/stamped/``: ``stamped.onnx`` + ``stamped.json`` (sidecar), ``labels.txt``,
 ``demo/*.png`` (48 scans drawn like the training data, 12 per class, seed 12) and
@@ -37,10 +37,11 @@ from PIL import Image
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from stamped_data import CLASSES, make_dataset  # noqa: E402
+import train_planted  # noqa: E402
 from train_planted import PlantedNet, accuracy, train  # noqa: E402
 
 OUT = os.path.join(HERE, "stamped")
-N_TRAIN, SEED_TRAIN, SEED_TEST, SEED_DEMO = 12000, 10, 11, 12
+N_TRAIN, EPOCHS, SEED_TRAIN, SEED_TEST, SEED_DEMO = 6000, 2, 10, 11, 12
 
 
 def export(model: PlantedNet, path: str) -> None:
@@ -60,6 +61,7 @@ def main() -> None:
     torch.set_num_threads(1)
     os.makedirs(os.path.join(OUT, "demo"), exist_ok=True)
     xtr, ytr, _ = make_dataset(N_TRAIN, SEED_TRAIN)
+    train_planted.EPOCHS = EPOCHS
     model = train((xtr, ytr))
     path = os.path.join(OUT, "stamped.onnx")
     export(model, path)
