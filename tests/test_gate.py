@@ -354,3 +354,14 @@ def test_box_on_a_reduced_large_image_is_in_original_pixels(tmp_path, demo_image
             "--out", tmp_path / "o")
     rec = json.loads((tmp_path / "o" / "gate.json").read_text())["images"][0]
     assert rec["forbidden_area"] == pytest.approx(96 / 4096)
+
+
+@pytest.mark.parametrize("method", sorted(__import__("blackbox_cam.methods", fromlist=["METHODS"]).METHODS))
+def test_every_registered_method_fails_clever_hans_and_passes_clean(tmp_path, demo_images, method):
+    """Two frames, a small budget: each method, black- or white-box, reaches both verdicts."""
+    imgs = demo_images[1:3]
+    args = ["--forbid", MASK, "-m", method, "--budget", "200"]
+    hans = run("gate", DEMO / "clever_hans.onnx", *imgs, *args, "--out", tmp_path / "h")
+    clean = run("gate", DEMO / "clean.onnx", *imgs, *args, "--out", tmp_path / "c")
+    assert hans.exit_code == 1 and f"gate FAILED: clever_hans.onnx {method}: 2/2" in hans.output, hans.output
+    assert clean.exit_code == 0 and f"gate passed: clean.onnx {method}: 0/2" in clean.output, clean.output
