@@ -2,13 +2,14 @@
 
 For each budget, runs DE-CAM on the bundled images and reports, measured in the same run:
 
-* queries/second of DE-CAM, and the ratio to raw ONNX Runtime throughput (the same model,
-  the same batch size, a pre-built batch fed straight to ``session.run``);
+* queries/second of DE-CAM, and the ratio to the backend's raw throughput (the same model,
+  the same batch size, a pre-built batch fed straight to ``session.run``; ``--backend``
+  chooses the engine as on the CLI, default auto);
 * the share of wall time spent outside the model (mask composition, DE bookkeeping,
   aggregation), goal <= 5 %;
 * peak resident memory of the process (goal <= 1 GiB at budgets up to 10,000).
 
-    python bench/bench_decam.py [--budgets 500,2000,10000] [--images ...]
+    python bench/bench_decam.py [--budgets 500,2000,10000] [--images ...] [--backend auto|onnxruntime|openvino]
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from blackbox_cam import Classifier, explain_image, load_image
 
 
 class TimedSession:
-    """Wraps an InferenceSession and adds up the time spent inside ``run``."""
+    """Wraps a backend session and adds up the time spent inside ``run``."""
 
     def __init__(self, session) -> None:
         self._s, self.seconds = session, 0.0
@@ -61,13 +62,14 @@ def main() -> None:
     ap.add_argument("--model", default="models/efficientnet_lite0.onnx")
     ap.add_argument("--images", nargs="*", default=sorted(glob.glob("models/images/*.png") + glob.glob("models/images/*.jpg")))
     ap.add_argument("--budgets", default="500,2000,10000")
+    ap.add_argument("--backend", default="auto")
     args = ap.parse_args()
-    clf = Classifier(args.model, device="auto")
+    clf = Classifier(args.model, device="auto", backend=args.backend)
     timed = TimedSession(clf.session)
     clf.session = timed
-    print(f"machine: {platform.processor() or platform.machine()}, providers {clf.providers}, batch {clf.batch_size}")
+    print(f"machine: {platform.processor() or platform.machine()}, {clf.session.describe()}, batch {clf.batch_size}")
     explain_image(clf, load_image(args.images[0]), "decam", budget=50)  # compile kernels, warm caches
-    print("| budget | images | DE-CAM q/s | raw ORT img/s | ratio | time outside model | peak RSS MiB |")
+    print(f"| budget | images | DE-CAM q/s | raw {clf.session.name} img/s | ratio | time outside model | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|")
     for budget in map(int, args.budgets.split(",")):
         q = wall = inside = 0.0

@@ -97,7 +97,7 @@ def main() -> None:
     from blackbox_cam.methods import gradcam as gc
     from blackbox_cam.runtime import Classifier, make_session
 
-    clf = Classifier(args.model, device="cpu", batch_size=args.batch)
+    clf = Classifier(args.model, device="cpu", batch_size=args.batch, backend="onnxruntime")  # ORT's threads
     if args.ort_threads:  # gradient sessions copy the classifier session's thread count
         clf.session = make_session(clf.model, "cpu", threads=args.ort_threads)
     rng = np.random.default_rng(0)

@@ -19,7 +19,7 @@ from blackbox_cam import backends
 from blackbox_cam.backends import BACKENDS, BackendError, compile_model, run_batched
 from blackbox_cam.cli import main
 
-from conftest import EFFNET, PLANTED, linear_classifier, require, save_model
+from conftest import EFFNET, IMAGES, PLANTED, linear_classifier, require, save_model
 
 VARIANTS = ["planted", "planted_nhwc", "planted_fixed1", "planted_fixed1_reshape", "planted_softmax",
             "planted_uint8"]
@@ -185,3 +185,64 @@ def test_query_budget_holds_on_every_backend(backend, planted_path, heldout):
         clf.scores(x)
         with pytest.raises(BudgetExceeded):
             clf.scores(x)
+
+
+# --------------------------------------------------------------------------- OpenVINO's failures
+
+
+def _scaler_head(path):
+    """A classifier whose head is ai.onnx.ml's Scaler: ONNX Runtime runs it, OpenVINO's ONNX
+    frontend has no conversion rule for it."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    g = helper.make_graph([helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+                           helper.make_node("Flatten", ["p"], ["f"]),
+                           helper.make_node("Scaler", ["f"], ["y"], domain="ai.onnx.ml", offset=[0.0, 0.0, 0.0],
+                                            scale=[1.0, 2.0, 3.0])], "ml", [x], [y])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)],
+                              ir_version=8)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_openvino_missing_says_how_to_install_exit_2(monkeypatch, planted_path, tmp_path):
+    monkeypatch.setattr(BACKENDS["openvino"], "available", classmethod(lambda cls: False))
+    r = CliRunner().invoke(main, ["explain", str(planted_path), str(IMAGES / "chelsea.png"), "--backend", "openvino",
+                                  "--out", str(tmp_path)])
+    assert r.exit_code == 2
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and 'pip install "blackbox-cam[openvino]"' in lines[0], r.output
+    assert backends.resolve("auto", "cpu") == ("onnxruntime", "cpu")  # auto does without it
+
+
+def test_model_openvino_cannot_read_fails_in_one_line_or_falls_back(tmp_path, caplog):
+    _installed("openvino")
+    path = _scaler_head(tmp_path / "ml.onnx")
+    with pytest.raises(BackendError) as e:
+        Classifier(path, backend="openvino", preprocess="unit")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: OpenVINO cannot read the model")
+    assert "ai.onnx.ml.Scaler" in msg  # the backend's own words
+    with caplog.at_level("WARNING", logger="blackbox_cam"):
+        clf = Classifier(path, backend="auto", device="cpu", preprocess="unit")
+    assert clf.session.name == "onnxruntime"
+    said = [r.getMessage() for r in caplog.records if r.name == "blackbox_cam"]
+    assert len(said) == 1 and "OpenVINO cannot read the model" in said[0] and "using onnxruntime" in said[0]
+
+
+def test_gradient_graph_falls_back_to_onnxruntime_with_one_line(monkeypatch, caplog, planted_path, heldout):
+    _installed("openvino")
+    from blackbox_cam.backends.openvino import OpenVinoSession
+    clf = Classifier(planted_path, backend="openvino", device="cpu")
+    ref = explain_image(Classifier(planted_path, backend="onnxruntime", device="cpu"),
+                        heldout["images"][0].astype(np.float32), "gradcam")
+
+    def refuse(self, model):
+        raise BackendError("OpenVINO cannot read the model (pretend an op is unsupported)")
+    monkeypatch.setattr(OpenVinoSession, "compile_like", refuse)
+    with caplog.at_level("WARNING", logger="blackbox_cam"):
+        res = explain_image(clf, heldout["images"][0].astype(np.float32), "gradcam")
+    said = [r.getMessage() for r in caplog.records if r.name == "blackbox_cam"]
+    assert len(said) == 1 and said[0].startswith("white-box: openvino cannot run the gradient graph"), said
+    assert "onnxruntime" in said[0]
+    np.testing.assert_allclose(res.saliency, ref.saliency, atol=1e-5)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from ._base import BackendError, Session, TensorInfo, first_line, model_bytes, run_batched
 from ._registry import BACKENDS, DEVICES, choices, log, compile_model, install_hint, register, resolve
-from . import onnxruntime as _onnxruntime  # noqa: E402,F401  (registers the backend)
+from . import onnxruntime as _onnxruntime  # noqa: E402,F401  (each import registers a backend)
+from . import openvino as _openvino  # noqa: E402,F401
 
 CHOICES = choices()
 

@@ -1,0 +1,275 @@
+"""Backends on this CPU: raw images/s, DE-CAM and RISE seconds per image, beside OpenVINO XAI's RISE.
+
+Not a test. Everything is measured in one run and interleaved (each round visits every backend
+in turn), so load from other processes on a shared machine hits all of them alike; medians
+over rounds are reported, and ratios are taken within a round.
+
+* raw: images/s of ``session.run`` alone on a ready batch at each backend's automatic batch
+  size (what :class:`~blackbox_cam.runtime.Classifier` picks when ``--batch-size`` is not given);
+* methods: DE-CAM and RISE at ``--budget`` queries per image on the bundled images, seconds per
+  image per backend; with ``--ov-python`` also OpenVINO XAI's RISE at the same number of masks
+  (run in that environment in a subprocess, timed around its ``explainer(...)`` call only) and
+  the goal ratio *DE-CAM at 2000 queries / OpenVINO XAI RISE at 2000* (goal <= 0.6);
+* ``--sweep``: the settings study behind the OpenVINO backend's defaults: images/s for
+  ``LATENCY`` (one stream, one synchronous request) and ``THROUGHPUT`` (one stream per core, the
+  batch split over as many asynchronous requests), CPU pinning on/off, at batch 1..32, with ONNX
+  Runtime at the same batches.
+
+    python bench/bench_backends.py --ov-python /work/ovenv/bin/python
+    python bench/bench_backends.py --sweep --rounds 3
+
+Results: ``bench/results/backends.md`` and ``.json`` (``--sweep``: ``backends_sweep.md``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+MODEL = ROOT / "models" / "efficientnet_lite0.onnx"
+IMAGES = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"]
+
+
+# -- OpenVINO XAI worker (runs in its own environment: numpy + openvino + openvino_xai) -----------
+def ov_worker(job_path: str) -> None:
+    """Time OpenVINO XAI's RISE on every input of ``job.npz``; write the seconds beside it."""
+    import openvino as ov
+    import openvino_xai as xai
+    from openvino_xai.explainer.explainer import ExplainMode
+
+    job = np.load(job_path)
+    spec = json.loads(str(job["spec"]))
+    if not spec["pinning"]:  # its Explainer compiles with a Core of its own: add the setting there
+        compile_model = ov.Core.compile_model
+
+        def unpinned(self, model, device_name="CPU", config=None, **kw):
+            return compile_model(self, model, device_name, {**(config or {}), "ENABLE_CPU_PINNING": False}, **kw)
+        ov.Core.compile_model = unpinned
+
+    def softmax(output):
+        z = np.asarray(list(output.values())[0] if hasattr(output, "values") else output[0], np.float64)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    explainer = xai.Explainer(model=ov.Core().read_model(spec["model"]), task=xai.Task.CLASSIFICATION,
+                              preprocess_fn=lambda img: img, postprocess_fn=softmax,
+                              explain_mode=ExplainMode.BLACKBOX, explain_method=xai.Method.RISE)
+    secs, cpu = [], []
+    for x, t in zip(job["x"], job["targets"]):
+        t0, c0 = time.perf_counter(), time.process_time()
+        explainer(x[None], targets=[int(t)], overlay=False, resize=False, colormap=False,
+                  num_masks=int(spec["budget"]))
+        secs.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    Path(job_path).with_name("ov_out.json").write_text(json.dumps({"seconds": secs, "cpu": cpu,
+                                                                   "openvino": ov.__version__}))
+
+
+def ov_xai_rise(ov_python: str, x: np.ndarray, target: int, budget: int, pinning: bool) -> tuple[float, float, str]:
+    """Seconds and CPU-seconds OpenVINO XAI's RISE takes for one model-space image, and its OpenVINO version.
+    ``pinning``: its default CPU settings (threads pinned to cores), else pinning off as ours."""
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "job.npz"
+        np.savez(job, x=x[None], targets=np.asarray([target]),
+                 spec=json.dumps({"model": str(MODEL), "budget": budget, "pinning": pinning}))
+        r = subprocess.run([ov_python, str(Path(__file__).resolve()), "--ov-worker", str(job)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"OpenVINO XAI failed ({r.returncode}): {r.stderr[-2000:]}")
+        out = json.loads((Path(tmp) / "ov_out.json").read_text())
+    return out["seconds"][0], out["cpu"][0], out["openvino"].split("-")[0]
+
+
+# -- measurements ----------------------------------------------------------------------------------
+def images_per_second(run, n: int, seconds: float, cpu: list | None = None) -> float:
+    """``run()`` scores ``n`` images; call it for about ``seconds`` after one warm-up call. With
+    ``cpu``, also append images per CPU-second of this process (all its threads): the work per
+    image, which other processes' load changes much less than the wall time."""
+    run()
+    done, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - t0 < seconds:
+        run()
+        done += n
+    if cpu is not None:
+        cpu.append(done / max(time.process_time() - c0, 1e-9))
+    return done / (time.perf_counter() - t0)
+
+
+def raw(clfs: dict, rounds: int, seconds: float) -> dict:
+    """Images/s of each classifier's session at its own batch, interleaved over ``rounds``."""
+    feeds = {b: {c.input_name: c.to_feed(np.random.default_rng(0).normal(size=(c.batch_size, 3) + c.input_size)
+                                        .astype(np.float32))} for b, c in clfs.items()}
+    out: dict[str, list[float]] = {b: [] for b in clfs}
+    for _ in range(rounds):
+        for b, c in clfs.items():
+            out[b].append(images_per_second(lambda c=c, f=feeds[b]: c.session.run([c.output_name], f),
+                                            c.batch_size, seconds))
+    return out
+
+
+def methods(clfs: dict, images: list, budget: int, ov_python: str | None) -> dict:
+    """Seconds per image of DE-CAM and RISE per backend (and OpenVINO XAI's RISE), image by image."""
+    from blackbox_cam import explain_image
+    rows: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    ov_version = None
+    for name, image in images:
+        ref = next(iter(clfs.values()))
+        x = ref.prepare(image)
+        target = int(np.argmax(ref.probabilities(x[None])[0]))
+        for b, c in clfs.items():
+            for method in ("decam", "rise"):
+                t0, c0 = time.perf_counter(), time.process_time()
+                explain_image(c, image, method, target=target, budget=budget, seed=0)
+                rows.setdefault(f"{method} {b}", []).append(time.perf_counter() - t0)
+                cpu.setdefault(f"{method} {b}", []).append(time.process_time() - c0)
+                print(f"{name} {method} {b}: {rows[f'{method} {b}'][-1]:.2f} s, "
+                      f"{cpu[f'{method} {b}'][-1]:.2f} CPU-s", flush=True)
+        if ov_python:
+            for pinning in (False, True):
+                key = "ov-xai rise" + (" pinned" if pinning else "")
+                secs, cpu_s, ov_version = ov_xai_rise(ov_python, x, target, budget, pinning)
+                rows.setdefault(key, []).append(secs)
+                cpu.setdefault(key, []).append(cpu_s)
+                print(f"{name} {key}: {secs:.2f} s, {cpu_s:.2f} CPU-s", flush=True)
+    return {"seconds": rows, "cpu_seconds": cpu, "ov_xai_openvino": ov_version}
+
+
+def sweep(batches: list[int], rounds: int, seconds: float) -> list[dict]:
+    """Raw images/s of OpenVINO configurations and ONNX Runtime at each batch, interleaved."""
+    import openvino as ov
+
+    from blackbox_cam.backends import compile_model
+    core = ov.Core()
+    payload = MODEL.read_bytes()
+    configs = {f"openvino {hint.lower()}{'' if pin else ' no-pin'}": {
+        "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint, "ENABLE_CPU_PINNING": pin}
+        for hint in ("LATENCY", "THROUGHPUT") for pin in (True, False)}
+    compiled = {k: core.compile_model(core.read_model(payload), "CPU", v) for k, v in configs.items()}
+    ort = compile_model(MODEL, "onnxruntime", "cpu")
+    rows = []
+    for n in batches:
+        x = np.random.default_rng(0).normal(size=(n, 3, 224, 224)).astype(np.float32)
+        runs = {"onnxruntime": lambda: ort.run(["logits"], {"image": x})}
+        for k, c in compiled.items():
+            streams = int(c.get_property("NUM_STREAMS"))
+            if streams == 1:
+                req = c.create_infer_request()
+                runs[k] = lambda req=req: req.infer({0: x}, share_inputs=True)
+            else:  # one asynchronous request per stream, the batch split between them
+                queue = ov.AsyncInferQueue(c, streams)
+                parts = [p for p in np.array_split(x, streams) if len(p)]
+
+                def run_async(queue=queue, parts=parts):
+                    for p in parts:
+                        queue.start_async({0: p}, share_inputs=True)
+                    queue.wait_all()
+                runs[k] = run_async
+        got: dict[str, list[float]] = {k: [] for k in runs}
+        cpu: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(rounds):
+            for k, fn in runs.items():
+                got[k].append(images_per_second(fn, n, seconds, cpu[k]))
+        for k, v in got.items():
+            rows.append({"config": k, "batch": n, "images_per_s": statistics.median(v), "rounds": v,
+                         "images_per_cpu_s": statistics.median(cpu[k])})
+        print(n, {k: (round(statistics.median(v), 1), round(statistics.median(cpu[k]), 1)) for k, v in got.items()},
+              flush=True)
+    return rows
+
+
+# -- report ----------------------------------------------------------------------------------------
+def machine() -> str:
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
+            f"load average {load} (1/5/15 min)")
+
+
+def report(raw_rates: dict, meth: dict, clfs: dict, budget: int, before: str, after: str) -> str:
+    lines = ["# Backends on this CPU", "", f"Machine at start: {before}; at the end: {after}.", "",
+             "| backend | automatic batch | raw images/s (median) | vs onnxruntime |", "|---|---|---|---|"]
+    ref = raw_rates.get("onnxruntime")
+    for b, v in raw_rates.items():
+        ratio = statistics.median(x / y for x, y in zip(v, ref)) if ref else float("nan")
+        lines.append(f"| {clfs[b].session.describe()} | {clfs[b].batch_size} | {statistics.median(v):.1f} | {ratio:.2f}x |")
+    lines += ["", f"| method @ {budget} queries | seconds / image (median) | mean | CPU-seconds / image (median) |",
+              "|---|---|---|---|"]
+    secs, cpu = meth["seconds"], meth["cpu_seconds"]
+    for k, v in secs.items():
+        label = (k if not k.startswith("ov-xai") else f"OpenVINO XAI RISE (openvino {meth['ov_xai_openvino']}, "
+                 f"{'its default: threads pinned' if k.endswith('pinned') else 'pinning off, as ours'})")
+        lines.append(f"| {label} | {statistics.median(v):.2f} | {statistics.mean(v):.2f} | {statistics.median(cpu[k]):.2f} |")
+    if "ov-xai rise" in secs:
+        lines.append("")
+        for b in clfs:
+            wall = statistics.median(d / r for d, r in zip(secs[f"decam {b}"], secs["ov-xai rise"]))
+            work = statistics.median(d / r for d, r in zip(cpu[f"decam {b}"], cpu["ov-xai rise"]))
+            lines.append(f"Goal ratio DE-CAM ({b}) / OpenVINO XAI RISE (pinning off) at {budget}: {wall:.2f} wall time, "
+                         f"{work:.2f} CPU time (per-image medians; goal <= 0.6)  ")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--budget", type=int, default=2000)
+    ap.add_argument("--images", type=int, default=4, help="bundled images for the method timings")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=1.5, help="per raw measurement")
+    ap.add_argument("--ov-python", default=None, help="python of an environment with openvino-xai")
+    ap.add_argument("--sweep", action="store_true", help="the OpenVINO settings study instead")
+    ap.add_argument("--batches", default="1,2,4,8,16,32")
+    ap.add_argument("--ov-worker", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.ov_worker:
+        return ov_worker(a.ov_worker)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    before = machine()
+    print(before, flush=True)
+    if a.sweep:
+        rows = sweep([int(b) for b in a.batches.split(",")], a.rounds, a.seconds)
+        after = machine()
+        configs = list(dict.fromkeys(r["config"] for r in rows))
+        md = ["# OpenVINO settings on this CPU", "",
+              "Raw images/s (wall) and, in brackets, images per CPU-second of the process; medians of "
+              "interleaved rounds.", "",
+              f"Machine at start: {before}; at the end: {after}.", "",
+              "| batch | " + " | ".join(configs) + " |", "|---" * (len(configs) + 1) + "|"]
+        for n in dict.fromkeys(r["batch"] for r in rows):
+            md.append(f"| {n} | " + " | ".join(f"{r['images_per_s']:.1f} ({r['images_per_cpu_s']:.1f})"
+                                                for c in configs for r in rows
+                                                if r["batch"] == n and r["config"] == c) + " |")
+        (RESULTS / "backends_sweep.md").write_text("\n".join(md) + "\n")
+        (RESULTS / "backends_sweep.json").write_text(json.dumps({"machine": [before, after], "rows": rows}, indent=1))
+        print("\n".join(md))
+        return
+    from blackbox_cam import Classifier, load_image
+    from blackbox_cam.backends import BACKENDS
+    clfs = {b: Classifier(MODEL, backend=b, device="cpu") for b, cls in BACKENDS.items() if cls.available()}
+    rates = raw(clfs, a.rounds, a.seconds)
+    imgs = [(n, load_image(ROOT / "models" / "images" / n)) for n in IMAGES[:a.images]]
+    for c in clfs.values():  # compile the Numba kernels before anything is timed
+        from blackbox_cam import explain_image
+        explain_image(c, imgs[0][1], "decam", budget=50)
+        explain_image(c, imgs[0][1], "rise", budget=50)
+    meth = methods(clfs, imgs, a.budget, a.ov_python)
+    after = machine()
+    md = report(rates, meth, clfs, a.budget, before, after)
+    (RESULTS / "backends.md").write_text(md)
+    (RESULTS / "backends.json").write_text(json.dumps({"machine": [before, after], "raw": rates, **meth,
+                                                       "batch": {b: c.batch_size for b, c in clfs.items()}}, indent=1))
+    print(md)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
