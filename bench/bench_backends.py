@@ -6,10 +6,11 @@ over rounds are reported, and ratios are taken within a round.
 
 * raw: images/s of ``session.run`` alone on a ready batch at each backend's automatic batch
   size (what :class:`~blackbox_cam.runtime.Classifier` picks when ``--batch-size`` is not given);
-* methods: DE-CAM and RISE at ``--budget`` queries per image on the bundled images, seconds per
-  image per backend; with ``--ov-python`` also OpenVINO XAI's RISE at the same number of masks
-  (run in that environment in a subprocess, timed around its ``explainer(...)`` call only) and
-  the goal ratio *DE-CAM at 2000 queries / OpenVINO XAI RISE at 2000* (goal <= 0.6);
+* methods: DE-CAM and RISE at ``--budget`` queries per image on the bundled images, seconds
+  (and CPU-seconds of the process) per image per backend; with ``--ov-python`` also OpenVINO
+  XAI's RISE at the same number of masks (``bench/ov_xai.py``: run in that environment, timed
+  around its ``explainer(...)`` call only), with its default CPU pinning and with pinning off
+  as ours, and the goal ratio *DE-CAM at 2000 queries / OpenVINO XAI RISE at 2000* (goal <= 0.6);
 * ``--sweep``: the settings study behind the OpenVINO backend's defaults: images/s for
   ``LATENCY`` (one stream, one synchronous request) and ``THROUGHPUT`` (one stream per core, the
   batch split over as many asynchronous requests), CPU pinning on/off, at batch 1..32, with ONNX
@@ -27,9 +28,7 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,56 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 MODEL = ROOT / "models" / "efficientnet_lite0.onnx"
 IMAGES = ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png"]
-
-
-# -- OpenVINO XAI worker (runs in its own environment: numpy + openvino + openvino_xai) -----------
-def ov_worker(job_path: str) -> None:
-    """Time OpenVINO XAI's RISE on every input of ``job.npz``; write the seconds beside it."""
-    import openvino as ov
-    import openvino_xai as xai
-    from openvino_xai.explainer.explainer import ExplainMode
-
-    job = np.load(job_path)
-    spec = json.loads(str(job["spec"]))
-    if not spec["pinning"]:  # its Explainer compiles with a Core of its own: add the setting there
-        compile_model = ov.Core.compile_model
-
-        def unpinned(self, model, device_name="CPU", config=None, **kw):
-            return compile_model(self, model, device_name, {**(config or {}), "ENABLE_CPU_PINNING": False}, **kw)
-        ov.Core.compile_model = unpinned
-
-    def softmax(output):
-        z = np.asarray(list(output.values())[0] if hasattr(output, "values") else output[0], np.float64)
-        e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-
-    explainer = xai.Explainer(model=ov.Core().read_model(spec["model"]), task=xai.Task.CLASSIFICATION,
-                              preprocess_fn=lambda img: img, postprocess_fn=softmax,
-                              explain_mode=ExplainMode.BLACKBOX, explain_method=xai.Method.RISE)
-    secs, cpu = [], []
-    for x, t in zip(job["x"], job["targets"]):
-        t0, c0 = time.perf_counter(), time.process_time()
-        explainer(x[None], targets=[int(t)], overlay=False, resize=False, colormap=False,
-                  num_masks=int(spec["budget"]))
-        secs.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    Path(job_path).with_name("ov_out.json").write_text(json.dumps({"seconds": secs, "cpu": cpu,
-                                                                   "openvino": ov.__version__}))
-
-
-def ov_xai_rise(ov_python: str, x: np.ndarray, target: int, budget: int, pinning: bool) -> tuple[float, float, str]:
-    """Seconds and CPU-seconds OpenVINO XAI's RISE takes for one model-space image, and its OpenVINO version.
-    ``pinning``: its default CPU settings (threads pinned to cores), else pinning off as ours."""
-    with tempfile.TemporaryDirectory() as tmp:
-        job = Path(tmp) / "job.npz"
-        np.savez(job, x=x[None], targets=np.asarray([target]),
-                 spec=json.dumps({"model": str(MODEL), "budget": budget, "pinning": pinning}))
-        r = subprocess.run([ov_python, str(Path(__file__).resolve()), "--ov-worker", str(job)],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"OpenVINO XAI failed ({r.returncode}): {r.stderr[-2000:]}")
-        out = json.loads((Path(tmp) / "ov_out.json").read_text())
-    return out["seconds"][0], out["cpu"][0], out["openvino"].split("-")[0]
 
 
 # -- measurements ----------------------------------------------------------------------------------
@@ -137,12 +86,16 @@ def methods(clfs: dict, images: list, budget: int, ov_python: str | None) -> dic
                 print(f"{name} {method} {b}: {rows[f'{method} {b}'][-1]:.2f} s, "
                       f"{cpu[f'{method} {b}'][-1]:.2f} CPU-s", flush=True)
         if ov_python:
+            sys.path.insert(0, str(ROOT / "bench"))
+            import ov_xai
             for pinning in (False, True):
                 key = "ov-xai rise" + (" pinned" if pinning else "")
-                secs, cpu_s, ov_version = ov_xai_rise(ov_python, x, target, budget, pinning)
-                rows.setdefault(key, []).append(secs)
-                cpu.setdefault(key, []).append(cpu_s)
-                print(f"{name} {key}: {secs:.2f} s, {cpu_s:.2f} CPU-s", flush=True)
+                got = ov_xai.explain(ov_python, MODEL, x[None], [target], [budget], softmax=not ref.outputs_probabilities,
+                                     methods=("ov-rise",), pinning=pinning)[("ov-rise", budget)]
+                rows.setdefault(key, []).append(got["seconds"][0])
+                cpu.setdefault(key, []).append(got["cpu_seconds"][0])
+                ov_version = got["openvino"]
+                print(f"{name} {key}: {rows[key][-1]:.2f} s, {cpu[key][-1]:.2f} CPU-s", flush=True)
     return {"seconds": rows, "cpu_seconds": cpu, "ov_xai_openvino": ov_version}
 
 
@@ -229,10 +182,7 @@ def main(argv=None) -> None:
     ap.add_argument("--ov-python", default=None, help="python of an environment with openvino-xai")
     ap.add_argument("--sweep", action="store_true", help="the OpenVINO settings study instead")
     ap.add_argument("--batches", default="1,2,4,8,16,32")
-    ap.add_argument("--ov-worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.ov_worker:
-        return ov_worker(a.ov_worker)
     RESULTS.mkdir(parents=True, exist_ok=True)
     before = machine()
     print(before, flush=True)

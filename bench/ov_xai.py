@@ -49,10 +49,17 @@ def worker(job_path: str) -> None:
 
     job = np.load(job_path)
     spec = json.loads(str(job["spec"]))
+    if not spec.get("pinning", True):  # its Explainer compiles with a Core of its own: add the setting there
+        compile_model = ov.Core.compile_model
+
+        def unpinned(self, model, device_name="CPU", config=None, **kw):
+            return compile_model(self, model, device_name, {**(config or {}), "ENABLE_CPU_PINNING": False}, **kw)
+        ov.Core.compile_model = unpinned
     model = ov.Core().read_model(spec["model"])
     xs, targets = job["x"], job["targets"]               # (N, 3, H, W) model space, (N,)
     out: dict[str, np.ndarray] = {}
     times: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     queries: dict[str, list[int]] = {}
     for method in spec["methods"]:
         mode = xai.Method.RISE if method == "ov-rise" else xai.Method.AISE
@@ -69,41 +76,47 @@ def worker(job_path: str) -> None:
         explainer.method.model_forward = counted
         for budget in spec["budgets"]:
             key = f"{method}@{budget}"
-            maps, times[key], queries[key] = [], [], []
+            maps, times[key], cpu[key], queries[key] = [], [], [], []
             for x, t in zip(xs, targets):
                 kw = {"num_masks": int(budget)} if method == "ov-rise" else aise_kwargs(int(budget))
                 count[0] = 0
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 e = explainer(x[None], targets=[int(t)], overlay=False, resize=False, colormap=False, **kw)
                 times[key].append(time.perf_counter() - t0)
+                cpu[key].append(time.process_time() - c0)
                 queries[key].append(count[0])
                 maps.append(np.asarray(next(iter(e.saliency_map.values())), dtype=np.float32))
             out[key] = np.stack(maps)
-    np.savez(Path(job_path).with_name("ov_out.npz"), times=json.dumps(times), queries=json.dumps(queries), **out)
+    np.savez(Path(job_path).with_name("ov_out.npz"), times=json.dumps(times), queries=json.dumps(queries),
+             cpu=json.dumps(cpu), openvino=ov.__version__.split("-")[0], **out)
 
 
 def explain(ov_python: str, model: str | Path, xs: np.ndarray, targets, budgets, *, softmax: bool,
-            methods=METHODS) -> dict[tuple[str, int], dict]:
+            methods=METHODS, pinning: bool = True) -> dict[tuple[str, int], dict]:
     """Run OpenVINO XAI on model-space inputs ``xs`` (N, 3, H, W) in ``ov_python``'s environment.
 
     Returns ``{(method, budget): {"maps": (N, h, w) float32 (OpenVINO's resolution), "seconds":
-    [N], "queries": [N]}}``; raises RuntimeError with the worker's stderr tail when it fails.
+    [N], "cpu_seconds": [N], "queries": [N], "openvino": version}}``; raises RuntimeError with the
+    worker's stderr tail when it fails. ``pinning=False`` compiles its model with CPU pinning off
+    (its default pins threads to cores, which stalls on a machine other processes share).
     """
     with tempfile.TemporaryDirectory() as tmp:
         job = Path(tmp) / "job.npz"
         spec = {"model": str(model), "methods": list(methods), "budgets": [int(b) for b in budgets],
-                "softmax": bool(softmax)}
+                "softmax": bool(softmax), "pinning": bool(pinning)}
         np.savez(job, x=np.asarray(xs, np.float32), targets=np.asarray(targets), spec=json.dumps(spec))
         r = subprocess.run([ov_python, str(Path(__file__).resolve()), str(job)], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"OpenVINO XAI worker failed ({r.returncode}):\n{r.stderr[-3000:]}")
         res = np.load(Path(tmp) / "ov_out.npz")
         times, queries = json.loads(str(res["times"])), json.loads(str(res["queries"]))
+        cpu = json.loads(str(res["cpu"]))
         out = {}
         for key in times:
             method, budget = key.split("@")
             out[(method, int(budget))] = {"maps": np.asarray(res[key]), "seconds": times[key],
-                                          "queries": queries[key]}
+                                          "cpu_seconds": cpu[key], "queries": queries[key],
+                                          "openvino": str(res["openvino"])}
         return out
 
 
