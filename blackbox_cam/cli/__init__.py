@@ -9,6 +9,7 @@ and exit non-zero without a traceback.
 from __future__ import annotations
 
 from ._group import main
+from .animate import animate
 from .compare import compare
 from .explain import explain
 from .gate import gate
@@ -16,7 +17,7 @@ from .global_ import global_
 from .layers import layers
 
 # each command registers here, one line each
-for _cmd in (explain, layers, compare, gate, global_):
+for _cmd in (explain, layers, compare, gate, global_, animate):
     main.add_command(_cmd)
 
 __all__ = ["main"]

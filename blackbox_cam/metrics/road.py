@@ -123,6 +123,51 @@ def impute_linear(x: np.ndarray, removed: np.ndarray, *, noise: float = 0.01,
     return out.reshape(c, h, w).astype(np.float32)
 
 
+def road_images(x: np.ndarray, saliency: np.ndarray, *, fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
+                noise: float = 0.01, seed: int = 0) -> np.ndarray:
+    """The ``2 * len(fractions)`` imputed images ROAD scores, float32 ``(2F, C, H, W)``.
+
+    First the MoRF images (the ``f`` most salient pixels imputed, one per fraction), then the
+    LeRF ones. Split from :func:`road` so that callers scoring many maps of one image
+    (``blackbox-cam animate``'s ybROAD) can batch the queries of several maps together and
+    score the unperturbed image once.
+    """
+    x = check_image(x)
+    c, h, w = x.shape
+    s = check_map(saliency, (h, w))
+    fr = check_fractions(fractions)
+    rank = salient_rank(s, seed)
+    hw = h * w
+    rng = np.random.default_rng(seed)
+    images = []
+    for f in fr:                                      # MoRF: remove the k most salient pixels
+        images.append(impute_linear(x, rank < round(f * hw), noise=noise, rng=rng))
+    for f in fr:                                      # LeRF: remove the k least salient pixels
+        images.append(impute_linear(x, rank >= hw - round(f * hw), noise=noise, rng=rng))
+    return np.stack(images)
+
+
+def check_fractions(fractions: tuple[float, ...]) -> tuple[float, ...]:
+    """``fractions`` as floats, each in (0, 1); ValueError otherwise."""
+    fr = tuple(float(f) for f in fractions)
+    if not fr or any(not 0.0 < f < 1.0 for f in fr):
+        raise ValueError(f"fractions must be in (0, 1), got {fractions}")
+    return fr
+
+
+def road_result(original: float, scores: np.ndarray, fractions: tuple[float, ...]) -> RoadResult:
+    """Combine the target probabilities of :func:`road_images`' images (same order) into a
+    :class:`RoadResult`: ``combined = (mean LeRF change - mean MoRF change) / 2``."""
+    fr = check_fractions(fractions)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (2 * len(fr),):
+        raise ValueError(f"expected {2 * len(fr)} scores (MoRF then LeRF), got shape {scores.shape}")
+    morf_s, lerf_s = scores[:len(fr)], scores[len(fr):]
+    morf = float(np.mean(morf_s - original))
+    lerf = float(np.mean(lerf_s - original))
+    return RoadResult((lerf - morf) / 2, morf, lerf, fr, morf_s, lerf_s, float(original), 1 + len(scores))
+
+
 def road(prob_fn: ProbFn, x: np.ndarray, saliency: np.ndarray, target: int, *,
          fractions: tuple[float, ...] = DEFAULT_FRACTIONS, noise: float = 0.01,
          batch_size: int = DEFAULT_BATCH, seed: int = 0) -> RoadResult:
@@ -143,22 +188,6 @@ def road(prob_fn: ProbFn, x: np.ndarray, saliency: np.ndarray, target: int, *,
     (``(lerf - morf) / 2`` over percentiles 10..90).
     """
     x = check_image(x)
-    c, h, w = x.shape
-    s = check_map(saliency, (h, w))
-    fr = tuple(float(f) for f in fractions)
-    if not fr or any(not 0.0 < f < 1.0 for f in fr):
-        raise ValueError(f"fractions must be in (0, 1), got {fractions}")
-    rank = salient_rank(s, seed)
-    hw = h * w
-    rng = np.random.default_rng(seed)
-    images = [x]
-    for f in fr:                                      # MoRF: remove the k most salient pixels
-        images.append(impute_linear(x, rank < round(f * hw), noise=noise, rng=rng))
-    for f in fr:                                      # LeRF: remove the k least salient pixels
-        images.append(impute_linear(x, rank >= hw - round(f * hw), noise=noise, rng=rng))
-    stack = np.stack(images)
-    scores = score_batches(prob_fn, lambda i: stack[i], len(images), target, batch_size)
-    original, morf_s, lerf_s = scores[0], scores[1:1 + len(fr)], scores[1 + len(fr):]
-    morf = float(np.mean(morf_s - original))
-    lerf = float(np.mean(lerf_s - original))
-    return RoadResult((lerf - morf) / 2, morf, lerf, fr, morf_s, lerf_s, float(original), len(images))
+    stack = np.concatenate([x[None], road_images(x, saliency, fractions=fractions, noise=noise, seed=seed)])
+    scores = score_batches(prob_fn, lambda i: stack[i], len(stack), target, batch_size)
+    return road_result(scores[0], scores[1:], fractions)
