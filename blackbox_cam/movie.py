@@ -101,9 +101,14 @@ def gif_duration_ms(fps: float) -> int:
 
 
 def gif_bytes(images: list[Image.Image], fps: float) -> bytes:
-    """An animated GIF that loops forever, every frame shown for :func:`gif_duration_ms`."""
+    """An animated GIF that loops forever, every frame shown for :func:`gif_duration_ms`.
+
+    Each frame gets its own 256-colour palette from Pillow's fast octree quantiser (Pillow's
+    default median cut takes ~1 s per frame, 100x longer, for no visible difference here).
+    """
     if not images:
         raise BlackboxCamError("no frames to animate")
+    images = [im.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE) for im in images]
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=gif_duration_ms(fps),
                    loop=0, disposal=1)
