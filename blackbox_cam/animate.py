@@ -36,6 +36,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -59,17 +60,21 @@ SEARCH_METHODS = ("decam",)
 class Frame:
     """One frame of an animation.
 
+    Maps are kept at the model's input size; the image-size maps are made on first access
+    (the bilinear resize ``explain`` applies), so computing frames costs no more than the
+    gradient run and pictures or saved maps pay for the resize.
+
     Attributes
     ----------
     index : 1-based position in the animation.
     name : the layer's tensor name (white-box) or ``generation G`` (search).
     shape : the layer's shape without the batch axis, e.g. ``(16, 64, 64)``; None for a search.
-    layer_map : float32 (H, W) at the image's size in [0, 1]: the map scaled on its own (for a
-        layer: what ``explain --layer NAME`` writes; for a search: the map so far).
-    model_map : the same map at the model's input size (what ROAD scores).
-    global_map : float32 (H, W) scaled by the animation's global range; None for a search.
+    model_map : float32 map at the model's input size in [0, 1], scaled on its own (what ROAD
+        scores).
+    size : the image's ``(H, W)``.
+    global_model_map : the map scaled by the animation's global range, model size; None for a search.
     raw : the layer's post-ReLU CAM at its own resolution ``(h, w)``; None for a search.
-    mask : DE-CAM's best mask so far at the image's size; None for layers.
+    model_mask : DE-CAM's best mask so far at the model's size; None for layers.
     info : search frames: ``generation``, ``queries``, ``best_fitness``.
     road : the frame's ROAD result once :func:`add_ybroad` has run.
     """
@@ -77,13 +82,29 @@ class Frame:
     index: int
     name: str
     shape: tuple[int, ...] | None
-    layer_map: np.ndarray
     model_map: np.ndarray
-    global_map: np.ndarray | None = None
+    size: tuple[int, int]
+    global_model_map: np.ndarray | None = None
     raw: np.ndarray | None = None
-    mask: np.ndarray | None = None
+    model_mask: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
     road: RoadResult | None = None
+
+    @cached_property
+    def layer_map(self) -> np.ndarray:
+        """float32 (H, W) at the image's size in [0, 1]: for a layer exactly what ``explain
+        --layer NAME`` writes; for a search the map so far."""
+        return _to_image(self.model_map, self.size)
+
+    @cached_property
+    def global_map(self) -> np.ndarray | None:
+        """The globally scaled map at the image's size; None for a search."""
+        return None if self.global_model_map is None else _to_image(self.global_model_map, self.size)
+
+    @cached_property
+    def mask(self) -> np.ndarray | None:
+        """DE-CAM's best mask so far at the image's size; None for layers."""
+        return None if self.model_mask is None else _to_image(self.model_mask, self.size)
 
     def shape_text(self) -> str:
         return "x".join(str(d) for d in self.shape) if self.shape else ""
@@ -232,9 +253,8 @@ def layer_frames(clf, image: np.ndarray, method: str = "gradcam", *, layers: str
     for i, l in enumerate(infos, 1):
         r = raw[l.name][0]
         model_map = cams.upsample_cams(raw[l.name], size_model)[0]
-        frames.append(Frame(i, l.name, tuple(int(d) for d in l.shape[1:]), _to_image(model_map, size_image),
-                            model_map, global_map=_to_image(global_scale(r, lo, hi, size_model), size_image),
-                            raw=r))
+        frames.append(Frame(i, l.name, tuple(int(d) for d in l.shape[1:]), model_map, size_image,
+                            global_model_map=global_scale(r, lo, hi, size_model), raw=r))
     return Animation(method, "layers", image, x, tgt, clf.label(tgt), score, frames, (lo, hi),
                      queries=clf.queries - q0, params={"layers": len(frames)})
 
@@ -261,8 +281,8 @@ def search_frames(clf, image: np.ndarray, method: str = "decam", *, target: str 
     frames = []
     for i, t in enumerate(trace, 1):
         sal = np.asarray(t["saliency"], np.float32)
-        frames.append(Frame(i, f"generation {int(t['generation'])}", None, _to_image(sal, size_image), sal,
-                            mask=_to_image(np.asarray(t["best_mask"], np.float32), size_image),
+        frames.append(Frame(i, f"generation {int(t['generation'])}", None, sal, size_image,
+                            model_mask=np.asarray(t["best_mask"], np.float32),
                             info={"generation": int(t["generation"]), "queries": int(t["queries"]),
                                   "best_fitness": float(t["best_fitness"])}))
     return Animation(method, "search", image, clf.prepare(image), res.target, clf.label(res.target), res.score,

@@ -185,7 +185,7 @@ def contact_sheet(anim, norm: str = "layer", *, tile: int = 160, cols: int | Non
     return sheet
 
 
-def png_bytes(image: Image.Image, **kw: Any) -> bytes:
+def png_bytes(image: Image.Image, compress_level: int = 3, **kw: Any) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="PNG", **kw)
+    image.save(buf, format="PNG", compress_level=compress_level, **kw)
     return buf.getvalue()

@@ -22,6 +22,18 @@ def main() -> None:
         captions.append(f"{method}: {res.explanation.queries} queries")  # seconds: see the benchmarks
     title = f"EfficientNet-Lite0: {clf.label(res.target)} (p = {res.score:.2f})"
     panel(tiles, captions, tile=256, title=title).save(ROOT / "docs/img/chelsea_methods.png")
+    animation(clf, image)
+
+
+def animation(clf, image) -> None:
+    """CAManim of Grad-CAM over EfficientNet-Lite0's 20 block outputs, with ybROAD (README)."""
+    from blackbox_cam.animate import animate
+    from blackbox_cam.movie import contact_sheet
+    from blackbox_cam.ybroad import ybroad_plot
+
+    anim = animate(clf, image, "gradcam", layers="blocks", road=True)
+    contact_sheet(anim, "layer", tile=120).save(ROOT / "docs/img/animate_chelsea_sheet.png", optimize=True)
+    (ROOT / "docs/img/animate_chelsea_ybroad.png").write_bytes(ybroad_plot(anim, dpi=100))
 
 
 if __name__ == "__main__":

@@ -264,3 +264,13 @@ def test_unwritable_out_is_one_line(tmp_path, planted_path, planted_image):
 def test_api_rejects_a_black_box_method_for_layers(planted, planted_image):
     with pytest.raises(BlackboxCamError, match="not a white-box method"):
         A.layer_frames(planted, planted_image, "rise")
+
+
+def test_bad_image_in_a_folder_is_reported_and_the_rest_animated(tmp_path, planted_path, planted_image):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(planted_image.astype(np.uint8)).save(d / "a.png")
+    (d / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    r = run("animate", planted_path, d, "--no-road", "--norm", "layer", "--out", tmp_path / "o")
+    assert r.exit_code == 1 and "b.png" in r.output and "Traceback" not in r.output
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {"a_gradcam_layer.gif", "a_gradcam_layer_sheet.png"}

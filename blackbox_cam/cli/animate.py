@@ -21,7 +21,7 @@ ANIMATABLE = [n for n, s in METHODS.items() if s.whitebox] + ["decam"]
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
 @click.option("--methods", "-m", "methods", default="gradcam", show_default=True, metavar="NAME[,NAME...]",
               help=f"White-box methods animate the layers ({', '.join(ANIMATABLE[:-1])}); decam animates its "
                    "search, one frame per generation (for models without usable layers).")
@@ -49,7 +49,10 @@ ANIMATABLE = [n for n, s in METHODS.items() if s.whitebox] + ["decam"]
 def animate(model: Path, images: tuple[Path, ...], methods: str, layers: str, norm: str, fps: float, fmt: str,
             save_maps: bool, road: bool, target: str, budget: int | None, seed: int, out_dir: Path,
             **kw: Any) -> None:
-    """Animate what MODEL looks at in IMAGES, layer by layer (CAManim) or generation by generation.
+    """Animate what MODEL looks at in INPUT..., layer by layer (CAManim) or generation by generation.
+
+    INPUT is an image file, a folder (searched recursively for images) or a manifest CSV (an
+    `image` column), as for explain.
 
     White-box methods: one frame per layer in graph order, the CAM of that layer over the image,
     captioned with the layer name, i/N, its shape and its ROAD score; all layers come from one
@@ -68,7 +71,7 @@ def animate(model: Path, images: tuple[Path, ...], methods: str, layers: str, no
       blackbox-cam animate model.onnx cat.png -m decam --budget 1000 --no-road --format mp4
     """
     from ..animate import animate as run_animation, select_layers, write_animation
-    from ..images import load_image
+    from ..dataset import expand_inputs
     from ..movie import MP4_HINT, have_mp4
     from ..output import ensure_dir
     from ..runtime import Classifier
@@ -82,28 +85,29 @@ def animate(model: Path, images: tuple[Path, ...], methods: str, layers: str, no
         raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
     if fmt == "mp4" and not have_mp4():
         raise BlackboxCamError(MP4_HINT)
+    items = expand_inputs(images)
     out = ensure_dir(out_dir)
     clf = Classifier(model, **classifier_kwargs(kw))
     if any(METHODS[m].whitebox for m in names):
         select_layers(clf, layers)  # a bad --layers or a model without 4-D maps stops here, once
     failed = 0
-    for image_path in images:
+    for item in items:
         try:
-            image = load_image(image_path)
+            image = item.load()
         except BlackboxCamError as e:
             click.echo(f"error: {e}", err=True)
             failed += 1
             continue
         for name in names:
-            bar = progress(None, f"{image_path.name} {name}")
+            bar = progress(None, f"{item.name} {name}")
             clf.on_queries = bar.update
             try:
                 anim = run_animation(clf, image, name, layers=layers, target=target, budget=budget, seed=seed,
                                      road=road)
-                written = write_animation(anim, out, image_path.stem, norm=norm, fps=fps, fmt=fmt,
+                written = write_animation(anim, out, item.stem(), norm=norm, fps=fps, fmt=fmt,
                                           save_maps=save_maps)
             except BlackboxCamError as e:
-                click.echo(f"error: {image_path}: {name}: {e}", err=True)
+                click.echo(f"error: {item.path}: {name}: {e}", err=True)
                 failed += 1
                 continue
             finally:
@@ -112,7 +116,7 @@ def animate(model: Path, images: tuple[Path, ...], methods: str, layers: str, no
             yb = anim.ybroad
             summary = (f", ybROAD max {yb['max']:+.3f} at {yb['argmax']} ({yb['argmax_name']}), "
                        f"mean {yb['mean']:+.3f}" if yb else "")
-            click.echo(f"{image_path.name} {name}: {anim.label} ({anim.score:.3f}), {len(anim.frames)} frames, "
+            click.echo(f"{item.name} {name}: {anim.label} ({anim.score:.3f}), {len(anim.frames)} frames, "
                        f"{anim.queries} queries{summary} -> {', '.join(p.name for p in written.values())}")
     if failed:
         sys.exit(1)
