@@ -33,7 +33,6 @@ Black-box (``decam``): one frame per differential-evolution generation from DE-C
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -159,7 +158,7 @@ def select_layers(clf, layers: str | Sequence[str] | None = "all") -> list:
     comma-separated string; any 4-D tensor, ``1 x 1`` included), each checked, with close names
     suggested for unknown ones, and put in graph order.
     """
-    from .methods.gradcam import block_outputs, list_layers
+    from .methods.gradcam import block_outputs, layer_suggestion, list_layers
 
     every = list_layers(clf)
     four = _four_d(every)
@@ -179,7 +178,7 @@ def select_layers(clf, layers: str | Sequence[str] | None = "all") -> list:
     by_name = {l.name: l for l in every}
     for n in names:
         if n not in by_name:
-            raise BlackboxCamError(f"--layers: {n!r} is not a tensor of this model{_suggest(n, [l.name for l in four])} "
+            raise BlackboxCamError(f"--layers: {n!r} is not a tensor of this model{layer_suggestion(n, [l.name for l in four])} "
                                    "(`blackbox-cam layers MODEL` lists them)")
         if by_name[n].shape is None or len(by_name[n].shape) != 4:
             raise BlackboxCamError(f"--layers: {n!r} has shape {list(by_name[n].shape or [])}, not a 4-D feature "
@@ -188,24 +187,12 @@ def select_layers(clf, layers: str | Sequence[str] | None = "all") -> list:
     return [l for l in four if l.name in wanted]
 
 
-def _suggest(name: str, names: Sequence[str]) -> str:
-    """``"; did you mean 'a', 'b'?"`` from close spellings, else from names containing the last
-    path part of ``name`` (tensor names are long paths that differ in one component)."""
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    if not close:
-        tail = name.strip("/").split("/")[-1].lower()
-        close = [n for n in names if tail and tail in n.lower()][:3]
-    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-
-
 def _predict(clf, image: np.ndarray, target) -> tuple[np.ndarray, int, float]:
     """The image in model space, the resolved target and its probability (one query)."""
-    from .explain import resolve_target
+    from .explain import score_image
 
-    x = clf.prepare(image)
-    probs = clf.probabilities(x[None])[0]
-    tgt = resolve_target(clf, target, probs)
-    return x, tgt, float(probs[tgt])
+    scored = score_image(clf, image, target)
+    return scored.x, scored.target, float(scored.probs[scored.target])
 
 
 def _to_image(saliency: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from ..errors import BlackboxCamError
-from ..methods import METHODS
-from ._group import method_list, progress
-from .options import classifier_kwargs, model_options, run_options
+from ..methods import METHODS, bind_all
+from ._group import progress
+from .options import announce_backend, load_classifier, methods_option, model_options, run_options
 
 ANIMATABLE = [n for n, s in METHODS.items() if s.whitebox] + ["decam"]
 
@@ -22,9 +22,8 @@ ANIMATABLE = [n for n, s in METHODS.items() if s.whitebox] + ["decam"]
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
-@click.option("--methods", "-m", "methods", default="gradcam", show_default=True, metavar="NAME[,NAME...]",
-              help=f"White-box methods animate the layers ({', '.join(ANIMATABLE[:-1])}); decam animates its "
-                   "search, one frame per generation (for models without usable layers).")
+@methods_option("gradcam", help=f"White-box methods animate the layers ({', '.join(ANIMATABLE[:-1])}); decam "
+                                "animates its search, one frame per generation (for models without usable layers).")
 @click.option("--layers", "layers", default="all", show_default=True, metavar="all|blocks|NAME[,NAME...]",
               help="Tensors to animate, shown in graph order: all = every 4-D map `blackbox-cam layers` lists "
                    "(pooled 1x1 maps left out), blocks = the last map of every block, or tensor names.")
@@ -46,7 +45,7 @@ ANIMATABLE = [n for n, s in METHODS.items() if s.whitebox] + ["decam"]
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="animate-out",
               show_default=True, help="Folder for the GIF/MP4s, contact sheets, ybROAD CSV/plot and maps.")
 @model_options
-def animate(model: Path, images: tuple[Path, ...], methods: str, layers: str, norm: str, fps: float, fmt: str,
+def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: str, norm: str, fps: float, fmt: str,
             save_maps: bool, road: bool, target: str, budget: int | None, seed: int, out_dir: Path,
             **kw: Any) -> None:
     """Animate what MODEL looks at in INPUT..., layer by layer (CAManim) or generation by generation.
@@ -72,24 +71,23 @@ def animate(model: Path, images: tuple[Path, ...], methods: str, layers: str, no
     """
     from ..animate import animate as run_animation, select_layers, write_animation
     from ..dataset import expand_inputs
-    from ..movie import MP4_HINT, have_mp4
+    from .. import movie
     from ..output import ensure_dir
-    from ..runtime import Classifier
 
-    names = method_list(methods)
+    names = methods
     bad = [m for m in names if m not in ANIMATABLE]
     if bad:
         raise BlackboxCamError(f"-m {', '.join(bad)}: cannot be animated; use a white-box method "
                                f"({', '.join(ANIMATABLE[:-1])}) or decam")
-    if budget is not None and budget <= 0:
-        raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
-    if fmt == "mp4" and not have_mp4():
-        raise BlackboxCamError(MP4_HINT)
+    bind_all(names, budget)  # the budget checked before the model is loaded
+    if fmt == "mp4" and not movie.have_mp4():
+        raise BlackboxCamError(movie.MP4_HINT)
     items = expand_inputs(images)
     out = ensure_dir(out_dir)
-    clf = Classifier(model, **classifier_kwargs(kw))
+    clf = load_classifier(model, kw)
     if any(METHODS[m].whitebox for m in names):
         select_layers(clf, layers)  # a bad --layers or a model without 4-D maps stops here, once
+    announce_backend(clf)
     failed = 0
     for item in items:
         try:

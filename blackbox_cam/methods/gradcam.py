@@ -92,14 +92,22 @@ def resolve_layer(layers: Sequence, name: str | None, model=None):
         raise BlackboxCamError(
             f"--layer {name!r} is a {len(shape)}-D tensor {shape}; Grad-CAM needs a 4-D feature map "
             f"[N, C, H, W] (e.g. the default {default[0]!r}); see `blackbox-cam layers MODEL`")
-    names = [l.name for l in layers if l.shape is None or len(l.shape) == 4]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    if not close:  # tensor names are long paths: also try matching the last path parts
-        tail = name.strip("/").split("/")[-1].lower()
-        close = [n for n in names if tail and tail in n.lower()][:3]
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = layer_suggestion(name, [l.name for l in layers if l.shape is None or len(l.shape) == 4])
     raise BlackboxCamError(f"--layer {name!r} is not a layer of this model{hint} "
                            "(`blackbox-cam layers MODEL` lists them, or use --layer auto)")
+
+
+def layer_suggestion(name: str, names: Sequence[str]) -> str:
+    """``"; did you mean 'a', 'b'?"`` from the up to 3 closest tensor ``names``, or ``""``.
+
+    Tensor names are long paths that differ in one component, so when no spelling is close
+    the names containing the last path part of ``name`` are offered.
+    """
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.5)
+    if not close:
+        tail = name.strip("/").split("/")[-1].lower()
+        close = [n for n in names if tail and tail in n.lower()][:3]
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 _NCHW_OPS = {"Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
