@@ -36,16 +36,55 @@ def make_session(model: onnx.ModelProto | bytes | str, device: str = "auto",
 
 
 def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
-    """Load and sanity-check an ONNX file; every failure is a one-line :class:`BlackboxCamError`."""
+    """Load and sanity-check an ONNX file; every failure is a one-line :class:`BlackboxCamError`.
+
+    Weights stored as ONNX external data (``<model>.onnx.data`` or per-tensor files beside the
+    model, as torch writes for models over 2 GB) are looked up relative to the model's folder;
+    a missing one is named, not reported as a corrupt model.
+    """
     p = existing_file(path, "an .onnx model")
     try:
-        model = onnx.load(str(p))
+        model = onnx.load(str(p), load_external_data=False)
     except Exception as e:  # protobuf raises several unrelated types
         raise BlackboxCamError(f"{p}: not an ONNX model or the file is corrupt ({type(e).__name__}); "
                                "export it again with torch.onnx.export or tf2onnx") from None
     if not model.graph.node:
         raise BlackboxCamError(f"{p}: not an ONNX model or the file is corrupt (the graph has no nodes)")
+    _load_external_data(model, p)
     return model
+
+
+def _load_external_data(model: onnx.ModelProto, p: Path) -> None:
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
+
+    locations = sorted({ExternalDataInfo(t).location for t in _all_tensors(model) if uses_external_data(t)})
+    if not locations:
+        return
+    missing = [loc for loc in locations if not (p.parent / loc).is_file()]
+    if missing:
+        raise BlackboxCamError(f"{p}: its weights are stored as external data in {', '.join(missing)}, "
+                               f"which {'is' if len(missing) == 1 else 'are'} not in {p.parent}; copy "
+                               f"{'it' if len(missing) == 1 else 'them'} next to the .onnx file (the paths are "
+                               "relative to the model)")
+    try:
+        load_external_data_for_model(model, str(p.parent))
+    except Exception as e:
+        raise BlackboxCamError(f"{p}: cannot read its external data {', '.join(locations)} "
+                               f"({type(e).__name__}: {str(e)[:200]}); the file may be truncated") from None
+
+
+def _all_tensors(model: onnx.ModelProto):
+    """Every TensorProto of the model: initializers and tensor attributes, in subgraphs too."""
+    def graph_tensors(g: onnx.GraphProto):
+        yield from g.initializer
+        for node in g.node:
+            for a in node.attribute:
+                if a.HasField("t"):
+                    yield a.t
+                yield from a.tensors
+                for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    yield from graph_tensors(sub)
+    return list(graph_tensors(model.graph))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -53,6 +92,16 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, np.float64)
+    return np.exp(-np.logaddexp(0.0, -z))  # 1 / (1 + e^-z) without overflow
+
+
+def _as_scores(out: np.ndarray) -> np.ndarray:
+    """``[N]`` outputs (one score per image, e.g. a squeezed binary head) as ``[N, 1]``."""
+    return out[:, None] if out.ndim == 1 else out
 
 
 def _fact(name: str) -> property:
@@ -129,7 +178,7 @@ class Classifier:
             p = Path(labels) if labels is not None else self.path.parent / side
             self.labels, self.labels_source = read_labels_file(p, self.num_classes), str(p)
         else:  # neither --labels nor the sidecar names a file: the model's own metadata, if any
-            found = labels_from_metadata({p.key: p.value for p in self.model.metadata_props}, self.num_classes)
+            found = labels_from_metadata(dict(self.signature.metadata), self.num_classes)
             self.labels = found[1] if found else None
             self.labels_source = f"metadata_props[{found[0]!r}]" if found else None
 
@@ -176,20 +225,40 @@ class Classifier:
         return self.to_feed(np.stack([self.prepare(x * (0.5 + 0.5 * i / max(1, n - 1))) for i in range(n)]))
 
     def _probe(self) -> None:
-        """One run on a grey image: number of classes, and whether scores are probabilities."""
+        """One run on a grey image: number of classes, and whether scores are probabilities.
+
+        An output of width 1 (``[N, 1]`` or ``[N]``) is a **binary classifier**: class 1 is the
+        positive class, class 0 the negative one. Its value is a probability when a Sigmoid
+        makes it or when it lies in [0, 1] on the grey image and five plain ones (black, white,
+        red, green, blue: they push a logit's range); otherwise it
+        is a logit and its sigmoid is the probability (pytorch-grad-cam's
+        ``BinaryClassifierOutputTarget`` convention: +output for class 1, -output for class 0).
+        """
         grey = np.full((self.input_size[0], self.input_size[1], 3), 127.0, np.float32)
         try:
-            out = self._run(self.prepare(grey)[None])
+            out = _as_scores(self._run(self.prepare(grey)[None]))
         except Exception as e:
             raise BlackboxCamError(f"{self.path}: the model fails on a {self.layout} input of size "
                                    f"{self.input_size} ({str(e).splitlines()[0][:200]}); check --layout") from None
         if out.ndim != 2:
             raise BlackboxCamError(f"{self.path}: output '{self.output_name}' has shape {list(out.shape)}; "
                                    "expected class scores [N, classes] (choose another with --output)")
+        self.binary = out.shape[1] == 1
+        if self.binary:
+            self.num_classes = 2
+            seen = np.concatenate([out[:, 0], _as_scores(self._run(np.stack(
+                [self.prepare(im) for im in self._plain_images()])))[:, 0]])
+            in_unit = bool(np.all(np.isfinite(seen)) and seen.min() >= 0.0 and seen.max() <= 1.0)
+            self.outputs_probabilities = self.signature.sigmoid or in_unit
+            return
         self.num_classes = int(out.shape[1])
         row = out[0].astype(np.float64)
         sums_to_one = bool(np.all(row >= -1e-6) and np.all(row <= 1 + 1e-6) and abs(row.sum() - 1) < 1e-3)
         self.outputs_probabilities = self.signature.softmax or sums_to_one
+
+    def _plain_images(self) -> list[np.ndarray]:
+        colours = [(0, 0, 0), (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255)]
+        return [np.broadcast_to(np.asarray(c, np.float32), self.input_size + (3,)).copy() for c in colours]
 
     # -- model space ----------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
@@ -226,15 +295,25 @@ class Classifier:
                                  f"limit {self._limit}")
         outs = []
         for i in range(0, n, self.batch_size):
-            outs.append(self._run(x[i:i + self.batch_size]))
+            outs.append(_as_scores(self._run(x[i:i + self.batch_size])))
             if self.on_queries is not None:
                 self.on_queries(len(outs[-1]))
         self.queries += n
-        return np.concatenate(outs).astype(np.float32, copy=False)
+        out = np.concatenate(outs).astype(np.float32, copy=False)
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():  # an honest error for this image, not a NaN class picked as top-1
+            raise BlackboxCamError(f"{self.path}: output '{self.output_name}' holds NaN/inf for {int(bad.sum())} of "
+                                   f"{n} image(s); the model (or its preprocessing: zero std? wrong --preprocess?) "
+                                   "gives no usable scores for this image")
+        return out
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(N, classes)``: the output itself if it already is one, else its softmax."""
+        """Class probabilities ``(N, classes)``: the output itself if it already is one, else its
+        softmax; for a binary head (width 1) the columns are ``[1 - p, p]`` (class 1 = positive)."""
         s = self.scores(x)
+        if self.binary:
+            p = s[:, 0].astype(np.float64) if self.outputs_probabilities else _sigmoid(s[:, 0])
+            return np.stack([1.0 - p, p], axis=1).astype(np.float32)
         return s if self.outputs_probabilities else _softmax(s)
 
     @contextlib.contextmanager

@@ -50,6 +50,10 @@ class ModelSignature:
     output_dims : its dims.
     softmax : the output is made by a Softmax, possibly behind :data:`SHAPE_ONLY` ops, so it
         holds probabilities (pytorch-grad-cam then differentiates the probability).
+    sigmoid : the output is made by a Sigmoid (behind :data:`SHAPE_ONLY` ops): with width 1, a
+        binary classifier's probability of the positive class.
+    metadata : the model's ``metadata_props`` as ``(key, value)`` pairs (class names live there
+        in many exports; :mod:`blackbox_cam.labels` reads them).
     """
 
     input_name: str
@@ -63,6 +67,8 @@ class ModelSignature:
     output_names: tuple[str, ...]
     output_dims: tuple
     softmax: bool
+    sigmoid: bool = False
+    metadata: tuple[tuple[str, str], ...] = ()
 
     @property
     def static_classes(self) -> int | None:
@@ -114,16 +120,17 @@ def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     return out
 
 
-def softmax_tail(graph: onnx.GraphProto, output: str) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
-    """The Softmax that makes ``output`` and the :data:`SHAPE_ONLY` nodes after it (in graph order),
-    or None when ``output`` is not a Softmax's result."""
+def softmax_tail(graph: onnx.GraphProto, output: str,
+                 op: str = "Softmax") -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
+    """The ``op`` node (Softmax, or Sigmoid for binary heads) that makes ``output`` and the
+    :data:`SHAPE_ONLY` nodes after it (in graph order), or None when ``output`` is not its result."""
     prod = producers(graph)
     chain: list[onnx.NodeProto] = []
     node = prod.get(output)
     while node is not None and node.op_type in SHAPE_ONLY:
         chain.append(node)
         node = prod.get(node.input[0])
-    if node is None or node.op_type != "Softmax":
+    if node is None or node.op_type != op:
         return None
     return node, chain[::-1]
 
@@ -178,7 +185,9 @@ def read_model(model: onnx.ModelProto, *, layout: str | None = None, input_size:
         input_name=vi.name, input_dims=tuple(d), input_dtype=INPUT_DTYPES[elem], layout=lay, channels=int(c),
         input_size=size, fixed_batch=d[0] if isinstance(d[0], int) and d[0] > 0 else None,
         output_name=out.name, output_names=tuple(o.name for o in model.graph.output),
-        output_dims=dims(out) or (), softmax=softmax_tail(model.graph, out.name) is not None)
+        output_dims=dims(out) or (), softmax=softmax_tail(model.graph, out.name) is not None,
+        sigmoid=softmax_tail(model.graph, out.name, "Sigmoid") is not None,
+        metadata=tuple((p.key, p.value) for p in model.metadata_props))
 
 
 def _image_input(graph: onnx.GraphProto, source: str) -> onnx.ValueInfoProto:

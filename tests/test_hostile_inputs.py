@@ -154,3 +154,24 @@ def images_dir(tmp_path, heldout):
     d.mkdir()
     Image.fromarray(heldout["images"][0]).save(d / "rgb.png")
     return d
+
+
+# -- 9. external data ------------------------------------------------------------------------------------
+def test_missing_external_data_file_is_named(tmp_path, images_dir):
+    import onnx
+    import onnx.numpy_helper
+    src = linear_classifier(tmp_path / "src.onnx")
+    m = onnx.load(str(src))
+    for i, t in enumerate(m.graph.initializer):  # raw_data, which is what goes to external files
+        m.graph.initializer[i].CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t), t.name))
+    d = tmp_path / "big"
+    d.mkdir()
+    onnx.save(m, str(d / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.onnx.data", size_threshold=0)
+    ok = run("explain", d / "m.onnx", images_dir / "rgb.png", "-m", "rise", "--budget", "8", "--out", tmp_path / "o")
+    assert ok.exit_code == 0, ok.output  # with its data file beside it, the model loads
+    (d / "m.onnx.data").rename(tmp_path / "elsewhere.data")
+    r = run("explain", d / "m.onnx", images_dir / "rgb.png", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "stored as external data in m.onnx.data, which is not in" in r.output
+    assert "corrupt" not in r.output

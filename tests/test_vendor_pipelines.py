@@ -89,3 +89,49 @@ def test_crop_pipeline_bgr_model_with_labels_in_its_metadata(tmp_path):
     assert r.exit_code == 0, r.output
     rec = json.loads((out / "explain.json").read_text())[0]
     assert rec["predicted_label"] == "blue" and rec["label"] == "blue"
+
+
+# -- binary heads ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("head", ["logit", "sigmoid", "squeezed"])
+def test_binary_head_is_two_classes_not_a_one_class_softmax(tmp_path, head):
+    """A width-1 output used to be a 1-class softmax: always 1.0, so every map was noise."""
+    from onnx import TensorProto, helper
+    w = np.array([[6.0, 0.0, -6.0]])  # positive = red minus blue
+    squeeze = dict(post=[helper.make_node("Squeeze", ["z", "one"], ["out"])], out_dims=["N"],  # [N, 1] -> [N]
+                   inits=[helper.make_tensor("one", TensorProto.INT64, [1], [1])]) if head == "squeezed" else {}
+    path = pooled_linear(tmp_path / "bin.onnx", w, size=(16, 16), head="sigmoid" if head == "sigmoid" else None,
+                         relu=True, **squeeze)
+    clf = Classifier(path, preprocess="symmetric", device="cpu")
+    assert clf.binary and clf.num_classes == 2
+    assert clf.outputs_probabilities == (head == "sigmoid")
+    red, blue = np.zeros((16, 16, 3), np.float32), np.zeros((16, 16, 3), np.float32)
+    red[..., 0], blue[..., 2] = 255, 255
+    p = clf.probabilities(np.stack([clf.prepare(red), clf.prepare(blue)]))
+    assert p.shape == (2, 2) and np.allclose(p.sum(1), 1)
+    assert p[0, 1] > 0.99 and p[1, 0] > 0.99  # red is positive (class 1), blue negative (class 0)
+    # a map that finds the evidence: the red half of a half-red, half-blue image drives "positive"
+    half = blue.copy()
+    half[:, :8] = red[:, :8]
+    pos = explain_image(clf, half, "occlusion", target=1, budget=60, window=4)
+    neg = explain_image(clf, half, "occlusion", target=0, budget=60, window=4)
+    assert pos.saliency[:, :8].mean() > pos.saliency[:, 8:].mean() + 0.3
+    assert neg.saliency[:, 8:].mean() > neg.saliency[:, :8].mean() + 0.3
+    # white-box: the gradient of +score (class 1) lights the red half, of -score (class 0) the blue
+    cam_pos = explain_image(clf, half, "gradcam", target=1).saliency
+    cam_neg = explain_image(clf, half, "gradcam", target=0).saliency
+    assert cam_pos[:, :8].mean() > cam_pos[:, 8:].mean() + 0.3
+    assert cam_neg[:, 8:].mean() > cam_neg[:, :8].mean() + 0.3
+
+
+def test_binary_head_probability_output_in_unit_range_is_not_squashed_again(tmp_path):
+    from onnx import helper
+    # a probability without a Sigmoid node: Clip(0, 1) of an affine score
+    from onnx import TensorProto
+    post = [helper.make_node("Clip", ["z", "lo", "hi"], ["out"])]
+    path = pooled_linear(tmp_path / "p.onnx", np.array([[0.5, 0.0, 0.0]]), size=(8, 8), post=post,
+                         inits=[helper.make_tensor("lo", TensorProto.FLOAT, [], [0.0]),
+                                helper.make_tensor("hi", TensorProto.FLOAT, [], [1.0])])
+    clf = Classifier(path, preprocess="unit", device="cpu")
+    assert clf.binary and clf.outputs_probabilities
+    grey = np.full((8, 8, 3), 127.5, np.float32)
+    assert np.allclose(clf.probabilities(clf.prepare(grey)[None])[0], [0.75, 0.25], atol=1e-3)

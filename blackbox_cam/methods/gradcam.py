@@ -198,8 +198,13 @@ def _run(clf, run: dict, x: np.ndarray, targets: Sequence[int]) -> list[np.ndarr
         raise BlackboxCamError(f"targets {targets.tolist()} out of range 0..{clf.num_classes - 1}")
     fixed = run["session"].input(clf.input_name).fixed_batch
     step = fixed or int(getattr(clf, "batch_size", None) or len(x))
-    seed = np.zeros((len(targets), clf.num_classes), np.float32)
-    seed[np.arange(len(targets)), targets] = 1
+    if getattr(clf, "binary", False):  # one score: +score for class 1, -score for class 0, as
+        # pytorch-grad-cam's BinaryClassifierOutputTarget; an [N] output takes an [N] seed
+        seed = np.where(targets == 1, 1.0, -1.0).astype(np.float32)
+        seed = seed if len(clf.signature.output_dims) == 1 else seed[:, None]
+    else:
+        seed = np.zeros((len(targets), clf.num_classes), np.float32)
+        seed[np.arange(len(targets)), targets] = 1
     feeds = {clf.input_name: clf.to_feed(x), run["seed"]: seed}
     try:
         return run_batched(run["session"], feeds, run["outputs"], step, fixed=fixed is not None)
