@@ -118,18 +118,23 @@ def test_concurrent_runs_lose_no_records(tmp_path):
         import sys
         from blackbox_cam.output import RecordBook
         book = RecordBook(sys.argv[1])
-        for i in range(40):
+        for i in range(25):
             book.commit({"image": f"{sys.argv[2]}/img{i}.png", "method": "rise"}, {"npy": b"x" * 1000})
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "explain.json"), who], env=env)
              for who in ("left", "right")]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    try:  # generous: importing the package takes long on a loaded machine
+        assert [p.wait(timeout=900) for p in procs] == [0, 0]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     recs = strict_load(tmp_path / "explain.json")
-    assert len(recs) == 80
-    assert {r["image"] for r in recs} == {f"{w}/img{i}.png" for w in ("left", "right") for i in range(40)}
+    assert len(recs) == 50
+    assert {r["image"] for r in recs} == {f"{w}/img{i}.png" for w in ("left", "right") for i in range(25)}
     # both runs name img<i>.png; stems are unique across them (img3 / img3-2), so no file is shared
-    assert len({r["npy"] for r in recs}) == 80
+    assert len({r["npy"] for r in recs}) == 50
 
 
 # -- 8. file modes --------------------------------------------------------------------------------------
