@@ -75,8 +75,9 @@ def plan(budget: int, population: int | None = None, ratio: float = 1.6) -> tupl
 
 
 def fine_resolution(size: tuple[int, int], grid: int) -> int:
-    """The regression grid: twice the genome grid, finer (up to 24) for large inputs (~14 px cells)."""
-    return int(max(2 * grid, min(24, round(min(size) / 14))))
+    """The regression grid: twice the genome grid, finer (up to 24) for large inputs (~14 px cells),
+    at most 32 per side (1024 features: the statistics stay 8 MB) and never finer than the input."""
+    return int(min(max(2 * grid, min(24, round(min(size) / 14))), 32, min(size)))
 
 
 class _Search:
