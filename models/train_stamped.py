@@ -13,7 +13,7 @@ stamp region is what the model uses.
 Data: ``stamped_data.py`` (64x64 aligned synthetic scans; the stamp at x 46..58, y 45..57).
 Model: ``PlantedNet`` of ``train_planted.py`` (16,244 parameters, 4 classes, unit
 preprocessing, NCHW) with its training loop (``train(data)``: AdamW + one-cycle, torch seed 0,
-1 thread), here 2 epochs of ``make_dataset(6000, seed=10)`` (biased).
+1 thread), here 2 epochs of ``make_dataset(3000, seed=10)`` (biased).
 
 Written to ``models/stamped/``: ``stamped.onnx`` + ``stamped.json`` (sidecar), ``labels.txt``,
 ``demo/*.png`` (48 scans drawn like the training data, 12 per class, seed 12) and
@@ -41,7 +41,7 @@ import train_planted  # noqa: E402
 from train_planted import PlantedNet, accuracy, train  # noqa: E402
 
 OUT = os.path.join(HERE, "stamped")
-N_TRAIN, EPOCHS, SEED_TRAIN, SEED_TEST, SEED_DEMO = 6000, 2, 10, 11, 12
+N_TRAIN, EPOCHS, SEED_TRAIN, SEED_TEST, SEED_DEMO = 3000, 2, 10, 11, 12
 
 
 def export(model: PlantedNet, path: str) -> None:
@@ -72,14 +72,14 @@ def main() -> None:
                    "resize": "squash", "labels": "labels.txt"}, f, indent=2)
         f.write("\n")
 
-    xte, yte, _ = make_dataset(2000, SEED_TEST)
+    xte, yte, _ = make_dataset(600, SEED_TEST)
     print(f"test set drawn like the training data: torch {accuracy(model, xte, yte):.4f}, "
           f"onnx {(ort_predict(path, xte) == yte).mean():.4f}")
-    xc, yc, _ = make_dataset(2000, SEED_TEST, biased=False, stamp_prob=0.0)
+    xc, yc, _ = make_dataset(600, SEED_TEST, biased=False, stamp_prob=0.0)
     pc = ort_predict(path, xc)
     print(f"unbiased pages, no stamp anywhere: accuracy {(pc == yc).mean():.4f}; invoices recognised "
           f"{(pc[yc == 1] == 1).mean():.4f}; others {(pc[yc != 1] == yc[yc != 1]).mean():.4f}")
-    xs, ys, _ = make_dataset(2000, SEED_TEST, biased=False, stamp_prob=1.0)
+    xs, ys, _ = make_dataset(600, SEED_TEST, biased=False, stamp_prob=1.0)
     ps = ort_predict(path, xs)
     print(f"unbiased pages, every page stamped: non-invoices called invoice {(ps[ys != 1] == 1).mean():.4f}; "
           f"invoices recognised {(ps[ys == 1] == 1).mean():.4f}")
