@@ -112,7 +112,8 @@ class Elite:
         items = sorted(self._heap, key=lambda t: (-t[0], -t[1]))
         return (np.array([-t[0] for t in items]), np.stack([t[2] for t in items]), np.stack([t[3] for t in items]))
 
-    def weights(self) -> np.ndarray:
-        f = self.members()[0]
-        w = (f[-1] - f) + 1e-12 if len(f) > 1 else np.ones(1)
+    @staticmethod
+    def weights(fitness: np.ndarray) -> np.ndarray:
+        """Weights of :meth:`members`' masks from their fitness (best first), summing to 1."""
+        w = (fitness[-1] - fitness) + 1e-12 if len(fitness) > 1 else np.ones(1)
         return w / w.sum()

@@ -130,9 +130,9 @@ class _Search:
         """Every aggregate at the model's input size (non-negative, not yet normalised)."""
         beta = np.maximum(self.stats.solve(self.alpha), 0.0).reshape(self.r, self.r).astype(np.float32)
         regression = upsample(beta, (self.h, self.w))
-        _, masks, offsets = self.elite.members()
+        fitness, masks, offsets = self.elite.members()
         elite = np.zeros((self.h, self.w))
-        accumulate(masks, self.elite.weights(), (self.h, self.w), self.cell, offsets, out=elite)
+        accumulate(masks, Elite.weights(fitness), (self.h, self.w), self.cell, offsets, out=elite)
         return {"combined": normalise(regression) * normalise(elite), "regression": regression,
                 "elite": elite.astype(np.float32), "best": self._upsampled(self.best[1], self.best[2])}
 
