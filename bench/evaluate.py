@@ -361,7 +361,11 @@ def _fmt(iv: dict, d: int = 3) -> str:
 
 
 def markdown(agg: list[dict], pairs: list[dict], meta: dict) -> str:
-    L = [f"# DE-CAM evaluation: split `{meta['split']}` ({meta['when']})", "", meta["note"], "",
+    cases: dict[str, int] = {}
+    for a in agg:
+        cases[a["set"]] = max(cases.get(a["set"], 0), a["n"])
+    L = [f"# DE-CAM evaluation: split `{meta['split']}` ({meta['when']})", "",
+         "Cases: " + ", ".join(f"{s} {n}" for s, n in cases.items()) + ". " + meta["note"], "",
          "## Means over images, 95 % Student-t intervals", "",
          "| set | method | budget | n | deletion AUC (lower better) | insertion AUC | pointing game | "
          "energy in box | queries | seconds | queries/s |",
@@ -578,13 +582,13 @@ def main(argv=None) -> None:
             "tasks": {lb: {"method": t["method"], "options": t["options"], "budgets": t["budgets"],
                            "source": source_hash(t["method"])} for lb, t in tasks.items()},
             "cpu": os.cpu_count(), "load_average": list(os.getloadavg()), "batch_size": a.batch_size,
-            "note": (f"Split `{a.split}`: " + ", ".join(f"{s} {len(d['targets'])} cases" for s, d in data.items())
-                     + f" (bench/data/README.md). Deletion/insertion: RISE protocol, "
+            "note": (f"Split `{a.split}` (bench/data/README.md). Deletion/insertion: RISE protocol, "
                      + ("step W pixels (225 points at 224x224)" if a.auc_step == 1 else
                         f"step {a.auc_step} x W pixels (coarser than the RISE protocol: for tuning only)")
                      + f"; pointing game tolerance {a.tolerance:g} px; seed {a.seed}. Seconds: the method's "
-                     f"wall time on {os.cpu_count()} CPU cores (load average at start "
-                     f"{os.getloadavg()[0]:.1f}), metrics excluded.")}
+                     f"wall time on {os.cpu_count()} CPU cores, metrics excluded, measured when the map was made "
+                     f"(a map from the cache keeps the seconds of the run that made it; load average at the "
+                     f"start of the last run {os.getloadavg()[0]:.1f}).")}
     current = {(s, lb, b) for s in sets for lb, t in tasks.items() for b in t["budgets"]}
     cfgs = {lb: config_id(lb, t, a.seed) for lb, t in tasks.items()}
 
