@@ -30,20 +30,34 @@ from scipy import ndimage  # noqa: E402
 BASELINES = ("blur", "mean", "zeros", "noise")
 
 
+def axis_weights(positions: np.ndarray, offsets: np.ndarray, cell: float, n_grid: int, smooth: bool = True):
+    """Where pixel ``positions`` (along one axis) fall in each shifted low-resolution grid.
+
+    For every mask ``b`` (shifted by ``offsets[b]`` pixels) and position ``x``: the two grid
+    indices ``(i0, i1)`` and the weight ``f`` of ``i1``, so the mask's value there is
+    ``m[i0] + f * (m[i1] - m[i0])`` (bilinear, cell centres at ``(k + 0.5) * cell - offset``),
+    or ``m[i0]`` with ``f = 0`` when not ``smooth``. Float64, shape ``(B, len(positions))``.
+    The one definition of the upsampling convention: the Numba kernels use it at integer
+    pixels, DE-CAM's regression (:func:`blackbox_cam.methods._evidence.grid_values`) at the
+    centres of its fine grid.
+    """
+    p = np.asarray(positions, np.float64)[None, :] + offsets[:, None]
+    if smooth:
+        u = np.clip((p + 0.5) / cell - 0.5, 0.0, n_grid - 1.0)
+        i0 = np.floor(u).astype(np.intp)
+        return i0, np.minimum(i0 + 1, n_grid - 1), u - i0
+    i0 = np.clip(np.floor(p / cell), 0, n_grid - 1).astype(np.intp)
+    return i0, i0, np.zeros(i0.shape)
+
+
 def _tables(n_pix: int, offsets: np.ndarray, cell: float, n_grid: int, smooth: bool):
-    """Per mask and pixel along one axis: the two grid indices and the weight of the second.
+    """:func:`axis_weights` at every pixel, in the kernels' dtypes (int32 indices, float32 weights).
 
     Vectorised numpy over ``(B, n_pix)``; computing this once per batch instead of per pixel
     lets the kernel do only gathers and multiply-adds.
     """
-    p = np.arange(n_pix, dtype=np.float64)[None, :] + offsets[:, None]
-    if smooth:
-        u = np.clip((p + 0.5) / cell - 0.5, 0.0, n_grid - 1.0)
-        i0 = np.floor(u).astype(np.int32)
-        i1 = np.minimum(i0 + 1, n_grid - 1).astype(np.int32)
-        return i0, i1, (u - i0).astype(np.float32)
-    i0 = np.clip(np.floor(p / cell), 0, n_grid - 1).astype(np.int32)
-    return i0, i0, np.zeros(i0.shape, np.float32)
+    i0, i1, f = axis_weights(np.arange(n_pix, dtype=np.float64), offsets, cell, n_grid, smooth)
+    return i0.astype(np.int32), i1.astype(np.int32), f.astype(np.float32)
 
 
 @njit(parallel=True, cache=True)

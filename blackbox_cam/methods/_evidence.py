@@ -15,7 +15,7 @@ whatever the budget (so memory does not grow with the number of queries):
   search converged.
 
 :func:`grid_values` samples a batch of shifted low-resolution masks at the fine grid's centres,
-with the same bilinear convention as the Numba kernels of :mod:`blackbox_cam.masks`.
+with the bilinear convention of the Numba kernels (:func:`blackbox_cam.masks.axis_weights`).
 """
 from __future__ import annotations
 
@@ -23,12 +23,11 @@ import heapq
 
 import numpy as np
 
+from ..masks import axis_weights
+
 
 def _axis(n_fine: int, size: int, offsets: np.ndarray, cell: float, n_grid: int):
-    centres = (np.arange(n_fine) + 0.5) * size / n_fine
-    u = np.clip((centres[None, :] + offsets[:, None] + 0.5) / cell - 0.5, 0.0, n_grid - 1.0)
-    i0 = np.floor(u).astype(np.intp)
-    return i0, np.minimum(i0 + 1, n_grid - 1), u - i0
+    return axis_weights((np.arange(n_fine) + 0.5) * size / n_fine, offsets, cell, n_grid)
 
 
 def grid_values(masks: np.ndarray, cell: tuple[float, float], offsets: np.ndarray, size: tuple[int, int],
