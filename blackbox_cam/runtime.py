@@ -100,8 +100,15 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def _as_scores(out: np.ndarray) -> np.ndarray:
-    """``[N]`` outputs (one score per image, e.g. a squeezed binary head) as ``[N, 1]``."""
-    return out[:, None] if out.ndim == 1 else out
+    """Class scores as ``[N, C]``: ``[N]`` outputs (one score per image, e.g. a squeezed binary
+    head) as ``[N, 1]``, and ``[N, C, 1, 1]`` (a 1 x 1 convolution head, as Caffe-era and
+    fully convolutional exports have) as ``[N, C]``. Other shapes pass unchanged (and are refused
+    by the probe)."""
+    if out.ndim == 1:
+        return out[:, None]
+    if out.ndim > 2 and all(d == 1 for d in out.shape[2:]):
+        return out.reshape(out.shape[:2])
+    return out
 
 
 def _fact(name: str) -> property:

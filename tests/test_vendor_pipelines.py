@@ -135,3 +135,21 @@ def test_binary_head_probability_output_in_unit_range_is_not_squashed_again(tmp_
     assert clf.binary and clf.outputs_probabilities
     grey = np.full((8, 8, 3), 127.5, np.float32)
     assert np.allclose(clf.probabilities(clf.prepare(grey)[None])[0], [0.75, 0.25], atol=1e-3)
+
+
+def test_a_1x1_spatial_head_scores_and_explains_as_the_flat_one(tmp_path):
+    """``[N, C, 1, 1]`` outputs (1 x 1 convolution heads of Caffe-era exports, e.g. the ONNX zoo's
+    DenseNet-121 ``fc6_1``) are class scores: same probabilities and the same Grad-CAM as ``[N, C]``."""
+    from onnx import TensorProto, helper
+    w = np.abs(np.random.default_rng(3).normal(size=(4, 3)))  # positive: the CAM is not all clipped away
+    axes = helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3])
+    flat = pooled_linear(tmp_path / "flat.onnx", w, size=(16, 16), relu=True)
+    head = pooled_linear(tmp_path / "head.onnx", w, size=(16, 16), relu=True, inits=[axes],
+                         post=[helper.make_node("Unsqueeze", ["z", "axes"], ["out"])], out_dims=["N", 4, 1, 1])
+    a, b = Classifier(flat, device="cpu"), Classifier(head, device="cpu")
+    assert b.num_classes == 4 and not b.binary
+    x = np.random.default_rng(0).uniform(0, 255, (16, 16, 3)).astype(np.float32)
+    assert np.abs(a.probabilities(a.prepare(x)[None]) - b.probabilities(b.prepare(x)[None])).max() < 1e-6
+    ga = explain_image(a, x, "gradcam", target=2).saliency
+    gb = explain_image(b, x, "gradcam", target=2).saliency
+    assert ga.max() > 0 and np.abs(ga - gb).max() < 1e-5

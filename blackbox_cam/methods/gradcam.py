@@ -200,11 +200,12 @@ def _run(clf, run: dict, x: np.ndarray, targets: Sequence[int]) -> list[np.ndarr
     step = fixed or int(getattr(clf, "batch_size", None) or len(x))
     if getattr(clf, "binary", False):  # one score: +score for class 1, -score for class 0, as
         # pytorch-grad-cam's BinaryClassifierOutputTarget; an [N] output takes an [N] seed
-        seed = np.where(targets == 1, 1.0, -1.0).astype(np.float32)
-        seed = seed if len(clf.signature.output_dims) == 1 else seed[:, None]
+        seed = np.where(targets == 1, 1.0, -1.0).astype(np.float32)[:, None]
     else:
         seed = np.zeros((len(targets), clf.num_classes), np.float32)
         seed[np.arange(len(targets)), targets] = 1
+    rank = len(clf.signature.output_dims)  # the seed has the output's shape: [N], [N, C] or [N, C, 1, 1]
+    seed = seed[:, 0] if rank == 1 else seed.reshape(seed.shape + (1,) * max(0, rank - 2))
     feeds = {clf.input_name: clf.to_feed(x), run["seed"]: seed}
     try:
         return run_batched(run["session"], feeds, run["outputs"], step, fixed=fixed is not None)
