@@ -32,6 +32,11 @@ DE-CAM options for tuning: ``--decam-options '{"grid": 6}'`` (passed to the meth
 sets are compared on the same cases and seeds in one run. Unknown option names are refused here
 (the method's signature or registry declaration); values are validated by the method itself.
 
+Seeds: ``--seed S --name eval-report-seedS`` runs one more seed into its own file; ``--merge
+eval-report,eval-report-seed1,... --name eval-report-seeds`` writes the per-image means over
+those runs (the rows all of them have) with the same tables, so the paired differences are not
+driven by one seed's luck on one image.
+
 Quick check (2 images, budget 100)::
 
     PYTHONPATH=. python bench/evaluate.py --split tune --set both --limit 2 --budgets 100 \
@@ -74,17 +79,30 @@ def method_of(label: str) -> str:
     return label.split(":", 1)[0]
 
 
+def source_files(method: str) -> list[Path]:
+    """The files a method's maps depend on: the module that defines its hook, every module of
+    this package that module takes names from (e.g. DE-CAM's ``_evidence``), and the shared
+    perturbation and mask code. (Before 2026-12-01 this hashed ``methods/base.py``, where the
+    registry wraps every hook, so an edit of ``decam.py`` did not invalidate the cache.)"""
+    if method.startswith("ov-"):
+        return [HERE / "ov_xai.py"]
+    import inspect
+    from blackbox_cam.methods import METHODS
+    mod = sys.modules[METHODS[method].hook.__module__]
+    names = {mod.__name__}
+    for value in vars(mod).values():
+        owner = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+        if isinstance(owner, str) and owner.startswith("blackbox_cam.") and owner in sys.modules:
+            names.add(owner)
+    files = {Path(sys.modules[n].__file__) for n in names}
+    files |= {ROOT / "blackbox_cam" / "methods" / "perturb.py", ROOT / "blackbox_cam" / "masks.py"}
+    return sorted(files)
+
+
 def source_hash(method: str) -> str:
     """Hash of the source files a method's maps depend on (a code change invalidates the cache)."""
-    if method.startswith("ov-"):
-        files = [HERE / "ov_xai.py"]
-    else:
-        from blackbox_cam.methods import METHODS
-        mod = sys.modules[METHODS[method].fn.__module__]
-        files = [Path(mod.__file__), ROOT / "blackbox_cam" / "methods" / "perturb.py",
-                 ROOT / "blackbox_cam" / "masks.py"]
     h = hashlib.sha1()
-    for f in files:
+    for f in source_files(method):
         if f.exists():
             h.update(f.read_bytes())
     return h.hexdigest()[:10]
@@ -464,6 +482,32 @@ def write_outputs(rows: list[dict], meta: dict, out: Path, name: str, plots: boo
         plot(agg, out / f"{name}-seconds.png", "seconds")
 
 
+def merge_seeds(docs: list[dict]) -> tuple[list[dict], dict]:
+    """Rows of runs that differ only in ``--seed``, averaged per (set, method label, budget, image).
+
+    Only the (set, label, budget, image) rows present in every run are kept, so each mean is over
+    the same seeds. The per-image mean over seeds then enters the intervals and the paired
+    differences as one observation: the method's seed-to-seed noise is averaged out per image
+    instead of counted as if it were a difference between images.
+    """
+    keyed = [{(r["set"], r["label"], r["budget"], r["index"]): r for r in d["rows"]} for d in docs]
+    common = set(keyed[0]).intersection(*keyed[1:])
+    rows = []
+    for k in sorted(common, key=lambda t: (t[0], t[1], t[2] or 0, t[3])):
+        group = [kd[k] for kd in keyed]
+        row = {**group[0], "key": "|".join(map(str, k)) + "|merged", "seeds": [d["meta"]["seed"] for d in docs]}
+        for m in KEYS + COST:
+            vals = [g[m] for g in group if g.get(m) is not None]
+            row[m] = float(np.mean(vals)) if vals else None
+        rows.append(row)
+    meta = {**docs[0]["meta"], "seed": [d["meta"]["seed"] for d in docs], "merged": [d["meta"]["when"] for d in docs],
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    meta["cases"] = {s: len({k[3] for k in common if k[0] == s}) for s in sorted({k[0] for k in common})}
+    meta["note"] = (meta["note"].replace(f" seed {docs[0]['meta']['seed']}.", "")
+                    + f" Each row is the mean over seeds {meta['seed']} of one image (runs merged with --merge).")
+    return rows, meta
+
+
 # -- CLI --------------------------------------------------------------------------------------
 def estimate(data: dict, tasks: dict, args, store: Store, cache: Path | None) -> None:
     """Print the queries this run still has to make and the time they take at a measured rate.
@@ -541,10 +585,21 @@ def main(argv=None) -> None:
     ap.add_argument("--name", default=None, help="output file stem (default eval-<split>)")
     ap.add_argument("--no-cache", action="store_true", help="neither read nor write the map cache")
     ap.add_argument("--report-only", action="store_true", help="redraw md and plots from the json")
+    ap.add_argument("--merge", default=None,
+                    help="comma-separated output names of runs that differ only in --seed: write their per-image "
+                         "seed means as --name (nothing is run)")
     ap.add_argument("--estimate", action="store_true",
                     help="print the queries still to do and the expected time (rate probed now); run nothing")
     a = ap.parse_args(argv)
     name = a.name or f"eval-{a.split}"
+    if a.merge:
+        docs = [json.loads((a.out / f"{n.strip()}.json").read_text()) for n in a.merge.split(",") if n.strip()]
+        if len(docs) < 2 or len({d["meta"]["seed"] for d in docs}) < len(docs):
+            raise SystemExit("error: --merge needs two or more runs with different --seed")
+        rows, meta = merge_seeds(docs)
+        write_outputs(rows, meta, a.out, name)
+        print((a.out / f"{name}.md").read_text())
+        return
     if a.report_only:
         doc = json.loads((a.out / f"{name}.json").read_text())
         write_outputs(doc["rows"], doc["meta"], a.out, name)

@@ -88,26 +88,41 @@ class RidgeStats:
 class Elite:
     """The ``capacity`` lowest-fitness masks seen so far (ties: the earlier one stays).
 
-    :meth:`mean` is their fitness-weighted mean map: weights ``f_worst - f`` over the kept set,
-    so the best masks count most and the worst kept one not at all.
+    Masks are binary (DE-CAM's thresholded genomes) and kept as ``uint8``. They may come from
+    genomes of different sizes (DE-CAM's coarse-to-fine schedule); each is
+    kept with the grid cell it was drawn at. :meth:`weights` gives their fitness weights:
+    ``f_worst - f`` over the kept set, so the best masks count most and the worst kept one not
+    at all.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, int(capacity))
-        self._heap: list[tuple[float, int, np.ndarray, np.ndarray]] = []  # (-fitness, -order, mask, offset)
+        self._heap: list[tuple] = []  # (-fitness, -order, mask, offset, cell)
         self._count = 0
 
-    def add(self, fitness: np.ndarray, masks: np.ndarray, offsets: np.ndarray) -> None:
+    def add(self, fitness: np.ndarray, masks: np.ndarray, offsets: np.ndarray,
+            cell: tuple[float, float] = (1.0, 1.0)) -> None:
         for f, m, o in zip(fitness, masks, offsets):
-            item = (-float(f), -self._count, m.copy(), o.copy())
+            item = (-float(f), -self._count, np.asarray(m, np.uint8), o.copy(), tuple(cell))
             self._count += 1
             if len(self._heap) < self.capacity:
                 heapq.heappush(self._heap, item)
             elif item[:2] > self._heap[0][:2]:
                 heapq.heapreplace(self._heap, item)
 
+    def groups(self) -> list[tuple[tuple[float, float], np.ndarray, np.ndarray, np.ndarray]]:
+        """The kept masks as ``(cell, weights, masks, offsets)``, one group per grid (weights over
+        all groups sum to 1), each best first."""
+        items = sorted(self._heap, key=lambda t: (-t[0], -t[1]))
+        w = self.weights(np.array([-t[0] for t in items]))
+        out = []
+        for cell in dict.fromkeys(t[4] for t in items):
+            sel = [k for k, t in enumerate(items) if t[4] == cell]
+            out.append((cell, w[sel], np.stack([items[k][2] for k in sel]), np.stack([items[k][3] for k in sel])))
+        return out
+
     def members(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(fitness, masks, offsets) of the kept masks, best first."""
+        """(fitness, masks, offsets) of the kept masks, best first (masks of one grid size)."""
         items = sorted(self._heap, key=lambda t: (-t[0], -t[1]))
         return (np.array([-t[0] for t in items]), np.stack([t[2] for t in items]), np.stack([t[3] for t in items]))
 

@@ -26,7 +26,11 @@ Search
     ``updating="deferred"``: each generation is composed by the Numba kernel and scored in
     batched model calls. Population ``S`` and generations ``G`` with ``2 S G <= budget`` (a hard
     limit, also enforced by the runtime). ``best1bin``, dithered mutation ``(mutation, 1)``,
-    no polishing (it would spend queries outside the budget), ``tol = 0``.
+    no polishing (it would spend queries outside the budget), ``tol = 0``. Optionally
+    coarse-to-fine (``refine``): the last share of the generations searches a genome of
+    ``2 g - 1`` cells per side, the population carried over by :func:`refine_genomes`; it helps
+    evidence of about one coarse cell and costs concentration on larger objects (docs/decam.md,
+    table 6), so it is off by default.
 Map
     Every evaluated mask is an experiment on the model. A ridge regression of the target
     probability on the mask's value at the centres of a fine ``r x r`` grid (``r = 2 g = 20``
@@ -80,6 +84,41 @@ def fine_resolution(size: tuple[int, int], grid: int) -> int:
     return int(min(max(2 * grid, min(24, round(min(size) / 14))), 32, min(size)))
 
 
+def refined_grid(grid: int) -> int:
+    """The finer genome of the coarse-to-fine schedule: ``2 g - 1`` nodes, half the cell."""
+    return 2 * int(grid) - 1
+
+
+def refine_genomes(population: np.ndarray, grid: int) -> np.ndarray:
+    """Coarse genomes ``(S, g*g)`` as genomes of :func:`refined_grid` ``(S, g2*g2)``.
+
+    Each fine node takes the bilinear value, where that node lies (cell centres at
+    ``(k + 0.5) * cell``, the masks' convention), of the coarse *mask* (genes thresholded at
+    0.5), with a tenth of the coarse genes' own value as tie-break: nodes inside a kept or
+    removed region stay clearly on their side (>= 0.9 or <= 0.1), nodes on an edge sit near 0.5,
+    where the next generations can move the edge by half a coarse cell. So every individual keeps
+    the mask it had (97 % of pixels on the same side of 0.5 after upsampling, against 88 % when
+    the genes themselves are interpolated).
+    """
+    g, g2 = int(grid), refined_grid(grid)
+    u = np.clip((np.arange(g2) + 0.5) / 2.0 - 0.5, 0.0, g - 1.0)
+    i0 = np.floor(u).astype(int)
+    i1 = np.minimum(i0 + 1, g - 1)
+    w = np.zeros((g2, g))
+    w[np.arange(g2), i0] += 1.0 - (u - i0)
+    w[np.arange(g2), i1] += u - i0
+    pop = np.asarray(population, np.float64).reshape(-1, g, g)
+    pop = 0.9 * (pop > 0.5) + 0.1 * pop
+    return np.einsum("ai,sij,bj->sab", w, pop, w).reshape(len(pop), g2 * g2)
+
+
+def schedule(generations: int, refine: float) -> tuple[int, int]:
+    """Generations at the coarse and at the refined genome: ``round(refine * G)`` refined ones,
+    none when fewer than 2 coarse generations would remain."""
+    fine = int(round(refine * generations))
+    return (generations, 0) if generations - fine < 2 or fine < 1 else (generations - fine, fine)
+
+
 class _Search:
     """The fitness scipy calls, one generation at a time; keeps what the map is made of.
 
@@ -91,16 +130,21 @@ class _Search:
     def __init__(self, clf, x: np.ndarray, target: int, *, grid: int, baseline: str, area: float, seed: int,
                  resolution: int, alpha: float, elite: int, trace: bool) -> None:
         self.h, self.w = x.shape[1:]
-        self.g, self.area, self.alpha, self.r = grid, area, alpha, resolution
-        self.cell = (self.h / (grid - 1), self.w / (grid - 1))
+        self.area, self.alpha, self.r = area, alpha, resolution
+        self.set_grid(grid)
         self.scorer = MaskScorer(clf, x, make_baseline(x, baseline, seed=seed), target)
         self.shifts = np.random.default_rng([seed, 3])
         self.stats = RidgeStats(resolution * resolution)
         self.elite = Elite(elite)
-        self.best = (math.inf, np.zeros((grid, grid), np.float32), np.zeros(2))
+        self.best = (math.inf, np.zeros((grid, grid), np.float32), np.zeros(2), self.cell)
         self.history: list[float] = []
         self.trace: list[dict[str, Any]] | None = [] if trace else None
         self.clf, self.q0 = clf, clf.queries
+
+    def set_grid(self, grid: int) -> None:
+        """Genomes of ``grid x grid`` genes from now on (cell ``H / (grid - 1)``)."""
+        self.g = int(grid)
+        self.cell = (self.h / (self.g - 1), self.w / (self.g - 1))
 
     def __call__(self, genomes: np.ndarray) -> np.ndarray:  # scipy passes (dims, S)
         masks = (genomes.T.reshape(-1, self.g, self.g) > 0.5).astype(np.float32)
@@ -110,31 +154,31 @@ class _Search:
         fitness = -(keep - drop) + self.area * masks.mean(axis=(1, 2))
         xs = grid_values(masks, self.cell, offsets, (self.h, self.w), self.r)
         self.stats.add(np.concatenate([xs, 1.0 - xs]), np.concatenate([keep, drop]))
-        self.elite.add(fitness, masks, offsets)
+        self.elite.add(fitness, masks, offsets, self.cell)
         i = int(np.argmin(fitness))
         if fitness[i] < self.best[0]:
-            self.best = (float(fitness[i]), masks[i].copy(), offsets[i].copy())
+            self.best = (float(fitness[i]), masks[i].copy(), offsets[i].copy(), self.cell)
         self.history.append(self.best[0])
         if self.trace is not None:
             self.trace.append({"generation": len(self.history) - 1, "queries": int(self.clf.queries - self.q0),
                                "best_fitness": self.best[0], "saliency": normalise(self.maps()["combined"]),
-                               "best_mask": self._upsampled(self.best[1], self.best[2])})
+                               "best_mask": self._upsampled(*self.best[1:])})
         return fitness
 
-    def _upsampled(self, mask: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    def _upsampled(self, mask: np.ndarray, offset: np.ndarray, cell: tuple[float, float]) -> np.ndarray:
         out = np.zeros((self.h, self.w))
-        accumulate(mask[None], np.ones(1), (self.h, self.w), self.cell, offset[None], out=out)
+        accumulate(mask[None], np.ones(1), (self.h, self.w), cell, offset[None], out=out)
         return out.astype(np.float32)
 
     def maps(self) -> dict[str, np.ndarray]:
         """Every aggregate at the model's input size (non-negative, not yet normalised)."""
         beta = np.maximum(self.stats.solve(self.alpha), 0.0).reshape(self.r, self.r).astype(np.float32)
         regression = upsample(beta, (self.h, self.w))
-        fitness, masks, offsets = self.elite.members()
         elite = np.zeros((self.h, self.w))
-        accumulate(masks, Elite.weights(fitness), (self.h, self.w), self.cell, offsets, out=elite)
+        for cell, weights, masks, offsets in self.elite.groups():
+            accumulate(masks, weights, (self.h, self.w), cell, offsets, out=elite)
         return {"combined": normalise(regression) * normalise(elite), "regression": regression,
-                "elite": elite.astype(np.float32), "best": self._upsampled(self.best[1], self.best[2])}
+                "elite": elite.astype(np.float32), "best": self._upsampled(*self.best[1:])}
 
 
 #: DE-CAM's options, declared once (CLI flags, checks and help come from here).
@@ -144,7 +188,8 @@ OPTIONS = (
     Option("area", float, 0.3, "Area penalty lambda: weight of the mask's kept share in the fitness.", min=0.0),
     Option("population", int, None, "Population size S (default: about sqrt(0.8 budget)).", min=5),
     Option("aggregate", str, "combined", "How the search's samples become the map.", choices=AGGREGATES),
-    Option("resolution", int, None, "Cells per side of the regression grid (default: ~14 px cells, 16 at 224).",
+    Option("resolution", int, None, "Cells per side of the regression grid (default: twice the genome grid, 20 at grid 10; at most "
+           "32, which needs budgets of 1000 or more: 1024 features).",
            min=2, max_side=True),
     Option("alpha", float, 1.0, "Ridge penalty of the regression, relative to a cell's variance.", min=0.0),
     Option("elite", float, 0.2, "Share of the best evaluated masks whose weighted mean enters the map.",
@@ -152,6 +197,8 @@ OPTIONS = (
     Option("mutation", float, 0.5, "Lower end of DE's dithered mutation factor (the upper end is 1).",
            min=0.0, max=1.0),
     Option("recombination", float, 0.7, "DE's crossover probability.", min=0.0, max=1.0),
+    Option("refine", float, 0.0, "Share of the generations searched at a genome of 2 grid - 1 cells per side "
+           "(coarse-to-fine: the population carries over, edges move by half a cell).", min=0.0, max=0.9),
     Option("trace", bool, False, "Record the map after every generation in extra['trace'].", cli=False),
 )
 
@@ -161,7 +208,7 @@ OPTIONS = (
 def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: float,
           grid: int, baseline: str, area: float, population: int | None, aggregate: str,
           resolution: int | None, alpha: float, elite: float, mutation: float, recombination: float,
-          trace: bool) -> MethodOutput:
+          refine: float, trace: bool) -> MethodOutput:
     """DE-CAM saliency within ``budget`` queries (default 2000).
 
     ``trace=True`` records, after every generation, the map as the search has built it so far
@@ -175,17 +222,25 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: flo
     pop, gens = plan(int(budget), population)
     search = _Search(clf, x, target, grid=g, baseline=baseline, area=area, seed=seed, resolution=r, alpha=alpha,
                      elite=max(1, round(elite * pop * gens)), trace=trace)
+    coarse, fine = schedule(gens, refine)
+    common = dict(polish=False, tol=0.0, atol=0.0, updating="deferred", vectorized=True, strategy="best1bin",
+                  mutation=(mutation, 1.0), recombination=recombination)
     init = qmc.LatinHypercube(d=g * g, rng=np.random.default_rng([seed, 7])).random(pop)
-    res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g * g), maxiter=gens - 1, init=init,
-                                 rng=np.random.default_rng([seed, 11]), polish=False, tol=0.0, atol=0.0,
-                                 updating="deferred", vectorized=True, strategy="best1bin",
-                                 mutation=(mutation, 1.0), recombination=recombination)
+    res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g * g), maxiter=coarse - 1, init=init,
+                                 rng=np.random.default_rng([seed, 11]), **common)
+    if fine:
+        g2 = refined_grid(g)
+        search.set_grid(g2)
+        res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g2 * g2), maxiter=fine - 1,
+                                     init=np.clip(refine_genomes(res.population, g), 0.0, 1.0),
+                                     rng=np.random.default_rng([seed, 13]), **common)
     maps = search.maps()
     extra: dict[str, Any] = {
         "best_mask": maps["best"], "best_fitness": float(search.best[0]), "fitness_history": search.history,
         "evaluations": int(pop * gens), "grid_maps": maps, "message": res.message,
         # JSON-ready summary of the search, recorded in explain.json
         "search": {"population": pop, "generations": gens, "evaluations": int(pop * gens),
+                   "grids": [g] * coarse + [refined_grid(g)] * fine,
                    "best_fitness_per_generation": [round(f, 6) for f in search.history],
                    "final_fitness": round(float(search.best[0]), 6)}}
     if trace:
