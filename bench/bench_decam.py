@@ -10,11 +10,13 @@ For each budget, runs DE-CAM on the bundled images and reports, measured in the 
 * peak resident memory of the process (goal <= 1 GiB at budgets up to 10,000).
 
     python bench/bench_decam.py [--budgets 500,2000,10000] [--images ...] [--backend auto|onnxruntime|openvino]
+                                [--options '{"refine": 0.5, "resolution": 32}']
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import platform
 import resource
 import time
@@ -63,11 +65,14 @@ def main() -> None:
     ap.add_argument("--images", nargs="*", default=sorted(glob.glob("models/images/*.png") + glob.glob("models/images/*.jpg")))
     ap.add_argument("--budgets", default="500,2000,10000")
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--options", default="{}", help="DE-CAM options as JSON, e.g. '{\"refine\": 0.5}'")
     args = ap.parse_args()
+    options = json.loads(args.options)
     clf = Classifier(args.model, device="auto", backend=args.backend)
     timed = TimedSession(clf.session)
     clf.session = timed
-    print(f"machine: {platform.processor() or platform.machine()}, {clf.session.describe()}, batch {clf.batch_size}")
+    print(f"machine: {platform.processor() or platform.machine()}, {clf.session.describe()}, batch {clf.batch_size}"
+          + (f", DE-CAM options {options}" if options else ""))
     explain_image(clf, load_image(args.images[0]), "decam", budget=50)  # compile kernels, warm caches
     print(f"| budget | images | DE-CAM q/s | raw {clf.session.name} img/s | ratio | time outside model | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|")
@@ -78,7 +83,7 @@ def main() -> None:
             img = load_image(path)
             timed.seconds = 0.0
             t = time.perf_counter()
-            res = explain_image(clf, img, "decam", budget=budget, seed=0)
+            res = explain_image(clf, img, "decam", budget=budget, seed=0, **options)
             wall += time.perf_counter() - t
             inside += timed.seconds
             q += res.explanation.queries
