@@ -222,6 +222,25 @@ def test_cli_decam_writes_the_search_animation(tmp_path, planted_path, planted_i
     assert {p.name for p in out.iterdir()} == {"tri_decam_search.gif", "tri_decam_search_sheet.png"}
 
 
+def test_cli_decam_search_takes_the_method_options_explain_takes(tmp_path, planted_path, planted_image):
+    """animate -m decam takes DE-CAM's options (e.g. --refine) as explain does: the last frames
+    come from the refined genome and the final map equals explain's with the same options."""
+    Image.fromarray(planted_image.astype(np.uint8)).save(tmp_path / "tri.png")
+    r = run("animate", planted_path, tmp_path / "tri.png", "-m", "decam", "--budget", "200", "--refine", "0.5",
+            "--no-road", "--save-maps", "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    saved = np.load(tmp_path / "out" / "tri_decam_layers.npz")  # one map per generation, in order
+    clf = Classifier(planted_path, device="cpu")
+    ref = explain_image(clf, load_image(tmp_path / "tri.png"), "decam", budget=200, seed=0, refine=0.5)
+    plain = explain_image(clf, load_image(tmp_path / "tri.png"), "decam", budget=200, seed=0)
+    last = saved[saved.files[-1]]
+    np.testing.assert_allclose(last, ref.saliency, atol=1e-6)
+    assert not np.allclose(last, plain.saliency, atol=1e-6)
+    for args in (("-m", "gradcam", "--layer", "x"), ("-m", "decam", "--window", "4")):
+        r = run("animate", planted_path, tmp_path / "tri.png", *args, "--out", tmp_path / "o")
+        assert r.exit_code == 2 and "Traceback" not in r.output and "error:" in r.output, r.output
+
+
 def test_unknown_layer_is_named_with_close_suggestions(tmp_path, planted_path, planted_image):
     Image.fromarray(planted_image.astype(np.uint8)).save(tmp_path / "tri.png")
     r = run("animate", planted_path, tmp_path / "tri.png", "--layers", "/relu4/Relu_output_0,/relu9/Relu_output_0",

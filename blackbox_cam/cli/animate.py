@@ -12,9 +12,10 @@ from typing import Any
 import click
 
 from ..errors import BlackboxCamError
-from ..methods import METHODS, bind_all
+from ..methods import METHODS, bind_all, split_options
 from ._group import progress
-from .options import announce_backend, load_classifier, methods_option, model_options, run_options
+from .options import (announce_backend, load_classifier, method_kwargs, method_options, methods_option, model_options,
+                      run_options)
 
 ANIMATABLE = [n for n, s in METHODS.items() if s.whitebox] + ["decam"]
 
@@ -41,6 +42,7 @@ ANIMATABLE = [n for n, s in METHODS.items() if s.whitebox] + ["decam"]
               help="ybROAD: ROAD of every frame at 20/40/60/80 % (noisy linear imputation). Costs 1 + 8 x FRAMES "
                    "model queries per image, scored in batches, and 8 sparse imputations per frame (the slow "
                    "part, ~0.1-0.5 s each at 224x224); writes <stem>_<method>_ybroad.csv and .png.")
+@method_options
 @run_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="animate-out",
               show_default=True, help="Folder for the GIF/MP4s, contact sheets, ybROAD CSV/plot and maps.")
@@ -79,7 +81,14 @@ def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: s
     if bad:
         raise BlackboxCamError(f"-m {', '.join(bad)}: cannot be animated; use a white-box method "
                                f"({', '.join(ANIMATABLE[:-1])}) or decam")
-    bind_all(names, budget)  # the budget checked before the model is loaded
+    given = method_kwargs(kw)
+    bind_all(names, budget, given)  # options and budget checked before the model is loaded
+    per = split_options(names, given)
+    layered = [m for m in names if METHODS[m].whitebox and per[m]]
+    if layered:
+        raise BlackboxCamError(f"-m {', '.join(layered)}: a layer animation takes no method options "
+                               f"(given: {', '.join('--' + k.replace('_', '-') for k in per[layered[0]])}); "
+                               "choose its tensors with --layers")
     if fmt == "mp4" and not movie.have_mp4():
         raise BlackboxCamError(movie.MP4_HINT)
     items = expand_inputs(images)
@@ -101,7 +110,7 @@ def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: s
             clf.on_queries = bar.update
             try:
                 anim = run_animation(clf, image, name, layers=layers, target=target, budget=budget, seed=seed,
-                                     road=road)
+                                     road=road, **per[name])
                 written = write_animation(anim, out, item.stem(), norm=norm, fps=fps, fmt=fmt,
                                           save_maps=save_maps)
             except BlackboxCamError as e:
