@@ -100,8 +100,7 @@ class Elite:
         self._heap: list[tuple] = []  # (-fitness, -order, mask, offset, cell)
         self._count = 0
 
-    def add(self, fitness: np.ndarray, masks: np.ndarray, offsets: np.ndarray,
-            cell: tuple[float, float] = (1.0, 1.0)) -> None:
+    def add(self, fitness: np.ndarray, masks: np.ndarray, offsets: np.ndarray, cell: tuple[float, float]) -> None:
         for f, m, o in zip(fitness, masks, offsets):
             item = (-float(f), -self._count, np.asarray(m, np.uint8), o.copy(), tuple(cell))
             self._count += 1
@@ -121,13 +120,8 @@ class Elite:
             out.append((cell, w[sel], np.stack([items[k][2] for k in sel]), np.stack([items[k][3] for k in sel])))
         return out
 
-    def members(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(fitness, masks, offsets) of the kept masks, best first (masks of one grid size)."""
-        items = sorted(self._heap, key=lambda t: (-t[0], -t[1]))
-        return (np.array([-t[0] for t in items]), np.stack([t[2] for t in items]), np.stack([t[3] for t in items]))
-
     @staticmethod
     def weights(fitness: np.ndarray) -> np.ndarray:
-        """Weights of :meth:`members`' masks from their fitness (best first), summing to 1."""
+        """Weights of masks from their fitness (sorted best first), summing to 1."""
         w = (fitness[-1] - fitness) + 1e-12 if len(fitness) > 1 else np.ones(1)
         return w / w.sum()

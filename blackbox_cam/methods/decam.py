@@ -232,7 +232,7 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: flo
         g2 = refined_grid(g)
         search.set_grid(g2)
         res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g2 * g2), maxiter=fine - 1,
-                                     init=np.clip(refine_genomes(res.population, g), 0.0, 1.0),
+                                     init=refine_genomes(res.population, g),
                                      rng=np.random.default_rng([seed, 13]), **common)
     maps = search.maps()
     extra: dict[str, Any] = {
