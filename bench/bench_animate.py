@@ -44,11 +44,11 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from blackbox_cam import animate as A
-    from blackbox_cam import movie
-    from blackbox_cam.images import load_image
+    from blackbox_cam.jobs.animate import job as A
+    from blackbox_cam.pictures import movie
+    from blackbox_cam.io.images import load_image
     from blackbox_cam.metrics import road_images
-    from blackbox_cam.runtime import Classifier
+    from blackbox_cam.model.runtime import Classifier
 
     clf = Classifier(args.model, device="cpu")
     image = load_image(args.image)

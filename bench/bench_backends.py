@@ -5,7 +5,7 @@ in turn), so load from other processes on a shared machine hits all of them alik
 over rounds are reported, and ratios are taken within a round.
 
 * raw: images/s of ``session.run`` alone on a ready batch at each backend's automatic batch
-  size (what :class:`~blackbox_cam.runtime.Classifier` picks when ``--batch-size`` is not given);
+  size (what :class:`~blackbox_cam.model.runtime.Classifier` picks when ``--batch-size`` is not given);
 * methods: DE-CAM and RISE at ``--budget`` queries per image on the bundled images, seconds
   (and CPU-seconds of the process) per image per backend; with ``--ov-python`` also OpenVINO
   XAI's RISE at the same number of masks (with its default CPU pinning and with pinning off, as
@@ -141,7 +141,7 @@ def sweep(batches: list[int], rounds: int, seconds: float) -> list[dict]:
     """Raw images/s of OpenVINO configurations and ONNX Runtime at each batch, interleaved."""
     import openvino as ov
 
-    from blackbox_cam.backends import compile_model
+    from blackbox_cam.model.backends import compile_model
     core = ov.Core()
     payload = MODEL.read_bytes()
     configs = {f"openvino {hint.lower()}{'' if pin else ' no-pin'}": {
@@ -255,7 +255,7 @@ def main(argv=None) -> None:
         print("\n".join(md))
         return
     from blackbox_cam import Classifier, load_image
-    from blackbox_cam.backends import BACKENDS
+    from blackbox_cam.model.backends import BACKENDS
     clfs = {b: Classifier(MODEL, backend=b, device="cpu") for b, cls in BACKENDS.items() if cls.available()}
     rates = raw(clfs, a.rounds, a.seconds)
     imgs = [(n, load_image(ROOT / "models" / "images" / n)) for n in IMAGES[:a.images]]

@@ -95,7 +95,7 @@ def main() -> None:
     import onnxruntime as ort
 
     from blackbox_cam.methods import gradcam as gc
-    from blackbox_cam.runtime import Classifier, make_session
+    from blackbox_cam.model.runtime import Classifier, make_session
 
     clf = Classifier(args.model, device="cpu", batch_size=args.batch, backend="onnxruntime")  # ORT's threads
     if args.ort_threads:  # gradient sessions copy the classifier session's thread count

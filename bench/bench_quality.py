@@ -63,12 +63,12 @@ def load_planted(n: int, batch_size: int | None = None):
 
 def score(clf, x, sal, target, box) -> dict:
     """The library's metrics of one model-resolution map (no ROAD; box in model pixels, no tolerance)."""
-    from blackbox_cam.compare import MetricSettings, score_map
+    from blackbox_cam.jobs.compare.job import MetricSettings, score_map
     return score_map(clf, x, sal, target, MetricSettings(road=False, tolerance=0.0), box)
 
 
 def run_dataset(name, clf, items, methods, budgets, seed, rows, save, ov_python=None, ov_budgets=()):
-    from blackbox_cam.explain import explain_image
+    from blackbox_cam.explainer.pipeline import explain_image
 
     xs, targets = [], []
     for img_name, image, box in items:
@@ -104,7 +104,7 @@ def run_openvino(ov_python, clf, name, items, xs, targets, budgets):
         for i, ((img_name, _, box), x, t) in enumerate(zip(items, xs, targets)):
             sal = r["maps"][i]
             if sal.shape != x.shape[1:]:
-                from blackbox_cam.images import resize_map
+                from blackbox_cam.io.images import resize_map
                 sal = resize_map(sal, x.shape[1:])
             row = {"dataset": name, "image": img_name, "method": method, "budget": int(budget), "target": t,
                    "queries": r["queries"][i], "seconds": r["seconds"][i]}

@@ -95,7 +95,7 @@ def source_files(method: str) -> list[Path]:
         if isinstance(owner, str) and owner.startswith("blackbox_cam.") and owner in sys.modules:
             names.add(owner)
     files = {Path(sys.modules[n].__file__) for n in names}
-    files |= {ROOT / "blackbox_cam" / "methods" / "perturb.py", ROOT / "blackbox_cam" / "masks.py"}
+    files |= {ROOT / "blackbox_cam" / "methods" / "perturb.py", ROOT / "blackbox_cam" / "methods" / "masks.py"}
     return sorted(files)
 
 
@@ -224,7 +224,7 @@ class Store:
 
 def run_set(set_name, d, tasks, args, store: Store, cache: Path | None) -> None:
     from blackbox_cam import Classifier
-    from blackbox_cam.explain import explain_image
+    from blackbox_cam.explainer.pipeline import explain_image
 
     clf = Classifier(d["model"], device="cpu", batch_size=args.batch_size)
     xs = [clf.prepare(im.astype(np.float32)) for im in d["images"]]
@@ -271,7 +271,7 @@ def run_set(set_name, d, tasks, args, store: Store, cache: Path | None) -> None:
 
 def run_openvino(set_name, d, clf, xs, tasks, todo: dict[int, list[int]], args, store, cache) -> None:
     """One OpenVINO XAI worker per budget (both methods), so a stop loses at most one budget."""
-    from blackbox_cam.images import resize_map
+    from blackbox_cam.io.images import resize_map
     from blackbox_cam.methods.base import normalise
 
     if not args.ov_python:
@@ -312,13 +312,13 @@ def run_openvino(set_name, d, clf, xs, tasks, todo: dict[int, list[int]], args, 
 
 # -- summary ----------------------------------------------------------------------------------
 def _bounds(key: str) -> tuple[float, float]:
-    from blackbox_cam.compare import METRICS
+    from blackbox_cam.jobs.compare.job import METRICS
     return METRICS[key]["range"] if key in METRICS else (-math.inf, math.inf)
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
     """Per (set, label, budget): mean and 95 % t-interval of every metric and cost."""
-    from blackbox_cam.compare import interval
+    from blackbox_cam.jobs.compare.job import interval
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["set"], r["label"], r["budget"]), []).append(r)
@@ -333,8 +333,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
 
 def paired(rows: list[dict]) -> list[dict]:
     """Per set and budget: every DE-CAM label minus every baseline, paired by image (95 % t)."""
-    from blackbox_cam.compare import interval
-    from blackbox_cam.compare import METRICS
+    from blackbox_cam.jobs.compare.job import interval
+    from blackbox_cam.jobs.compare.job import METRICS
     by = {(r["set"], r["label"], r["budget"], r["index"]): r for r in rows}
     have: dict[tuple, set] = {}
     for (s, lb, b, i) in by:
@@ -447,7 +447,7 @@ def plot(agg: list[dict], path: Path, x: str = "budget") -> None:
                     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(bud))
                     ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([str(b) for b in bud]))
                     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-            from blackbox_cam.compare import METRICS
+            from blackbox_cam.jobs.compare.job import METRICS
             ax.set_title(f"{s}: {METRICS[k]['label']} ({'higher' if METRICS[k]['higher'] else 'lower'} better)",
                          fontsize=9)
             ax.set_xlabel("budget (queries)" if x == "budget" else "seconds per image (mean)", fontsize=8)

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from blackbox_cam import Classifier, load_image
-from blackbox_cam.masks import upsample
+from blackbox_cam.methods.masks import upsample
 from blackbox_cam.methods import METHODS
 from blackbox_cam.methods.base import normalise
 from blackbox_cam.metrics.causal import deletion, insertion

@@ -10,13 +10,13 @@ Python API in three lines::
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .errors import BlackboxCamError, BudgetExceeded  # noqa: E402
-from .explain import Result, explain_image, resolve_target  # noqa: E402
-from .images import load_image  # noqa: E402
+from .explainer.pipeline import Result, explain_image, resolve_target  # noqa: E402
+from .io.images import load_image  # noqa: E402
 from .methods import METHODS, Explanation  # noqa: E402
-from .runtime import Classifier  # noqa: E402
+from .model.runtime import Classifier  # noqa: E402
 
 __all__ = ["BlackboxCamError", "BudgetExceeded", "Classifier", "Explanation", "METHODS", "Result",
            "explain_image", "load_image", "resolve_target", "__version__"]

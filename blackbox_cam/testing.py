@@ -8,9 +8,9 @@
         assert_evidence("models/clever_hans/clean.onnx", ["models/clever_hans/images/field_0_square.png"],
                         forbid="models/clever_hans/timestamp_mask.png", method="gradcam")
 
-:func:`assert_evidence` runs the same rule as ``blackbox-cam gate`` (:mod:`blackbox_cam.gate`)
+:func:`assert_evidence` runs the same rule as ``blackbox-cam gate`` (:mod:`blackbox_cam.jobs.gate.job`)
 and raises :class:`AssertionError` listing every failing image with its measured share, so
-pytest (or unittest) shows why. It returns the :class:`~blackbox_cam.gate.GateReport` for
+pytest (or unittest) shows why. It returns the :class:`~blackbox_cam.jobs.gate.job.GateReport` for
 further checks.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .errors import BlackboxCamError
-from .gate import MAX_FAIL_RATE, MAX_SHARE, MIN_SHARE, GateReport, GateRule, run_gate
-from .regions import Region, parse_region
+from .jobs.gate.job import MAX_FAIL_RATE, MAX_SHARE, MIN_SHARE, GateReport, GateRule, run_gate
+from .jobs.gate.regions import Region, parse_region
 
 
 
@@ -63,14 +63,14 @@ def assert_evidence(model: Any, images: Iterable[Any], *, forbid: Any = None, re
 
     Parameters
     ----------
-    model : a path to an ``.onnx`` file or a :class:`~blackbox_cam.runtime.Classifier`.
+    model : a path to an ``.onnx`` file or a :class:`~blackbox_cam.model.runtime.Classifier`.
     images : image files, folders, manifest CSVs, or ``H x W x 3`` RGB arrays (0..255).
     forbid, require : regions (see :func:`as_regions`); several are united.
-    max_share, min_share, max_fail_rate : the thresholds of :class:`~blackbox_cam.gate.GateRule`.
+    max_share, min_share, max_fail_rate : the thresholds of :class:`~blackbox_cam.jobs.gate.job.GateRule`.
     method : a registered method name, or several.
-    target, budget, seed : as for :func:`~blackbox_cam.explain.explain_image`.
+    target, budget, seed : as for :func:`~blackbox_cam.explainer.pipeline.explain_image`.
     options : method options, e.g. ``{"layer": "/relu4/Relu"}`` or ``{"grid": 6}``.
-    classifier_kwargs : passed to :class:`~blackbox_cam.runtime.Classifier` when ``model`` is a path.
+    classifier_kwargs : passed to :class:`~blackbox_cam.model.runtime.Classifier` when ``model`` is a path.
 
     Raises
     ------
@@ -80,7 +80,7 @@ def assert_evidence(model: Any, images: Iterable[Any], *, forbid: Any = None, re
         a usage error (bad region, threshold, method) before any model query.
     """
     __tracebackhide__ = True  # pytest shows the assertion, not this helper's frames
-    from .runtime import Classifier
+    from .model.runtime import Classifier
 
     rule = GateRule(max_share=max_share, min_share=min_share, max_fail_rate=max_fail_rate)
     methods = [method] if isinstance(method, str) else list(method)

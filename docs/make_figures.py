@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from blackbox_cam import Classifier, explain_image, load_image
-from blackbox_cam.render import overlay, panel
+from blackbox_cam.pictures.render import overlay, panel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,9 @@ def main() -> None:
 
 def animation(clf, image) -> None:
     """CAManim of Grad-CAM over EfficientNet-Lite0's 20 block outputs, with ybROAD (README)."""
-    from blackbox_cam.animate import animate
-    from blackbox_cam.movie import contact_sheet
-    from blackbox_cam.ybroad import ybroad_plot
+    from blackbox_cam.jobs.animate.job import animate
+    from blackbox_cam.pictures.movie import contact_sheet
+    from blackbox_cam.jobs.animate.ybroad import ybroad_plot
 
     anim = animate(clf, image, "gradcam", layers="blocks", road=True)
     contact_sheet(anim, "layer", tile=120).save(ROOT / "docs/img/animate_chelsea_sheet.png", optimize=True)

@@ -13,13 +13,13 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from blackbox_cam import Classifier, metrics
-from blackbox_cam import animate as A
-from blackbox_cam import movie
-from blackbox_cam.cams import resize_bilinear, upsample_cams
+from blackbox_cam.jobs.animate import job as A
+from blackbox_cam.pictures import movie
+from blackbox_cam.methods.cams import resize_bilinear, upsample_cams
 from blackbox_cam.cli import main
 from blackbox_cam.errors import BlackboxCamError
-from blackbox_cam.explain import explain_image
-from blackbox_cam.images import load_image
+from blackbox_cam.explainer.pipeline import explain_image
+from blackbox_cam.io.images import load_image
 
 from conftest import IMAGES, ROOT, save_model
 

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from blackbox_cam import BlackboxCamError, BudgetExceeded, Classifier, explain_image
-from blackbox_cam import backends
-from blackbox_cam.backends import BACKENDS, BackendError, compile_model, run_batched
+from blackbox_cam.model import backends
+from blackbox_cam.model.backends import BACKENDS, BackendError, compile_model, run_batched
 from blackbox_cam.cli import main
 
 from conftest import EFFNET, IMAGES, PLANTED, linear_classifier, require, save_model
@@ -86,13 +86,13 @@ def test_unknown_backend_is_one_clear_line(planted_path):
 
 
 def test_auto_is_onnxruntime_cuda_only_when_cuda_initialises(monkeypatch):
-    from blackbox_cam.backends import onnxruntime as ort_backend
+    from blackbox_cam.model.backends import onnxruntime as ort_backend
     monkeypatch.setattr(ort_backend, "cuda_works", lambda: True)
     assert backends.resolve("auto", "auto") == ("onnxruntime", "cuda")
     assert backends.resolve("auto", "cpu")[1] == "cpu"
     monkeypatch.setattr(ort_backend, "cuda_works", lambda: False)
-    cpu_default = "openvino" if "openvino" in BACKENDS and BACKENDS["openvino"].available() else "onnxruntime"
-    assert backends.resolve("auto", "auto") == (cpu_default, "cpu")
+    # on CPU, auto is ONNX Runtime even where OpenVINO is installed (it measured faster here)
+    assert backends.resolve("auto", "auto") == ("onnxruntime", "cpu")
 
 
 def test_cli_prints_the_backend_once_and_records_it(tmp_path, planted_path, heldout):
@@ -215,7 +215,7 @@ def test_openvino_missing_says_how_to_install_exit_2(monkeypatch, planted_path, 
     assert backends.resolve("auto", "cpu") == ("onnxruntime", "cpu")  # auto does without it
 
 
-def test_model_openvino_cannot_read_fails_in_one_line_or_falls_back(tmp_path, caplog):
+def test_model_openvino_cannot_read_fails_in_one_line(tmp_path, caplog):
     _installed("openvino")
     path = _scaler_head(tmp_path / "ml.onnx")
     with pytest.raises(BackendError) as e:
@@ -225,14 +225,13 @@ def test_model_openvino_cannot_read_fails_in_one_line_or_falls_back(tmp_path, ca
     assert "ai.onnx.ml.Scaler" in msg  # the backend's own words
     with caplog.at_level("WARNING", logger="blackbox_cam"):
         clf = Classifier(path, backend="auto", device="cpu", preprocess="unit")
-    assert clf.session.name == "onnxruntime"
-    said = [r.getMessage() for r in caplog.records if r.name == "blackbox_cam"]
-    assert len(said) == 1 and "OpenVINO cannot read the model" in said[0] and "using onnxruntime" in said[0]
+    assert clf.session.name == "onnxruntime"  # auto never tries OpenVINO, so nothing to fall back from
+    assert not [r for r in caplog.records if r.name == "blackbox_cam"]
 
 
 def test_gradient_graph_falls_back_to_onnxruntime_with_one_line(monkeypatch, caplog, planted_path, heldout):
     _installed("openvino")
-    from blackbox_cam.backends.openvino import OpenVinoSession
+    from blackbox_cam.model.backends.openvino import OpenVinoSession
     clf = Classifier(planted_path, backend="openvino", device="cpu")
     ref = explain_image(Classifier(planted_path, backend="onnxruntime", device="cpu"),
                         heldout["images"][0].astype(np.float32), "gradcam")

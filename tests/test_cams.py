@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blackbox_cam import cams
+from blackbox_cam.methods import cams
 from blackbox_cam.errors import BlackboxCamError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def test_scale_cam_uses_pytorch_grad_cams_epsilon_and_maps_constants_to_zero():
 from blackbox_cam import gradients  # noqa: E402  (the package's own module: a failure, never a skip)
 from blackbox_cam.methods import METHODS as REGISTRY
 from blackbox_cam.methods import gradcam as gc
-from blackbox_cam.runtime import Classifier
+from blackbox_cam.model.runtime import Classifier
 
 _CLFS: dict = {}
 
@@ -311,7 +311,7 @@ def test_gradcam_on_efficientnet_lite0_looks_at_the_cat_in_chelsea():
     """Chelsea (451x300) is squashed to 224x224; the cat's face (eyes, nose, cheeks) lies in
     rows 30..200, columns 30..185 of that (original: x 60..372, y 40..268). The map's maximum
     must lie there and the box must hold clearly more than its share of the map's mass."""
-    from blackbox_cam.images import load_image
+    from blackbox_cam.io.images import load_image
 
     clf = _clf("efficientnet_lite0")
     x = clf.prepare(load_image(CHELSEA))

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from blackbox_cam.cli import main
-from blackbox_cam.compare import interval, parse_methods, read_boxes
+from blackbox_cam.jobs.compare.job import interval, parse_methods, read_boxes
 from blackbox_cam.errors import BlackboxCamError
 
 N_IMAGES = 3

@@ -30,7 +30,7 @@ def png(tmp_path, heldout):
 @pytest.fixture()
 def counted(monkeypatch):
     """Every image any Classifier scores, however it was created (the CLI makes its own)."""
-    from blackbox_cam.runtime import Classifier
+    from blackbox_cam.model.runtime import Classifier
     seen = {"images": 0}
     scores = Classifier.scores
 
@@ -218,8 +218,8 @@ def test_cli_explain_scores_each_image_once_for_all_methods(tmp_path, planted_pa
 
 def test_compare_resolves_the_target_and_scores_the_image_once(planted, heldout, tmp_path, monkeypatch):
     """Regression: compare scored and resolved each image once, then explain_image did it again per method."""
-    from blackbox_cam import compare as cmp
-    from blackbox_cam import explain as ex
+    from blackbox_cam.jobs.compare import job as cmp
+    from blackbox_cam.explainer import pipeline as ex
     p = tmp_path / "a.png"
     Image.fromarray(heldout["images"][1]).save(p)
     resolved = {"n": 0}

@@ -10,8 +10,7 @@ from PIL import Image
 
 from blackbox_cam import BlackboxCamError, Classifier
 from blackbox_cam.cli import main
-from blackbox_cam.dataset import (MapCache, expand_inputs, explain_cached, read_ground_truth, read_manifest,
-                                  resolve_label)
+from blackbox_cam.jobs.dataset import MapCache, expand_inputs, explain_cached, read_ground_truth, read_manifest, resolve_label
 
 
 @pytest.fixture()

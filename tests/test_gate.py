@@ -11,8 +11,8 @@ from PIL import Image
 
 from blackbox_cam.cli import main
 from blackbox_cam.errors import BlackboxCamError
-from blackbox_cam.gate import GateCase, GateRule, ImageCheck, check_map, evidence_share, method_verdict, peak_in
-from blackbox_cam.regions import check_regions, parse_region, union
+from blackbox_cam.jobs.gate.job import GateCase, GateRule, ImageCheck, check_map, evidence_share, method_verdict, peak_in
+from blackbox_cam.jobs.gate.regions import check_regions, parse_region, union
 
 from conftest import MODELS, require
 

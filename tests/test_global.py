@@ -12,9 +12,9 @@ from PIL import Image
 
 from blackbox_cam import Classifier
 from blackbox_cam.cli import main
-from blackbox_cam.dataset import expand_inputs
-from blackbox_cam.globaljob import run_global
-from blackbox_cam.globalmaps import Aggregator, normalise_map
+from blackbox_cam.jobs.dataset import expand_inputs
+from blackbox_cam.jobs.global_.job import run_global
+from blackbox_cam.jobs.global_.maps import Aggregator, normalise_map
 from blackbox_cam.metrics import peppr as pep
 
 
@@ -233,8 +233,8 @@ def test_manifest_labels_are_the_ground_truth(tmp_path, planted_path, dataset, h
 # -- Ray ------------------------------------------------------------------------------------------
 def test_ray_run_equals_serial_run(tmp_path, planted_path, dataset):
     ray = pytest.importorskip("ray", reason="the test extra installs ray")
-    from blackbox_cam.executors import RayExecutor
-    from blackbox_cam.dataset import MapCache
+    from blackbox_cam.jobs.global_.executors import RayExecutor
+    from blackbox_cam.jobs.dataset import MapCache
 
     clf = Classifier(planted_path, device="cpu")
     items = [it for it in expand_inputs([dataset]) if not it.skip][:6]

@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from blackbox_cam.cli import main
-from blackbox_cam.output import RecordBook, json_text, write_json
+from blackbox_cam.io.output import RecordBook, json_text, write_json
 
 from conftest import save_model
 
@@ -116,7 +116,7 @@ def test_second_run_into_the_same_out_keeps_the_first_runs_records(tmp_path, pla
 def test_concurrent_runs_lose_no_records(tmp_path):
     script = textwrap.dedent("""
         import sys
-        from blackbox_cam.output import RecordBook
+        from blackbox_cam.io.output import RecordBook
         book = RecordBook(sys.argv[1])
         for i in range(25):
             book.commit({"image": f"{sys.argv[2]}/img{i}.png", "method": "rise"}, {"npy": b"x" * 1000})
@@ -155,7 +155,7 @@ def test_output_files_get_the_normal_mode_not_0600(tmp_path, planted_path, pics)
 
 # -- 9. Ctrl-C -------------------------------------------------------------------------------------------
 def test_ctrl_c_exits_130_and_leaves_no_temp_file_or_unlisted_map(tmp_path, planted_path, pics, monkeypatch):
-    import blackbox_cam.output as output
+    import blackbox_cam.io.output as output
     real = output.write_bytes
 
     def interrupted_write(path, data):

@@ -16,7 +16,7 @@ from PIL import Image
 from blackbox_cam import Classifier, explain_image
 from blackbox_cam.cli import main
 from blackbox_cam.errors import BlackboxCamError
-from blackbox_cam.images import MAX_SIDE, read_image
+from blackbox_cam.io.images import MAX_SIDE, read_image
 
 from conftest import linear_classifier, save_model
 from hostile_util import png_header_only

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from blackbox_cam.masks import accumulate, baseline, compose, upsample
+from blackbox_cam.methods.masks import accumulate, baseline, compose, upsample
 
 
 def reference_mask(mask, size, cell, off, smooth):

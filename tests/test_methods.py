@@ -89,7 +89,7 @@ def test_refined_genomes_keep_each_individuals_mask():
     """The coarse-to-fine switch carries the population over: each refined genome, upsampled,
     keeps the coarse mask on almost every pixel (97 % on average, measured; no pixel may move by
     more than half a coarse cell)."""
-    from blackbox_cam.masks import upsample
+    from blackbox_cam.methods.masks import upsample
     rng = np.random.default_rng(0)
     g, size = 10, (96, 96)
     g2 = refined_grid(g)

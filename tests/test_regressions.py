@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_masks_baseline_defaults_to_zeros_like_every_method():
     """Regression: ``masks.baseline`` defaulted to blur while every caller used zeros."""
-    from blackbox_cam.masks import baseline
+    from blackbox_cam.methods.masks import baseline
     x = np.random.default_rng(0).normal(size=(3, 16, 16)).astype(np.float32)
     assert not baseline(x).any()
 
@@ -28,17 +28,17 @@ def test_decam_plan_needs_only_the_budget():
 
 def test_preprocessing_has_no_unused_inverse():
     """Regression: ``Preprocessing.invert`` was dead code (nothing draws from model space)."""
-    from blackbox_cam.preprocess import Preprocessing
+    from blackbox_cam.model.preprocess import Preprocessing
     assert not hasattr(Preprocessing, "invert")
 
 
 def test_a_broken_whitebox_module_breaks_the_import_instead_of_hiding_methods():
     """Regression: ``methods/__init__.py`` imported gradcam "optionally": a broken ``cams`` module
     silently removed the white-box methods."""
-    code = "import sys; sys.modules['blackbox_cam.cams'] = None; import blackbox_cam.methods"
+    code = "import sys; sys.modules['blackbox_cam.methods.cams'] = None; import blackbox_cam.methods"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        env={"PYTHONPATH": str(ROOT), "PATH": ""})
-    assert r.returncode != 0 and "blackbox_cam.cams" in r.stderr
+    assert r.returncode != 0 and "blackbox_cam.methods.cams" in r.stderr
 
 
 def test_no_optional_imports_of_the_packages_own_modules():
@@ -106,7 +106,7 @@ def test_bench_quality_scores_maps_with_the_librarys_score_map():
 
 
 def test_score_map_adds_localisation_for_a_box(planted, heldout):
-    from blackbox_cam.compare import MetricSettings, score_box, score_map
+    from blackbox_cam.jobs.compare.job import MetricSettings, score_box, score_map
     x = planted.prepare(heldout["images"][0].astype(np.float32))
     sal = np.zeros(x.shape[1:], np.float32)
     sal[10:20, 30:40] = 1.0

@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto
 
 from blackbox_cam import BlackboxCamError, BudgetExceeded, Classifier
-from blackbox_cam.signature import detect_layout
+from blackbox_cam.model.signature import detect_layout
 
 from conftest import PLANTED, linear_classifier, require
 

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from blackbox_cam import BlackboxCamError, Classifier
 from blackbox_cam.gradients import build_gradient_model
-from blackbox_cam.signature import read_model, softmax_tail
+from blackbox_cam.model.signature import read_model, softmax_tail
 
 from conftest import linear_classifier, save_model
 

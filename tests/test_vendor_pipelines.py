@@ -11,8 +11,8 @@ from PIL import Image
 from blackbox_cam import Classifier, explain_image
 from blackbox_cam.cli import main
 from blackbox_cam.errors import BlackboxCamError
-from blackbox_cam.geometry import Geometry
-from blackbox_cam.images import resize
+from blackbox_cam.model.geometry import Geometry
+from blackbox_cam.io.images import resize
 
 from hostile_util import pooled_linear
 

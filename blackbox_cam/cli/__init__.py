@@ -2,7 +2,7 @@
 
 One module per command (``explain``, ``layers``, ``compare``, ...), shared options in
 :mod:`.options`, the group in :mod:`._group`. Each command parses its options, loads the model
-through :class:`blackbox_cam.runtime.Classifier` and calls the library; method choices come from
+through :class:`blackbox_cam.model.runtime.Classifier` and calls the library; method choices come from
 the registry so the CLI cannot drift from the API. User errors print one line (``error: ...``)
 and exit non-zero without a traceback.
 """

@@ -1,7 +1,7 @@
 """``blackbox-cam animate``: CAManim, the explanation through every layer or through the search.
 
-Parses options, loads the model, and calls :func:`blackbox_cam.animate.animate` and
-:func:`blackbox_cam.animate.write_animation`; no map or metric code lives here.
+Parses options, loads the model, and calls :func:`blackbox_cam.jobs.animate.job.animate` and
+:func:`blackbox_cam.jobs.animate.job.write_animation`; no map or metric code lives here.
 """
 from __future__ import annotations
 
@@ -71,10 +71,10 @@ def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: s
       blackbox-cam animate models/efficientnet_lite0.onnx models/images/chelsea.png --layers blocks
       blackbox-cam animate model.onnx cat.png -m decam --budget 1000 --no-road --format mp4
     """
-    from ..animate import animate as run_animation, select_layers, write_animation
-    from ..dataset import expand_inputs
-    from .. import movie
-    from ..output import ensure_dir
+    from ..jobs.animate.job import animate as run_animation, select_layers, write_animation
+    from ..jobs.dataset import expand_inputs
+    from ..pictures import movie
+    from ..io.output import ensure_dir
 
     names = methods
     bad = [m for m in names if m not in ANIMATABLE]

@@ -1,7 +1,7 @@
 """``blackbox-cam compare``: several methods on the same images, scored and reported side by side.
 
-Parses, loads, and calls :func:`blackbox_cam.compare.compare_images` and
-:func:`blackbox_cam.report.write_report`; no metric code lives here.
+Parses, loads, and calls :func:`blackbox_cam.jobs.compare.job.compare_images` and
+:func:`blackbox_cam.jobs.compare.report.write_report`; no metric code lives here.
 """
 from __future__ import annotations
 
@@ -52,11 +52,11 @@ def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Pa
     OUT/panels/*.png. An image that fails is recorded and the rest go on; the exit code is 1 if
     any image or method failed.
     """
-    from ..compare import MetricSettings, compare_images, read_boxes
-    from ..output import ensure_dir
-    from ..report import write_report
+    from ..jobs.compare.job import MetricSettings, compare_images, read_boxes
+    from ..io.output import ensure_dir
+    from ..jobs.compare.report import write_report
 
-    from ..dataset import MapCache, expand_inputs
+    from ..jobs.dataset import MapCache, expand_inputs
 
     given = method_kwargs(kw)
     bind_all(methods, budget, given)  # options and budget checked before the model is even loaded

@@ -46,10 +46,10 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
       blackbox-cam explain model.onnx imgs/*.jpg -m decam,rise --budget 1000 --seed 1
       blackbox-cam explain model.onnx cat.png -m gradcam --target "tabby, tabby cat"
     """
-    from ..dataset import MapCache, expand_inputs, explain_cached
-    from ..explain import resolve_target, score_image
-    from ..output import RecordBook, ensure_dir, npy_bytes, png_bytes
-    from ..render import overlay
+    from ..jobs.dataset import MapCache, expand_inputs, explain_cached
+    from ..explainer.pipeline import resolve_target, score_image
+    from ..io.output import RecordBook, ensure_dir, npy_bytes, png_bytes
+    from ..pictures.render import overlay
 
     given = method_kwargs(kw)
     bind_all(methods, budget, given)  # options and budget checked before the model is even loaded

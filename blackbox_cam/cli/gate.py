@@ -1,8 +1,8 @@
 """``blackbox-cam gate``: fail a CI build when a model's evidence lies where it must not.
 
 Parses and validates (thresholds, regions against every image) before any model query, then
-calls :func:`blackbox_cam.gate.run_gate`; writes ``gate.json``, failure overlays and the JUnit
-report (:mod:`blackbox_cam.junit`). Exit codes: 0 the gate passed, 1 it failed (or an image
+calls :func:`blackbox_cam.jobs.gate.job.run_gate`; writes ``gate.json``, failure overlays and the JUnit
+report (:mod:`blackbox_cam.jobs.gate.junit`). Exit codes: 0 the gate passed, 1 it failed (or an image
 could not be checked), 2 usage error (nothing written but the output folder).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ..gate import MAX_FAIL_RATE, MAX_SHARE, MIN_SHARE
+from ..jobs.gate.job import MAX_FAIL_RATE, MAX_SHARE, MIN_SHARE
 from ..methods import METHODS
 from .options import classifier_kwargs, method_kwargs, method_options, methods_option, model_options, run_options
 
@@ -67,14 +67,14 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
       blackbox-cam gate models/clever_hans/clever_hans.onnx models/clever_hans/images \\
           --forbid models/clever_hans/timestamp_mask.png -m gradcam --junit gate.xml
     """
-    from ..dataset import MapCache, expand_inputs
-    from ..gate import GateRule, check_inputs, run_gate
-    from ..junit import write_junit
+    from ..jobs.dataset import MapCache, expand_inputs
+    from ..jobs.gate.job import GateRule, check_inputs, run_gate
+    from ..jobs.gate.junit import write_junit
     from ..methods import bind_all
-    from ..output import ensure_dir, write_json, write_png
-    from ..regions import parse_region
-    from ..render import region_overlay
-    from ..runtime import Classifier
+    from ..io.output import ensure_dir, write_json, write_png
+    from ..jobs.gate.regions import parse_region
+    from ..pictures.render import region_overlay
+    from ..model.runtime import Classifier
 
     rule = GateRule(max_share=max_share, min_share=min_share, max_fail_rate=max_fail_rate)
     options = method_kwargs(kw)

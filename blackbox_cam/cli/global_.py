@@ -59,10 +59,10 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
       blackbox-cam global model.onnx scans/ -m decam --budget 500 --ray           # local Ray
       blackbox-cam global model.onnx manifest.csv --ray ray://head:10001          # a cluster
     """
-    from ..executors import make_executor
-    from ..globaljob import run_global
+    from ..jobs.global_.executors import make_executor
+    from ..jobs.global_.job import run_global
     from ..methods import bind_all
-    from ..runtime import Classifier
+    from ..model.runtime import Classifier
 
     options = method_kwargs(kw)
     bind_all([method], budget, options)  # options and budget checked before the model is loaded

@@ -13,7 +13,7 @@ def layers(model: Path, show_all: bool) -> None:
     """List MODEL's candidate layers for the white-box methods; * marks the default."""
     from ..errors import BlackboxCamError
     from ..methods.gradcam import list_layers
-    from ..runtime import load_onnx
+    from ..model.runtime import load_onnx
 
     every = list_layers(load_onnx(model))
     rows = every if show_all else [r for r in every if r.shape is not None and len(r.shape) == 4]

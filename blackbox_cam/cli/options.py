@@ -11,10 +11,10 @@ from typing import Any, Callable, Sequence
 
 import click
 
-from ..backends import CHOICES as BACKENDS, DEVICES
-from ..geometry import RESIZE_MODES
+from ..model.backends import AUTO_REASON, CHOICES as BACKENDS, DEVICES
+from ..model.geometry import RESIZE_MODES
 from ..methods import METHODS, Option, parse_methods
-from ..preprocess import LAYOUTS, PRESETS
+from ..model.preprocess import LAYOUTS, PRESETS
 
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,8 +67,8 @@ def classifier_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_classifier(model: Any, kw: dict[str, Any]) -> Any:
-    """The :class:`~blackbox_cam.runtime.Classifier` the model options describe (popped from ``kw``)."""
-    from ..runtime import Classifier
+    """The :class:`~blackbox_cam.model.runtime.Classifier` the model options describe (popped from ``kw``)."""
+    from ..model.runtime import Classifier
 
     return Classifier(model, **classifier_kwargs(kw))
 
@@ -76,7 +76,8 @@ def load_classifier(model: Any, kw: dict[str, Any]) -> Any:
 def announce_backend(clf: Any) -> None:
     """Say once, on stderr, which backend and device run the model (after the options are checked,
     so a bad option is still the only line)."""
-    click.echo(f"backend: {clf.session.describe()}, batch {clf.batch_size}", err=True)
+    why = f" ({AUTO_REASON})" if clf.backend_request == "auto" and clf.session.device == "cpu" else ""
+    click.echo(f"backend: {clf.session.describe()}, batch {clf.batch_size}{why}", err=True)
 
 
 

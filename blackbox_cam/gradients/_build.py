@@ -14,7 +14,7 @@ from blackbox_cam.gradients._graph import (
     FLOAT_TYPES, NameMaker, all_names, downstream, graph_facts, image_inputs, upstream)
 from blackbox_cam.gradients._prepare import prepare_model
 from blackbox_cam.gradients.rules import RULES, Grad, supported_ops
-from blackbox_cam.signature import ModelSignature, softmax_tail
+from blackbox_cam.model.signature import ModelSignature, softmax_tail
 
 
 @dataclass
@@ -42,8 +42,8 @@ class GradientModel:
         return self.seed_shape[-1] if self.seed_shape else None
 
     def session(self, backend: str = "onnxruntime", device: str = "cpu"):
-        """The gradient model compiled by :func:`blackbox_cam.backends.compile_model`."""
-        from ..backends import compile_model
+        """The gradient model compiled by :func:`blackbox_cam.model.backends.compile_model`."""
+        from ..model.backends import compile_model
 
         return compile_model(self.model, backend, device)
 
@@ -77,7 +77,7 @@ def _pick_target(graph: onnx.GraphProto, output: str | None, use_probability: bo
                  dtypes: dict[str, int], names: NameMaker) -> tuple[str, list[onnx.NodeProto], str | None]:
     """The tensor to differentiate, the nodes that make it, and the tensor whose shape it has.
 
-    A Softmax tail is found by :func:`blackbox_cam.signature.softmax_tail`, the runtime's rule
+    A Softmax tail is found by :func:`blackbox_cam.model.signature.softmax_tail`, the runtime's rule
     (through Identity/Reshape/Flatten/Squeeze). For the raw score of such a model the shape-only
     nodes after the Softmax are applied again to its input, so the target keeps the output's shape.
     """
@@ -116,7 +116,7 @@ def build_gradient_model(model: onnx.ModelProto, layers: Sequence[str], *,
 
     score = sum(seed * target), target = the raw logits (the output itself, or the input of a
     final Softmax); with ``use_probability`` the probabilities (a final Softmax, appended when
-    the model has none). ``signature`` (the classifier's :class:`~blackbox_cam.signature.ModelSignature`)
+    the model has none). ``signature`` (the classifier's :class:`~blackbox_cam.model.signature.ModelSignature`)
     gives the output and, unless ``use_probability`` is given, differentiates what the model
     returns, as pytorch-grad-cam does: the probability for a model ending in a Softmax.
     ``model`` is not modified; it is run through :func:`prepare_model`.

@@ -1,6 +1,6 @@
 """Read-only views of a forward graph: static shapes, dtypes, constants, reachability.
 
-Tensor dims, graph inputs and producers come from :mod:`blackbox_cam.signature`, the one
+Tensor dims, graph inputs and producers come from :mod:`blackbox_cam.model.signature`, the one
 reader of ONNX facts, so the gradient builder and the runtime follow the same rules.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from blackbox_cam.gradients.rules import GraphFacts
-from blackbox_cam.signature import dims as tensor_dims
-from blackbox_cam.signature import graph_inputs, static_shape
+from blackbox_cam.model.signature import dims as tensor_dims
+from blackbox_cam.model.signature import graph_inputs, static_shape
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
                onnx.TensorProto.BFLOAT16}

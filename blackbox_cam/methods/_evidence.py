@@ -15,7 +15,7 @@ whatever the budget (so memory does not grow with the number of queries):
   search converged.
 
 :func:`grid_values` samples a batch of shifted low-resolution masks at the fine grid's centres,
-with the bilinear convention of the Numba kernels (:func:`blackbox_cam.masks.axis_weights`).
+with the bilinear convention of the Numba kernels (:func:`blackbox_cam.methods.masks.axis_weights`).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import heapq
 
 import numpy as np
 
-from ..masks import axis_weights
+from .masks import axis_weights
 
 
 def _axis(n_fine: int, size: int, offsets: np.ndarray, cell: float, n_grid: int):
@@ -35,7 +35,7 @@ def grid_values(masks: np.ndarray, cell: tuple[float, float], offsets: np.ndarra
     """Each mask's value at the centres of an ``r x r`` grid over an image of ``size``: ``(B, r*r)``.
 
     ``masks`` is ``(B, g, g)``, ``cell`` the upsampled grid cell in pixels and ``offsets`` the
-    ``(B, 2)`` pixel shifts, exactly as passed to :func:`blackbox_cam.masks.compose`.
+    ``(B, 2)`` pixel shifts, exactly as passed to :func:`blackbox_cam.methods.masks.compose`.
     """
     b, gh, gw = masks.shape
     y0, y1, fy = _axis(r, size[0], offsets[:, 0], cell[0], gh)

@@ -2,7 +2,7 @@
 
 A method is a *hook* ``hook(clf, x, target, *, budget, seed, score, **options) -> MethodOutput``
 registered with :func:`register`, which declares its options (:class:`~.options.Option`), its
-default and minimum query budget. ``clf`` is a :class:`blackbox_cam.runtime.Classifier`, ``x``
+default and minimum query budget. ``clf`` is a :class:`blackbox_cam.model.runtime.Classifier`, ``x``
 the preprocessed image in model space (float32, channels-first ``(C, H, W)`` at the model's
 input size), ``target`` a class index, ``budget`` the queries the hook may spend (``None``:
 no limit), ``score`` the target's probability on the unmasked image (already paid for).
@@ -15,7 +15,7 @@ unmasked image when the caller has not, enforces the budget, counts the queries 
 :class:`Explanation`; nothing patches it afterwards.
 
 Callers use ``METHODS[name].fn(clf, x, target, budget=..., seed=..., **options)`` (the same as
-``METHODS[name].run``) for an :class:`Explanation`; :func:`blackbox_cam.explain.explain_image`
+``METHODS[name].run``) for an :class:`Explanation`; :func:`blackbox_cam.explainer.pipeline.explain_image`
 does that for an image at its own resolution. Registering makes a method appear in the CLI's
 ``--methods`` and its options as CLI flags (the CLI reads :data:`METHODS`, so the two cannot drift).
 """

@@ -51,7 +51,7 @@ import numpy as np
 from scipy.optimize import differential_evolution
 from scipy.stats import qmc
 
-from ..masks import accumulate, baseline as make_baseline, upsample
+from .masks import accumulate, baseline as make_baseline, upsample
 from ._evidence import Elite, RidgeStats, grid_values
 from .base import MethodOutput, normalise, register
 from .options import Option

@@ -2,7 +2,7 @@
 
 :mod:`blackbox_cam.gradients` turns the classifier into a *gradient model* (inputs: the image
 and a ``seed`` row per image; outputs: each chosen layer's activation and the gradient of
-``sum(seed * scores)`` with respect to it); :mod:`blackbox_cam.cams` turns those into maps
+``sum(seed * scores)`` with respect to it); :mod:`blackbox_cam.methods.cams` turns those into maps
 with pytorch-grad-cam's conventions. With a one-hot seed the gradient is that of the target's
 entry in the model's output (pytorch-grad-cam's ``ClassifierOutputTarget``): the raw score,
 or the probability for a model whose output is a Softmax; so maps match pytorch-grad-cam on
@@ -17,7 +17,7 @@ graph, not a query of the black box, and is not counted.
 
 Gradient models and their sessions are built once per classifier and layer set and cached.
 :func:`layer_cams` computes maps for many layers in one run, the CAM formula emitted into the
-graph (:func:`blackbox_cam.cams.add_cam_outputs`) so the run returns ``[N, h, w]`` per layer
+graph (:func:`blackbox_cam.methods.cams.add_cam_outputs`) so the run returns ``[N, h, w]`` per layer
 instead of full activations and gradients.
 """
 from __future__ import annotations
@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import cams
-from ..backends import BackendError, Session, compile_model, first_line, log, run_batched
+from . import cams
+from ..model.backends import BackendError, Session, compile_model, first_line, log, run_batched
 from ..errors import BlackboxCamError
-from ..signature import consumers, producers, value_dims
+from ..model.signature import consumers, producers, value_dims
 from .base import MethodOutput, register
 from .options import Option
 
@@ -43,9 +43,7 @@ _STATE: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 def _gradients():
-    from .. import (
-        gradients,  # imported lazily so the black-box core never needs it
-    )
+    from .. import gradients
 
     return gradients
 
@@ -63,7 +61,7 @@ def _state(clf) -> dict:
 def list_layers(clf_or_model) -> list:
     """The layers Grad-CAM can explain (``LayerInfo``; ``is_default`` marks what ``auto`` uses).
 
-    Accepts a :class:`~blackbox_cam.runtime.Classifier`, an ``onnx.ModelProto`` or a path.
+    Accepts a :class:`~blackbox_cam.model.runtime.Classifier`, an ``onnx.ModelProto`` or a path.
     """
     if hasattr(clf_or_model, "model") and hasattr(clf_or_model, "input_name"):
         return list(_state(clf_or_model)["layers"])
@@ -187,7 +185,7 @@ def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | 
 
 def _run(clf, run: dict, x: np.ndarray, targets: Sequence[int]) -> list[np.ndarray]:
     """Run the gradient model on a model-space batch, ``clf.batch_size`` images per call (a fixed
-    batch padded by :func:`~blackbox_cam.backends.run_batched`)."""
+    batch padded by :func:`~blackbox_cam.model.backends.run_batched`)."""
     x = np.asarray(x, np.float32)
     if x.ndim == 3:
         x = x[None]

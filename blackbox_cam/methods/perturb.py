@@ -1,7 +1,7 @@
 """Shared machinery of the black-box methods: score a stream of masks through the model.
 
 Masks are composed into one reused ``(batch, C, H, W)`` buffer per model call
-(:func:`blackbox_cam.masks.compose`), so memory is bounded by one batch at any budget. The
+(:func:`blackbox_cam.methods.masks.compose`), so memory is bounded by one batch at any budget. The
 buffer holds ``min(batch size, masks to score, MAX_BATCH_BYTES of input)`` images: a
 ``--batch-size 100000`` at budget 300 allocates 300 images at most, and never more than
 :data:`MAX_BATCH_BYTES` (32 MiB; 55 images at 3 x 224 x 224).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..masks import BASELINES, compose
+from .masks import BASELINES, compose
 from .options import Option
 
 #: Declared by every perturbation method (one declaration, one CLI flag, one help text).

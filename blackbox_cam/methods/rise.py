@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..masks import accumulate, baseline as make_baseline
+from .masks import accumulate, baseline as make_baseline
 from .base import MethodOutput, normalise, register
 from .options import Option
 from .perturb import BASELINE_OPTION, MaskScorer

@@ -1,7 +1,7 @@
 """Faithfulness, localisation and agreement metrics for saliency maps.
 
 All model-based metrics take a score function ``prob_fn(batch (N, 3, H, W) model space) ->
-(N, num_classes)`` (e.g. :meth:`blackbox_cam.runtime.Classifier.probabilities`) and query it in
+(N, num_classes)`` (e.g. :meth:`blackbox_cam.model.runtime.Classifier.probabilities`) and query it in
 batches; everything else is numpy/scipy. See ``docs/metrics.md`` for the protocols.
 """
 from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Drawing, with no knowledge of models or methods: heat-map overlays and panels
+(:mod:`.render`), GIF/MP4 movies (:mod:`.movie`). A command's own figures live with the command
+under :mod:`blackbox_cam.jobs`."""
