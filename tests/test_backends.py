@@ -107,6 +107,17 @@ def test_cli_prints_the_backend_once_and_records_it(tmp_path, planted_path, held
     assert rec["backend"]["providers"] == ["CPUExecutionProvider"]
 
 
+def test_auto_says_which_engine_and_why_in_its_one_backend_line(tmp_path, planted_path, heldout):
+    """Regression (issue 23): auto picked OpenVINO on every CPU machine though it measured slower."""
+    from PIL import Image
+    Image.fromarray(heldout["images"][0]).save(tmp_path / "a.png")
+    r = CliRunner().invoke(main, ["explain", str(planted_path), str(tmp_path / "a.png"), "-m", "occlusion",
+                                  "--device", "cpu", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    line = [ln for ln in r.output.splitlines() if ln.startswith("backend: ")]
+    assert len(line) == 1 and line[0].startswith("backend: onnxruntime ") and "auto picks ONNX Runtime" in line[0]
+
+
 # --------------------------------------------------------------------------- agreement
 
 

@@ -259,3 +259,43 @@ def test_ray_run_equals_serial_run(tmp_path, planted_path, dataset):
         ea, eb = a.load(k), b.load(k)
         for name, arr in ea[0].items():
             np.testing.assert_array_equal(arr, eb[0][name])
+
+
+class _FlakyRay:
+    """A stand-in for the ``ray`` module whose ``init`` fails ``fails`` times (as Ray does when its
+    raylet misses the fixed 30 s registration window on a loaded machine); time is simulated."""
+
+    def __init__(self, fails: int, clock: list[float]) -> None:
+        self.fails, self.clock, self.calls, self.shutdowns = fails, clock, 0, 0
+
+    def init(self, **kwargs):
+        self.calls += 1
+        self.clock[0] += 31.0  # each try costs Ray's 30 s wait
+        if self.calls <= self.fails:
+            raise Exception("The current node timed out during startup.\nmore detail")
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+def test_ray_start_is_retried_until_the_configurable_deadline():
+    """Regression (issue 23): the local Ray start was tried twice with Ray's fixed 30 s wait,
+    whatever the machine's load; the deadline is now --ray-start-timeout."""
+    from blackbox_cam.errors import BlackboxCamError
+    from blackbox_cam.jobs.global_.executors import start_ray
+    clock = [0.0]
+    ray = _FlakyRay(fails=3, clock=clock)
+    start_ray(ray, {}, "a local Ray runtime", timeout=120.0, clock=lambda: clock[0])
+    assert ray.calls == 4 and ray.shutdowns == 3
+    clock = [0.0]
+    ray = _FlakyRay(fails=3, clock=clock)
+    with pytest.raises(BlackboxCamError) as e:
+        start_ray(ray, {}, "a local Ray runtime", timeout=60.0, clock=lambda: clock[0])
+    assert ray.calls == 2 and "\n" not in str(e.value)
+    assert "timed out during startup" in str(e.value) and "--ray-start-timeout (was 60 s)" in str(e.value)
+
+
+def test_ray_start_timeout_is_a_global_option(tmp_path, planted_path, dataset):
+    r = CliRunner().invoke(main, ["global", str(planted_path), str(dataset), "--ray-start-timeout", "-1",
+                                  "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--ray-start-timeout" in r.output

@@ -56,6 +56,24 @@ def test_unknown_resize_and_bad_crop_pct_are_one_clear_line(tmp_path):
         Classifier(path, device="cpu")
 
 
+def test_crop_pct_alone_implies_crop_and_with_another_resize_is_refused(tmp_path, planted_path):
+    """Regression (issue 23): --crop-pct without --resize crop was silently ignored."""
+    path = pooled_linear(tmp_path / "m.onnx", np.eye(3))
+    assert Classifier(path, crop_pct=0.5, device="cpu").geometry == Geometry("crop", 0.5)
+    with pytest.raises(BlackboxCamError, match="crop_pct 0.5 applies only to --resize crop, not letterbox"):
+        Classifier(path, resize="letterbox", crop_pct=0.5, device="cpu")
+    (tmp_path / "m.json").write_text('{"resize": "squash", "crop_pct": 0.9}')
+    with pytest.raises(BlackboxCamError, match="applies only to --resize crop, not squash"):
+        Classifier(path, device="cpu")
+    img = tmp_path / "a.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(img)
+    r = CliRunner().invoke(main, ["explain", str(planted_path), str(img), "-m", "occlusion", "--resize", "squash",
+                                  "--crop-pct", "0.8", "--out", str(tmp_path / "o")])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and "--crop-pct" in lines[0], r.output
+    assert not (tmp_path / "o" / "explain.json").exists()
+
+
 def _border_and_centre(h: int = 120, w: int = 160) -> np.ndarray:
     """Red everywhere except a blue centre (a third of each side): what a crop keeps is blue."""
     img = np.zeros((h, w, 3), np.uint8)

@@ -62,54 +62,55 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
         target = resolve_target(clf, target)  # a named target is resolved once, for every image
     announce_backend(clf)
     cache = MapCache(out, clf)
-    failed = 0
-    for item in items:
-        if item.skip:
-            click.echo(item.error, err=True)
-            book.commit({"model": str(model), "image": str(item.path), "method": None, "skipped": item.error})
-            continue
-        try:
-            image, size = item.read()
-            digest = item.digest()
-        except BlackboxCamError as e:
-            click.echo(f"error: {e}", err=True)
-            for m in methods:
-                book.commit({"model": str(model), "image": str(item.path), "method": m, "error": str(e)})
-            failed += 1
-            continue
-        # the unmasked prediction: at most once per image, and only when a map is not cached
-        scored = functools.cache(lambda image=image: score_image(clf, image, target))
-        for name in methods:
-            rec: dict[str, Any] = {"model": str(model), "image": str(item.path), "method": name,
-                                   "backend": clf.session.record()}
-            t0 = time.perf_counter()
-            bar = progress(calls[name].budget, f"{item.name} {name}")
-            clf.on_queries = bar.update
-            try:
-                res, hit = explain_cached(clf, image, calls[name], cache=cache, digest=digest, target=target,
-                                          seed=seed, scored=scored)
-            except BlackboxCamError as e:
-                click.echo(f"error: {item.path}: {e}", err=True)
-                rec["error"] = str(e)
-                failed += 1
-                book.commit(rec)
+    with book:  # explain.json is complete on disk when the loop ends, Ctrl-C included
+        failed = 0
+        for item in items:
+            if item.skip:
+                click.echo(item.error, err=True)
+                book.commit({"model": str(model), "image": str(item.path), "method": None, "skipped": item.error})
                 continue
-            finally:
-                bar.close()
-                clf.on_queries = None
-            ex = res.explanation
-            rec.update({"predicted": res.predicted, "predicted_label": clf.label(res.predicted),
-                        "predicted_score": res.predicted_score, "label": clf.label(res.target),
-                        "score": res.score, "target": res.target, "params": ex.params,
-                        "queries": ex.queries, "seconds": ex.seconds if hit else round(time.perf_counter() - t0, 3),
-                        "cached": hit, "image_size": list(size), "map_size": list(res.saliency.shape)})
-            if "search" in ex.extra:  # DE-CAM: population, generations, best fitness per generation
-                rec["search"] = ex.extra["search"]
-            book.commit(rec, {"npy": npy_bytes(res.saliency), "png": png_bytes(overlay(image, res.saliency))},
-                        stem=item.path.stem if item.origin == "arg" else item.stem())
-            click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
-                       f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
-                       f"-> {out / rec['png']}")
+            try:
+                image, size = item.read()
+                digest = item.digest()
+            except BlackboxCamError as e:
+                click.echo(f"error: {e}", err=True)
+                for m in methods:
+                    book.commit({"model": str(model), "image": str(item.path), "method": m, "error": str(e)})
+                failed += 1
+                continue
+            # the unmasked prediction: at most once per image, and only when a map is not cached
+            scored = functools.cache(lambda image=image: score_image(clf, image, target))
+            for name in methods:
+                rec: dict[str, Any] = {"model": str(model), "image": str(item.path), "method": name,
+                                       "backend": clf.session.record()}
+                t0 = time.perf_counter()
+                bar = progress(calls[name].budget, f"{item.name} {name}")
+                clf.on_queries = bar.update
+                try:
+                    res, hit = explain_cached(clf, image, calls[name], cache=cache, digest=digest, target=target,
+                                              seed=seed, scored=scored)
+                except BlackboxCamError as e:
+                    click.echo(f"error: {item.path}: {e}", err=True)
+                    rec["error"] = str(e)
+                    failed += 1
+                    book.commit(rec)
+                    continue
+                finally:
+                    bar.close()
+                    clf.on_queries = None
+                ex = res.explanation
+                rec.update({"predicted": res.predicted, "predicted_label": clf.label(res.predicted),
+                            "predicted_score": res.predicted_score, "label": clf.label(res.target),
+                            "score": res.score, "target": res.target, "params": ex.params,
+                            "queries": ex.queries, "seconds": ex.seconds if hit else round(time.perf_counter() - t0, 3),
+                            "cached": hit, "image_size": list(size), "map_size": list(res.saliency.shape)})
+                if "search" in ex.extra:  # DE-CAM: population, generations, best fitness per generation
+                    rec["search"] = ex.extra["search"]
+                book.commit(rec, {"npy": npy_bytes(res.saliency), "png": png_bytes(overlay(image, res.saliency))},
+                            stem=item.path.stem if item.origin == "arg" else item.stem())
+                click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
+                           f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
+                           f"-> {out / rec['png']}")
     if failed:
         sys.exit(1)
 

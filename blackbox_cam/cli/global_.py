@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..jobs.global_.executors import DEFAULT_START_TIMEOUT
 from ..methods import METHODS
 from .options import announce_backend, budget_help, classifier_kwargs, method_kwargs, method_options, model_options
 
@@ -36,12 +37,16 @@ from .options import announce_backend, budget_help, classifier_kwargs, method_kw
                    "machine; --ray ADDRESS joins a cluster (e.g. ray://head:10001 or auto).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="With --ray: worker processes (default: the cluster's CPUs).")
+@click.option("--ray-start-timeout", type=click.FloatRange(min=0), default=DEFAULT_START_TIMEOUT, show_default=True,
+              metavar="SECONDS", help="With --ray (local): keep trying to start Ray this long (Ray itself gives its "
+                                      "raylet a fixed 30 s, which a loaded machine can miss).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (they are off anyway when stderr is not a terminal).")
 @method_options
 @model_options
 def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | None, seed: int,
             ground_truth: Path | None, target: str, out_dir: Path, peppr: bool, steps: int,
-            ray_address: str | None, workers: int | None, quiet: bool, **kw: Any) -> None:
+            ray_address: str | None, workers: int | None, ray_start_timeout: float, quiet: bool,
+            **kw: Any) -> None:
     """Global maps of MODEL over a dataset of aligned images, and their PEPPR faithfulness score.
 
     INPUT is an image file, a folder (recursive, sorted) or a manifest CSV (`image` column,
@@ -71,7 +76,7 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
     bind_all([method], budget, options, clf.input_size)
     announce_backend(clf)
     t0 = time.perf_counter()
-    executor = make_executor(clf, ckw, ray_address, workers=workers)
+    executor = make_executor(clf, ckw, ray_address, workers=workers, start_timeout=ray_start_timeout)
     if ray_address:
         click.echo(f"Ray: {executor.workers} worker(s)", err=True)
     try:

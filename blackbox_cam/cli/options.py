@@ -32,13 +32,14 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", type=click.Choice(list(DEVICES)), default="auto", show_default=True,
                      help="auto uses CUDA only when onnxruntime-gpu's CUDA provider initialises."),
         click.option("--backend", type=click.Choice(list(BACKENDS)), default="auto", show_default=True,
-                     help="Inference engine. auto: ONNX Runtime on CUDA when a GPU initialises, else OpenVINO "
-                          "when installed (pip install \"blackbox-cam[openvino]\"), else ONNX Runtime on CPU."),
+                     help="Inference engine. auto: ONNX Runtime, on CUDA when a GPU initialises, else on CPU "
+                          "(measured faster than OpenVINO there); openvino needs pip install \"blackbox-cam[openvino]\"."),
         click.option("--resize", type=click.Choice(list(RESIZE_MODES)), default=None,
                      help="How images reach the input size: squash (whole image), crop (shorter side to "
                           "input/crop-pct, centre crop) or letterbox (fit, pad) (default: sidecar, else squash)."),
         click.option("--crop-pct", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
-                     help="--resize crop: kept fraction, 0.875 = 224 of 256 (default: sidecar, else 0.875)."),
+                     help="--resize crop: kept fraction, 0.875 = 224 of 256 (default: sidecar, else 0.875); "
+                          "alone it implies --resize crop, with another --resize it is an error."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help="Images per model call (default: chosen from the input size)."),
     ]

@@ -22,6 +22,8 @@ import os
 import signal
 import tempfile
 import threading
+import time
+import weakref
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -149,19 +151,6 @@ def record_key(rec: Mapping[str, Any]) -> tuple[str, str]:
     return os.path.normpath(str(rec.get("image", ""))), str(rec.get("method", ""))
 
 
-def merge_records(old: Sequence[dict], new: Sequence[dict]) -> list[dict]:
-    """``old`` with every record of ``new`` replacing the one with the same :func:`record_key`
-    (in place, so the order stays stable), and records with a new key appended."""
-    out = list(old)
-    where = {record_key(r): i for i, r in enumerate(out)}
-    for r in new:
-        k = record_key(r)
-        if k in where:
-            out[where[k]] = r
-        else:
-            where[k] = len(out)
-            out.append(r)
-    return out
 
 
 def unique_stem(image: str, stem: str, records: Sequence[Mapping[str, Any]]) -> str:
@@ -171,43 +160,59 @@ def unique_stem(image: str, stem: str, records: Sequence[Mapping[str, Any]]) -> 
     used; otherwise the file's own stem if no other image has claimed it, else ``stem-2``,
     ``stem-3``, ... in the order images are committed. So ``a/cat.png`` then ``b/cat.png`` give
     ``cat_decam.npy`` and ``cat-2_decam.npy``; ``p3.png`` and ``p3.jpg`` likewise.
+    (:class:`RecordBook` keeps the same rule with an index instead of a scan.)
     """
     me = os.path.normpath(image)
     taken: set[str] = set()
     for r in records:
-        s = r.get("stem")
-        npy, m = str(r.get("npy") or ""), str(r.get("method", ""))
-        if not s and npy.endswith(f"_{m}.npy"):  # a record written before stems were recorded
-            s = npy[: -len(f"_{m}.npy")]
+        s = _record_stem(r)
         if not s:
             continue
         if os.path.normpath(str(r.get("image", ""))) == me:
-            return str(s)
-        taken.add(str(s))
-    if stem not in taken:
-        return stem
-    n = 2
-    while f"{stem}-{n}" in taken:
-        n += 1
-    return f"{stem}-{n}"
+            return s
+        taken.add(s)
+    return _free_stem(stem, taken)
 
 
 class RecordBook:
     """A folder's ``explain.json``: records merged by (image, method), written under a file lock.
 
-    Each :meth:`commit` takes the lock, rereads the file (another run may have added records),
-    chooses the output stem (:func:`unique_stem`), writes the record's files and the merged
-    list, and releases the lock; Ctrl-C is held meanwhile, so files and records never disagree.
+    Each :meth:`commit` takes the lock, catches up with what other runs added, chooses the
+    output stem (:func:`unique_stem`'s rule), writes the record's files and appends the record
+    to a journal beside the file (``.explain.json.journal``, one JSON record per line); Ctrl-C
+    is held meanwhile. The journal is folded into ``explain.json`` (rewritten atomically, so the
+    file on disk is always strict JSON) in batches: once it holds a quarter as many records as
+    the file (at least 64), after a minute, and on :meth:`close` (also at exit, and when the
+    ``with`` block ends, Ctrl-C included). So a run of ``n`` records costs ``O(n)`` writes,
+    not the ``O(n^2)`` of rewriting the whole list per record. A run killed outright leaves
+    its last records in the journal; the next :class:`RecordBook` on the folder folds them in,
+    and every reader through :meth:`records` sees them at once.
     """
+
+    FOLD_MIN = 64          # records in the journal before a fold is considered
+    FOLD_SECONDS = 60.0    # ... or seconds since the last fold
 
     def __init__(self, path: str | os.PathLike) -> None:
         from filelock import FileLock
 
         self.path = Path(path)
+        self.journal = self.path.with_name(f".{self.path.name}.journal")
         self._lock = FileLock(str(self.path.with_name(f".{self.path.name}.lock")))
+        self._records: list[dict] = []
+        self._where: dict[tuple[str, str], int] = {}
+        self._stem_of: dict[str, str] = {}   # image (normalised) -> the stem its records use
+        self._taken: set[str] = set()
+        self._seen: tuple | None = None      # explain.json's stat when last read
+        self._offset = 0                     # journal bytes already applied
+        self._pending = 0                    # records in the journal, not yet in explain.json
+        self._folded_at = time.monotonic()
         with self._lock:
-            self._read()  # an unreadable explain.json is refused before any work is done
+            self._sync()  # an unreadable explain.json is refused before any work is done
+            if self._pending:
+                self._fold()  # a killed run's journal
+        self._finalizer = weakref.finalize(self, RecordBook._close_at_exit, weakref.ref(self))
 
+    # -- reading ---------------------------------------------------------------------------------
     def _read(self) -> list[dict]:
         if not self.path.exists():
             return []
@@ -221,23 +226,120 @@ class RecordBook:
                                    "choose another --out")
         return data
 
+    def _stat(self) -> tuple | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _apply(self, rec: dict) -> None:
+        k = record_key(rec)
+        if k in self._where:
+            self._records[self._where[k]] = rec
+        else:
+            self._where[k] = len(self._records)
+            self._records.append(rec)
+        s = _record_stem(rec)
+        if s:
+            self._stem_of.setdefault(k[0], s)
+            self._taken.add(s)
+
+    def _sync(self) -> None:
+        """Catch up (under the lock) with explain.json and the journal as other runs left them."""
+        seen = self._stat()
+        size = self.journal.stat().st_size if self.journal.exists() else 0
+        if seen != self._seen or size < self._offset:
+            self._records, self._where, self._stem_of, self._taken = [], {}, {}, set()
+            for rec in self._read():
+                self._apply(rec)
+            self._seen, self._offset, self._pending = seen, 0, 0
+        if size > self._offset:
+            with open(self.journal, "rb") as f:
+                f.seek(self._offset)
+                tail = f.read()
+            end = tail.rfind(b"\n") + 1          # a line cut by a killed writer is dropped
+            for line in tail[:end].splitlines():
+                if line.strip():
+                    self._apply(json.loads(line))
+                    self._pending += 1
+            self._offset += end
+            if end < len(tail):
+                os.truncate(self.journal, self._offset)
+
     def records(self) -> list[dict]:
+        """Every record, explain.json's and the journal's merged."""
         with self._lock:
-            return self._read()
+            self._sync()
+            return list(self._records)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def _fold(self) -> None:
+        write_json(self.path, self._records)
+        if self.journal.exists():
+            os.truncate(self.journal, 0)
+        self._seen, self._offset, self._pending = self._stat(), 0, 0
+        self._folded_at = time.monotonic()
 
     def commit(self, record: dict, files: Mapping[str, bytes] | None = None, *,
                stem: str | None = None) -> dict:
         """Add ``record``; ``files`` maps a suffix (``"npy"``, ``"png"``) to bytes written as
         ``<stem>_<method>.<suffix>`` beside explain.json, and named in the record under that key."""
         with deferred_interrupt(), self._lock:
-            current = self._read()
+            self._sync()
             if files:
-                s = unique_stem(str(record["image"]), stem or Path(str(record["image"])).stem,
-                                current)
+                image = os.path.normpath(str(record["image"]))
+                s = self._stem_of.get(image) or _free_stem(stem or Path(str(record["image"])).stem, self._taken)
                 record["stem"] = s
                 for suffix, data in files.items():
                     name = f"{s}_{record['method']}.{suffix}"
                     write_bytes(self.path.parent / name, data)
                     record[suffix] = name
-            write_json(self.path, merge_records(current, [record]))
+            line = (json.dumps(strict_json(record), allow_nan=False) + "\n").encode()
+            with open(self.journal, "ab") as f:
+                f.write(line)
+            self._offset += len(line)
+            self._pending += 1
+            self._apply(record)
+            if self._pending >= max(self.FOLD_MIN, len(self._records) // 4) or \
+                    time.monotonic() - self._folded_at > self.FOLD_SECONDS:
+                self._fold()
         return record
+
+    def close(self) -> None:
+        """Fold the journal into explain.json (idempotent)."""
+        with deferred_interrupt(), self._lock:
+            self._sync()
+            if self._pending:
+                self._fold()
+
+    def __enter__(self) -> RecordBook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _close_at_exit(ref: weakref.ref) -> None:
+        book = ref()
+        if book is not None:
+            with contextlib.suppress(Exception):
+                book.close()
+
+
+def _record_stem(rec: Mapping[str, Any]) -> str | None:
+    """The stem a record's files use (records written before stems were recorded: from ``npy``)."""
+    s, npy, m = rec.get("stem"), str(rec.get("npy") or ""), str(rec.get("method", ""))
+    if not s and npy.endswith(f"_{m}.npy"):
+        s = npy[: -len(f"_{m}.npy")]
+    return str(s) if s else None
+
+
+def _free_stem(stem: str, taken: set[str]) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``, ... : the first that no other image uses."""
+    if stem not in taken:
+        return stem
+    n = 2
+    while f"{stem}-{n}" in taken:
+        n += 1
+    return f"{stem}-{n}"

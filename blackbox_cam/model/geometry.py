@@ -60,6 +60,20 @@ class Geometry:
             raise BlackboxCamError(f"crop_pct must be a number in (0, 1] (0.875 = shorter side to 256 for a "
                                    f"224 input), got {self.crop_pct!r}")
 
+    @classmethod
+    def from_options(cls, mode: str | None, crop_pct: float | None) -> Geometry:
+        """The rule from what the user or the sidecar gave (``None`` = not given).
+
+        A crop percentage only means something for ``crop``: given alone it implies ``crop``;
+        given with another mode it is refused, never silently ignored.
+        """
+        if crop_pct is not None and mode is None:
+            mode = "crop"
+        if crop_pct is not None and mode != "crop":
+            raise BlackboxCamError(f"crop_pct {crop_pct} applies only to --resize crop, not {mode}; "
+                                   "drop --crop-pct (or the sidecar's crop_pct) or use --resize crop")
+        return cls(mode or "squash", DEFAULT_CROP_PCT if crop_pct is None else crop_pct)
+
     def place(self, image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Placement:
         """The :class:`Placement` of an ``image_hw`` image (H, W) in an ``input_hw`` input."""
         h, w = int(image_hw[0]), int(image_hw[1])

@@ -22,7 +22,7 @@ import onnx
 
 from .backends import DEVICES, BackendError, Session, compile_model, run_batched
 from ..errors import BlackboxCamError, BudgetExceeded, existing_file
-from .geometry import DEFAULT_CROP_PCT, Geometry, prepare as geometry_prepare
+from .geometry import Geometry, prepare as geometry_prepare
 from .labels import labels_from_metadata, read_labels_file
 from .preprocess import Preprocessing, read_sidecar, resolve
 from .signature import ModelSignature, graph_inputs, read_model
@@ -139,7 +139,8 @@ class Classifier:
     input_size : ``(H, W)`` for models whose spatial input dims are symbolic.
     labels : file with one class name per line.
     resize : ``squash | crop | letterbox``, how images reach the input size (:mod:`blackbox_cam.model.geometry`).
-    crop_pct : for ``crop``, the kept fraction of the scaled image (default 0.875, as timm/torchvision).
+    crop_pct : for ``crop``, the kept fraction of the scaled image (default 0.875, as timm/torchvision);
+        given without ``resize`` it implies ``crop``, with another mode it is refused.
     """
 
     input_name = _fact("input_name")
@@ -160,8 +161,11 @@ class Classifier:
         self.sidecar = read_sidecar(self.path)
         self.preprocessing: Preprocessing = resolve(self.sidecar, preprocess=preprocess, bgr=bgr,
                                                     source=f"{self.path.with_suffix('.json')}")
-        self.geometry = Geometry(resize or self.sidecar.get("resize", "squash"),
-                                 crop_pct if crop_pct is not None else self.sidecar.get("crop_pct", DEFAULT_CROP_PCT))
+        side_pct = self.sidecar.get("crop_pct")
+        if crop_pct is None and resize is not None and resize != "crop":
+            side_pct = None  # the sidecar's crop percentage belongs to the sidecar's crop, overridden here
+        self.geometry = Geometry.from_options(resize or self.sidecar.get("resize"),
+                                              crop_pct if crop_pct is not None else side_pct)
         self.signature: ModelSignature = read_model(
             self.model, layout=layout or self.sidecar.get("layout"),
             input_size=input_size or self.sidecar.get("input_size"),

@@ -15,7 +15,9 @@ consumed.
 """
 from __future__ import annotations
 
+import os
 import tempfile
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +126,37 @@ class _Worker:
         return True
 
 
+#: Seconds ``--ray`` keeps trying to start a local Ray runtime (``--ray-start-timeout``).
+DEFAULT_START_TIMEOUT = 90.0
+
+
+def start_ray(ray: Any, init_kwargs: dict[str, Any], where: str, *, timeout: float,
+              clock: Any = time.monotonic) -> None:
+    """``ray.init(**init_kwargs)``, tried again until ``timeout`` seconds have passed.
+
+    Ray waits a fixed 30 s for its local raylet to register (``ray/_private/node.py``; no
+    setting changes it), which a heavily loaded machine can miss, so a local start is retried
+    while the deadline allows; its GCS port wait (``RAY_gcs_server_port_wait_time_s``) is raised
+    to the same deadline. ``timeout=0``: one try (joining a cluster). The failure is one line
+    that names the option.
+    """
+    deadline = clock() + timeout
+    if timeout > 30:
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(int(timeout)))
+    while True:
+        try:
+            ray.init(**init_kwargs)
+            return
+        except Exception as e:
+            ray.shutdown()
+            if clock() < deadline:
+                continue
+            hint = (f"a loaded machine may need a longer --ray-start-timeout (was {timeout:g} s), "
+                    "or run without --ray") if timeout else "check the address, or run without --ray"
+            raise BlackboxCamError(f"cannot start {where} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                                   f"{hint}") from None
+
+
 class RayExecutor:
     """Runs :class:`Work` tasks on Ray actors (see the module docstring).
 
@@ -136,12 +169,14 @@ class RayExecutor:
         ``auto``) to join.
     num_cpus : CPUs of the local runtime (default: all of this machine's).
     workers : actors to start (default: the cluster's CPUs).
+    start_timeout : seconds to keep trying to start a local runtime (see :func:`start_ray`).
     """
 
     remote = True
 
     def __init__(self, clf: Any, classifier_kwargs: dict[str, Any] | None = None, *, address: str | None = None,
-                 num_cpus: int | None = None, workers: int | None = None) -> None:
+                 num_cpus: int | None = None, workers: int | None = None,
+                 start_timeout: float = DEFAULT_START_TIMEOUT) -> None:
         try:
             import ray
         except ImportError:
@@ -151,24 +186,13 @@ class RayExecutor:
         if not ray.is_initialized():
             env = {"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}}
             local = address in (None, "", "local")
-            # Ray waits a fixed 30 s for its local raylet; on a heavily loaded machine that can
-            # time out once, so a local start is tried twice.
-            for attempt in range(2 if local else 1):
-                try:
-                    if local:
-                        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                                 configure_logging=False, runtime_env=env)
-                    else:
-                        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=env)
-                    break
-                except Exception as e:
-                    ray.shutdown()
-                    if attempt + 1 < (2 if local else 1):
-                        continue
-                    where = "a local Ray runtime" if local else f"the Ray cluster at {address}"
-                    raise BlackboxCamError(f"cannot start {where} ({type(e).__name__}: "
-                                           f"{str(e).splitlines()[0][:200]}); check the address, or run "
-                                           "without --ray") from None
+            if local:
+                kwargs = dict(num_cpus=num_cpus, include_dashboard=False)
+            else:
+                kwargs = dict(address=address)
+            start_ray(ray, dict(kwargs, log_to_driver=False, configure_logging=False, runtime_env=env),
+                      "a local Ray runtime" if local else f"the Ray cluster at {address}",
+                      timeout=start_timeout if local else 0.0)
             self._started = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, int(workers or cpus))
