@@ -98,11 +98,16 @@ def test_string_attributes_come_back_as_str():
     assert g.attr("auto_pad") == "NOTSET"
 
 
-def test_bench_quality_scores_maps_with_the_librarys_score_map():
-    """Regression: ``bench_quality.score`` repeated ``compare.score_map`` (and could drift from it)."""
-    text = (ROOT / "bench" / "bench_quality.py").read_text()
-    body = text[text.index("def score("):].split("\ndef ", 1)[0]
-    assert "score_map(" in body and "metrics." not in body
+def test_superseded_bench_scripts_are_gone_and_nothing_points_at_them():
+    """Regression (issue 23): bench_quality.py and tune_decam.py were superseded by
+    bench/evaluate.py (held-out sets, --variants for DE-CAM settings) but kept, with their own
+    scoring code and stale results that the README still quoted."""
+    assert not (ROOT / "bench" / "bench_quality.py").exists() and not (ROOT / "bench" / "tune_decam.py").exists()
+    assert not list((ROOT / "bench" / "results").glob("quality.*"))
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "bench").glob("*.py")]:
+        text = doc.read_text(encoding="utf-8")
+        assert "bench_quality" not in text and "tune_decam" not in text, doc
+    assert "--variants" in (ROOT / "bench" / "evaluate.py").read_text()
 
 
 def test_score_map_adds_localisation_for_a_box(planted, heldout):
