@@ -224,8 +224,9 @@ def test_channels_last_feature_map_gives_the_map_of_its_channels_first_twin(tmp_
     path = tmp_path / "vggish_nhwc.onnx"
     onnx.save(m, str(path))
     clf = Classifier(path)
+    infos = {l.name: l for l in gc.list_layers(clf)}
     for layer in ("nhwc", "nhwc_copy"):
-        assert gc._layer_layout(gc._state(clf)["model"], layer) == "NHWC"
+        assert infos[layer].layout == "NHWC" and infos[layer].plumbing
         for method in METHODS:
             ours = gc.compute_cams(clf, ref["x"], ref["targets"], method=method, layer=layer)
             assert np.abs(ours - ref[f"cam/conv3/{method}"]).max() < 1e-4, (layer, method)

@@ -8,22 +8,33 @@ import click
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--all", "show_all", is_flag=True, help="List every float intermediate tensor, not only 4-D maps.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Also list casts and shape plumbing (the same values under another name) and "
+                   "tensors that are not maps.")
 def layers(model: Path, show_all: bool) -> None:
-    """List MODEL's candidate layers for the white-box methods; * marks the default."""
+    """List MODEL's feature maps for the white-box methods: name, op, shape, layout, height x
+    width, role and exporter scope; * marks the default (the map the global pooling reads)."""
     from ..errors import BlackboxCamError
     from ..methods.gradcam import list_layers
     from ..model.runtime import load_onnx
 
     every = list_layers(load_onnx(model))
-    rows = every if show_all else [r for r in every if r.shape is not None and len(r.shape) == 4]
+    rows = every if show_all else [r for r in every if r.is_default or (r.layout and not r.plumbing)]
     if not rows:
         more = (f"; `--all` lists its {len(every)} other float tensors" if every and not show_all else "")
-        raise BlackboxCamError(f"{model}: no {'float' if show_all else '4-D (N, C, H, W)'} intermediate tensor, so "
-                               f"the white-box methods have no layer to explain at{more}; use a black-box "
-                               "method (decam, rise, occlusion)")
+        raise BlackboxCamError(f"{model}: no feature map ([N, C, H, W] or [N, H, W, C]) among its intermediate "
+                               f"tensors, so the white-box methods have no layer to explain at{more}; use a "
+                               "black-box method (decam, rise, occlusion)")
     for r in rows:
         shape = "x".join("?" if d is None else str(d) for d in (r.shape or ()))
-        click.echo(f"{'*' if r.is_default else ' '} {r.name}\t{r.op_type}\t{shape}\t{r.scope or ''}")
-
-
+        hw = "x".join("?" if d is None else str(d) for d in r.hw) if r.hw else "-"
+        role = r.role + (" (copy)" if r.plumbing else "")
+        click.echo(f"{'*' if r.is_default else ' '} {r.name}\t{r.op_type}\t{shape}\t{r.layout or '-'}\t{hw}\t"
+                   f"{role}\t{r.scope or ''}")
+    hidden = len(every) - len(rows)
+    if hidden:
+        click.echo(f"({hidden} more: casts, shape plumbing and tensors that are not maps; --all lists them)")
+    if not any(r.is_default for r in every):
+        maps = [r.name for r in every if r.role == "map" and not r.plumbing][-3:]
+        click.echo("no default layer: no global pooling or flatten head reads a feature map; pick one with "
+                   f"--layer, e.g. {', '.join(maps)}", err=True)

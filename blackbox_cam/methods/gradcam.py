@@ -32,7 +32,7 @@ import numpy as np
 from . import cams
 from ..model.backends import BackendError, Session, compile_model, first_line, log, run_batched
 from ..errors import BlackboxCamError
-from ..model.signature import consumers, producers, value_dims
+from ..model.signature import read_model, value_dims
 from .base import MethodOutput, register
 from .options import Option
 
@@ -52,8 +52,8 @@ def _state(clf) -> dict:
     st = _STATE.get(clf)
     if st is None:
         g = _gradients()
-        prepared = g.prepare_model(clf.model)
-        st = {"model": prepared, "layers": g.candidate_layers(prepared), "runs": {}}
+        prepared = g.prepare_model(clf.model, signature=clf.signature)
+        st = {"model": prepared, "layers": g.candidate_layers(prepared, layout=clf.layout), "runs": {}}
         _STATE[clf] = st
     return st
 
@@ -66,31 +66,43 @@ def list_layers(clf_or_model) -> list:
     if hasattr(clf_or_model, "model") and hasattr(clf_or_model, "input_name"):
         return list(_state(clf_or_model)["layers"])
     g = _gradients()
-    return list(g.candidate_layers(g.prepare_model(clf_or_model)))
+    model = g.prepare_model(clf_or_model)  # loads a path once; read_model needs the proto
+    try:  # the input's layout and size, so that symbolic heights and widths become known
+        sig = read_model(model)
+    except BlackboxCamError:
+        return list(g.candidate_layers(model))
+    return list(g.candidate_layers(g.prepare_model(model, signature=sig), layout=sig.layout))
 
 
 def resolve_layer(layers: Sequence, name: str | None, model=None):
     """The ``LayerInfo`` called ``name`` (``auto``/None: the default); a clear error otherwise."""
-    if not layers:
-        raise BlackboxCamError("the model has no 4-D feature map to explain with Grad-CAM "
-                               "(no [N, C, H, W] tensor before the classifier head)")
+    maps = [l for l in layers if l.role == "map" and not l.plumbing]
+    if not maps:
+        raise BlackboxCamError("the model has no feature map to explain with Grad-CAM (no [N, C, H, W] or "
+                               "[N, H, W, C] tensor before the classifier head)")
     if name is None or str(name).lower() == "auto":
         default = [l for l in layers if l.is_default]
-        if not default or default[-1].shape is None or len(default[-1].shape) != 4:
-            raise BlackboxCamError("the model has no 4-D feature map before global pooling to explain "
-                                   "with Grad-CAM; pick one with --layer (see `blackbox-cam layers MODEL`)")
+        if not default:
+            last = ", ".join(repr(l.name) for l in maps[-3:])
+            raise BlackboxCamError("no global pooling or flatten head reads a feature map in this model, so there "
+                                   f"is no default layer; pick one with --layer, e.g. {last} (the last maps; "
+                                   "`blackbox-cam layers MODEL` lists them)")
         return default[-1]
     found = next((l for l in layers if l.name == name), None)
     shape = (list(found.shape) if found is not None and found.shape is not None else
              value_dims(model.graph, name) if model is not None else None)
-    if found is not None and (shape is None or len(shape) == 4):
+    if found is not None and found.layout is not None:
         return found
     if shape is not None and len(shape) != 4:
-        default = [l.name for l in layers if l.is_default] or ["auto"]
+        default = [l.name for l in layers if l.is_default] or [maps[-1].name]
         raise BlackboxCamError(
             f"--layer {name!r} is a {len(shape)}-D tensor {shape}; Grad-CAM needs a 4-D feature map "
-            f"[N, C, H, W] (e.g. the default {default[0]!r}); see `blackbox-cam layers MODEL`")
-    hint = layer_suggestion(name, [l.name for l in layers if l.shape is None or len(l.shape) == 4])
+            f"[N, C, H, W] or [N, H, W, C] (e.g. {default[0]!r}); see `blackbox-cam layers MODEL`")
+    if found is not None:
+        raise BlackboxCamError(
+            f"--layer {name!r} {shape}: the graph does not say which of its axes are channels, height and "
+            "width (they pass through an op that merges or splits axes); pick a map from `blackbox-cam layers MODEL`")
+    hint = layer_suggestion(name, [l.name for l in maps])
     raise BlackboxCamError(f"--layer {name!r} is not a layer of this model{hint} "
                            "(`blackbox-cam layers MODEL` lists them, or use --layer auto)")
 
@@ -106,49 +118,6 @@ def layer_suggestion(name: str, names: Sequence[str]) -> str:
         tail = name.strip("/").split("/")[-1].lower()
         close = [n for n in names if tail and tail in n.lower()][:3]
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-
-
-_NCHW_OPS = {"Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool",
-             "GlobalMaxPool", "InstanceNormalization", "LRN"}
-_ELEMENTWISE = {"Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Add", "Sub",
-                "Mul", "Div", "Identity", "Dropout", "Erf", "Gelu"}
-
-
-def _layer_layout(model, name: str) -> str:
-    """``NCHW`` or ``NHWC`` for the 4-D tensor ``name``, read from the ops around it.
-
-    ONNX's Conv, BatchNormalization and pooling ops are channels-first, so a tensor they make
-    or take is NCHW; one made by ``Transpose(perm=[0, 2, 3, 1])`` or taken by
-    ``Transpose(perm=[0, 3, 1, 2])`` (channels-last exports, e.g. tf2onnx) is NHWC. Elementwise
-    ops are looked through (up to 4 hops). Undecided: NCHW.
-    """
-    producer, takers = producers(model.graph), consumers(model.graph)
-
-    def perm(n):
-        return next((list(a.ints) for a in n.attribute if a.name == "perm"), None)
-
-    frontier, seen = [name], {name}
-    for _ in range(4):
-        nxt = []
-        for t in frontier:
-            near = ([producer[t]] if t in producer else []) + takers.get(t, [])
-            for n in near:
-                made = t in n.output
-                if n.op_type in _NCHW_OPS and (made or n.input[0] == t):
-                    return "NCHW"
-                if n.op_type == "Transpose":
-                    p = perm(n)
-                    if p == ([0, 2, 3, 1] if made else [0, 3, 1, 2]):
-                        return "NHWC"
-                    if p == ([0, 3, 1, 2] if made else [0, 2, 3, 1]):
-                        return "NCHW"
-                if n.op_type in _ELEMENTWISE:
-                    for u in list(n.input) + list(n.output):
-                        if u and u not in seen:
-                            seen.add(u)
-                            nxt.append(u)
-        frontier = nxt
-    return "NCHW"
 
 
 # --------------------------------------------------------------------------- runs
@@ -167,7 +136,7 @@ def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | 
     # pytorch-grad-cam differentiates what the model returns: the probability for a model whose
     # output is a Softmax (the signature's rule), else the raw score
     gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], signature=clf.signature)
-    layouts = [_layer_layout(st["model"], i.name) for i in infos]
+    layouts = [i.layout for i in infos]
     pairs = {i.name: (gm.activation_names[i.name], gm.gradient_names[i.name]) for i in infos}
     model, emitted = gm.model, []
     if methods is None:
@@ -253,7 +222,7 @@ def block_outputs(layers: Sequence) -> list[str]:
     """
     last: dict[str, str] = {}
     for l in layers:
-        if l.shape is not None and len(l.shape) == 4 and l.shape[2:] != (1, 1):
+        if l.role == "map":
             parts = (l.scope or l.name).strip("/").split("/")
             key = "/".join(parts[:2]) if len(parts) > 1 and parts[1].isdigit() else parts[0]
             last.pop(key, None)
