@@ -128,10 +128,15 @@ def test_layers_lists_candidates_and_marks_the_default():
     ("/_conv_hed/Conv_output_0", "did you mean"),
     ("logits", "4-D"),
 ])
-def test_whitebox_bad_layer_is_one_clear_line(tmp_path, layer, message):
+def test_whitebox_bad_layer_is_one_line_and_exit_2_before_any_image(tmp_path, layer, message):
+    """Regression (issue 18): a bad --layer was an error per image with exit 1; it is checked
+    against the model once, before any image is read (exit 2, nothing written)."""
     from conftest import EFFNET, IMAGES
-    r = run("explain", EFFNET, IMAGES / "coffee.png", "-m", "gradcam", "--layer", layer, "--out", tmp_path)
-    assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
+    r = run("explain", EFFNET, IMAGES / "coffee.png", IMAGES / "chelsea.png", "-m", "gradcam,rise", "--layer", layer,
+            "--out", tmp_path / "o")
+    lines = [ln for ln in r.output.splitlines() if ln.strip() and not ln.startswith("backend: ")]
+    assert r.exit_code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in r.output, r.output
+    assert not list((tmp_path / "o").glob("*.npy"))
 
 
 def test_gradcam_explain_writes_the_same_files(tmp_path, planted_path, images):

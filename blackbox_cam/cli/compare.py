@@ -64,7 +64,7 @@ def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Pa
     box_map = read_boxes(boxes, [it.path for it in items]) if boxes is not None else None
     ensure_dir(out_dir)
     clf = load_classifier(model, kw)
-    bind_all(methods, budget, given, clf.input_size)  # against the input size, before anything is said
+    bind_all(methods, budget, given, clf=clf)  # against the model (input size, --layer), before anything is said
     announce_backend(clf)
     result = compare_images(clf, items, methods, cache=MapCache(out_dir, clf), target=target, budget=budget,
                             seed=seed, boxes=box_map, reference=reference, options=given,

@@ -57,7 +57,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     out = ensure_dir(out_dir)
     book = RecordBook(out / "explain.json")  # merged with earlier runs' records, under a lock
     clf = load_classifier(model, kw)
-    calls = bind_all(methods, budget, given, clf.input_size)  # now also against the input size
+    calls = bind_all(methods, budget, given, clf=clf)  # now also against the model: input size, --layer
     if str(target).lower() != "top1":
         target = resolve_target(clf, target)  # a named target is resolved once, for every image
     announce_backend(clf)
@@ -106,6 +106,9 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
                             "cached": hit, "image_size": list(size), "map_size": list(res.saliency.shape)})
                 if "search" in ex.extra:  # DE-CAM: population, generations, best fitness per generation
                     rec["search"] = ex.extra["search"]
+                if ex.warning:  # a map with no information is written, and said to be one
+                    rec["warning"] = ex.warning
+                    click.echo(f"warning: {item.name}: {ex.warning}", err=True)
                 book.commit(rec, {"npy": npy_bytes(res.saliency), "png": png_bytes(overlay(image, res.saliency))},
                             stem=item.path.stem if item.origin == "arg" else item.stem())
                 click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "

@@ -84,7 +84,7 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
     items = expand_inputs(inputs)
     check_inputs(items, forbid_r, require_r)
     clf = Classifier(model, **classifier_kwargs(kw))
-    bind_all(methods, budget, options, clf.input_size)
+    bind_all(methods, budget, options, clf=clf)
     if junit is not None:
         ensure_dir(junit.parent)
     out = ensure_dir(out_dir)

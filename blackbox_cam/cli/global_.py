@@ -73,7 +73,7 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
     bind_all([method], budget, options)  # options and budget checked before the model is loaded
     ckw = classifier_kwargs(kw)
     clf = Classifier(model, **ckw)
-    bind_all([method], budget, options, clf.input_size)
+    bind_all([method], budget, options, clf=clf)
     announce_backend(clf)
     t0 = time.perf_counter()
     executor = make_executor(clf, ckw, ray_address, workers=workers, start_timeout=ray_start_timeout)

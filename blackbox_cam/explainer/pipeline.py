@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BlackboxCamError
+from ..model.backends import log
 from ..model.geometry import Geometry
 from ..methods import Call, Explanation, get_method
 
@@ -31,18 +32,48 @@ class Result:
 
 
 def resolve_target(clf, target: str | int | None, probs: np.ndarray | None = None) -> int:
-    """``top1`` / None -> argmax of ``probs``; an integer index; or a label name (case-insensitive)."""
+    """``top1`` / None -> argmax of ``probs``; an integer index; or a label name (case-insensitive).
+
+    A string of digits is an index, except for a model whose labels are *all* numbers (a page
+    orientation model's ``0, 90, 180, 270``): there a label match wins and one log line says
+    so. ``index:N`` and ``label:NAME`` force either reading. A Python ``int`` is always an index.
+    """
     if target is None or (isinstance(target, str) and target.lower() == "top1"):
         if probs is None:
             raise ValueError("resolve_target: top1 needs the image's probabilities")
         return int(np.argmax(probs))
-    if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.lstrip("-").isdigit()):
-        idx = int(target)
-        if not 0 <= idx < clf.num_classes:
-            raise BlackboxCamError(f"--target {idx} is out of range: the model has {clf.num_classes} classes "
-                                   f"(0..{clf.num_classes - 1})")
-        return idx
-    names = [n.lower() for n in (clf.labels or [])]
+    labels = list(clf.labels or [])
+    names = [n.lower() for n in labels]
+    if isinstance(target, str) and target.lower().startswith(("index:", "label:")):
+        kind, _, value = target.partition(":")
+        return _index(clf, value) if kind.lower() == "index" else _label(clf, value, names)
+    if isinstance(target, (int, np.integer)):
+        return _index(clf, target)
+    if target.lstrip("-").isdigit():
+        numeric = bool(names) and all(n.strip().lstrip("-").isdigit() for n in names)
+        if numeric and target.lower() in names:
+            idx = names.index(target.lower())
+            log.warning("--target %s: the class named %r (index %d); this model's labels are all numbers, so a "
+                        "label match wins (index:%s for the class at index %s)", target, labels[idx], idx,
+                        target, target)
+            return idx
+        return _index(clf, target, numeric and labels)
+    return _label(clf, target, names)
+
+
+def _index(clf, value: str | int, numeric_labels: list[str] | bool = False) -> int:
+    try:
+        idx = int(value)
+    except ValueError:
+        raise BlackboxCamError(f"--target index:{value} is not a class index") from None
+    if not 0 <= idx < clf.num_classes:
+        hint = f"; its class names are {', '.join(numeric_labels)}" if numeric_labels else ""
+        raise BlackboxCamError(f"--target {idx} is out of range: the model has {clf.num_classes} classes "
+                               f"(0..{clf.num_classes - 1}){hint}")
+    return idx
+
+
+def _label(clf, target: str, names: list[str]) -> int:
     if target.lower() in names:
         return names.index(target.lower())
     import difflib

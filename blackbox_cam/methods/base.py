@@ -49,6 +49,7 @@ class Explanation:
         declared option with defaults filled in, and what the method chose itself.
     method : registry name.
     extra : method-specific results (e.g. DE-CAM's best mask and fitness history).
+    warning : one line when the map carries no information (constant, e.g. all zero), else ``None``.
     """
 
     saliency: np.ndarray
@@ -59,6 +60,28 @@ class Explanation:
     params: dict[str, Any]
     method: str
     extra: dict[str, Any] = field(default_factory=dict)
+    warning: str | None = None
+
+
+def flat_map_warning(saliency: np.ndarray, method: str, whitebox: bool, score: float,
+                     layer: str | None = None) -> str | None:
+    """The one-line warning for a map that says nothing (every pixel equal), else ``None``.
+
+    Such a map is still written (the user asked for it), but never handed over as if it showed
+    evidence: for the Grad-CAM family it means no positive gradient-weighted activation at the
+    layer (a saturated class, whose score barely moves, or a dead layer); for a black-box method
+    that no perturbation moved the score.
+    """
+    s = np.asarray(saliency)
+    if s.size == 0 or not np.all(np.isfinite(s)) or float(s.max() - s.min()) > 1e-12:
+        return None
+    what = "all zero" if float(s.max()) == 0 else f"{float(s.flat[0]):g} everywhere"
+    if whitebox:
+        why = (f"no positive evidence at {layer or 'the layer'} (a saturated class, p = {score:.4g}, or a dead "
+               "layer); try an earlier --layer or a black-box method")
+    else:
+        why = f"no perturbation moved the score (p = {score:.4g}: a saturated or insensitive class)"
+    return f"the {method} map is {what} and carries no information: {why}"
 
 
 @dataclass(frozen=True)
@@ -87,12 +110,13 @@ class MethodSpec:
 
     name: str
     hook: Hook
-    whitebox: bool
-    summary: str
+    whitebox: bool = False
+    summary: str = ""
     options: tuple[Option, ...] = ()
     default_budget: int | None = None
     min_budget: int = 1
     budget_note: str = ""
+    check: Callable[[Any, Mapping[str, Any]], None] | None = None  # options against the model, before any image
 
     @property
     def option_names(self) -> list[str]:
@@ -147,6 +171,13 @@ class Call:
     budget: int | None
     options: Mapping[str, Any]
 
+    def check(self, clf: Any) -> Call:
+        """Check the options that depend on the model itself (Grad-CAM's ``--layer``) before any
+        image is read: a bad value is one :class:`BlackboxCamError` for the whole run."""
+        if self.spec.check is not None:
+            self.spec.check(clf, self.options)
+        return self
+
     def run(self, clf: Any, x: np.ndarray, target: int, *, seed: int = 0,
             score: float | None = None) -> Explanation:
         """Explain ``target`` for the model-space image ``x`` within the budget.
@@ -164,25 +195,29 @@ class Call:
             out = self.spec.hook(clf, x, int(target), budget=inner, seed=seed, score=float(score),
                                  **self.options)
         run = {} if self.spec.whitebox else {"budget": self.budget, "seed": seed}
+        params = {**run, **self.options, **out.params}
         return Explanation(saliency=out.saliency, target=int(target), score=float(score),
                            queries=clf.queries - q0 + paid, seconds=time.perf_counter() - t0,
-                           params={**run, **self.options, **out.params}, method=self.spec.name,
-                           extra=dict(out.extra))
+                           params=params, method=self.spec.name, extra=dict(out.extra),
+                           warning=flat_map_warning(out.saliency, self.spec.name, self.spec.whitebox,
+                                                    float(score), params.get("layer")))
 
 
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register(name: str, *, whitebox: bool = False, summary: str = "", options: Sequence[Option] = (),
-             default_budget: int | None = None, min_budget: int = 1,
-             budget_note: str = "") -> Callable[[Hook], Hook]:
-    """Add a hook to :data:`METHODS` under ``name`` with its declared ``options``."""
+def register(name: str, **declared: Any) -> Callable[[Hook], Hook]:
+    """Add a hook to :data:`METHODS` under ``name``; ``declared`` are :class:`MethodSpec`'s
+    fields (``whitebox``, ``summary``, ``options``, ``default_budget``, ...), declared there once.
+    The summary defaults to the hook's first docstring line."""
 
     def deco(fn: Hook) -> Hook:
         if name in METHODS:
             raise ValueError(f"method {name!r} registered twice")
-        METHODS[name] = MethodSpec(name, fn, whitebox, summary or (fn.__doc__ or "").strip().split("\n")[0],
-                                   tuple(options), default_budget, min_budget, budget_note)
+        fields = dict(declared)
+        fields["summary"] = fields.get("summary") or (fn.__doc__ or "").strip().split("\n")[0]
+        fields["options"] = tuple(fields.get("options", ()))
+        METHODS[name] = MethodSpec(name=name, hook=fn, **fields)
         return fn
 
     return deco
@@ -224,11 +259,18 @@ def split_options(methods: Sequence[str], options: Mapping[str, Any]) -> dict[st
 
 
 def bind_all(methods: Sequence[str], budget: int | None = None, options: Mapping[str, Any] | None = None,
-             input_size: Sequence[int] | None = None) -> dict[str, Call]:
+             input_size: Sequence[int] | None = None, *, clf: Any = None) -> dict[str, Call]:
     """Checked calls for several methods sharing one budget and one set of options
-    (:func:`split_options`); raises before any model query if any of them is refused."""
+    (:func:`split_options`); raises before any model query if any of them is refused. With the
+    classifier ``clf`` the options are also checked against the model (:meth:`Call.check`)."""
     per = split_options(methods, options or {})
-    return {m: METHODS[m].bind(budget, input_size, **per[m]) for m in methods}
+    if clf is not None:
+        input_size = clf.input_size
+    calls = {m: METHODS[m].bind(budget, input_size, **per[m]) for m in methods}
+    if clf is not None:
+        for call in calls.values():
+            call.check(clf)
+    return calls
 
 
 def _not_taken(specs: MethodSpec | Sequence[MethodSpec], key: str) -> str:

@@ -197,7 +197,7 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
         metrics are always recomputed).
     """
     methods = parse_methods(list(methods))
-    calls = bind_all(methods, budget, options, clf.input_size)
+    calls = bind_all(methods, budget, options, clf=clf)
     ref = choose_reference(methods, reference)
     settings = settings or MetricSettings(seed=seed)
     boxes = boxes or {}

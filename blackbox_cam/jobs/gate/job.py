@@ -365,7 +365,7 @@ def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",
     from ...explainer.pipeline import resolve_target, score_image
     from ...methods import bind_all
 
-    calls = bind_all(list(methods), budget, options or {}, getattr(clf, "input_size", None))
+    calls = bind_all(list(methods), budget, options or {}, clf=clf)
     items = as_items(images)
     check_inputs(items, forbid, require)
     if target is not None and str(target).lower() != "top1":

@@ -118,7 +118,12 @@ class Session(ABC):
         return type(self).compile(model_bytes(model), self.device, self.threads)
 
     def input(self, name: str) -> TensorInfo:
-        return next(i for i in self.inputs if i.name == name)
+        """The input called ``name`` (a backend that renames tensors overrides this)."""
+        for info in self.inputs:
+            if info.name == name:
+                return info
+        raise BackendError(f"the compiled model has no input {name!r} (its inputs: "
+                           f"{', '.join(i.name for i in self.inputs)})")
 
     def describe(self) -> str:
         """One line for the user: ``openvino 2026.4.1 on CPU``."""

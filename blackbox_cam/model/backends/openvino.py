@@ -77,6 +77,11 @@ class OpenVinoSession(Session):
             raise BackendError(f"OpenVINO cannot read the model ({message(e)})") from None
         return cls(compiled, threads)
 
+    def input(self, name: str) -> TensorInfo:
+        """By any of the tensor's names: OpenVINO keeps several per port and reports one of them."""
+        i = self._in.get(name)
+        return self.inputs[i] if i is not None else super().input(name)
+
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         inputs = {}
         for name, value in feeds.items():
