@@ -108,8 +108,9 @@ def test_gradcam_makes_its_session_through_the_session_factory(planted, heldout,
     from blackbox_cam import explain_image
     from blackbox_cam.methods import gradcam as gc
     made = []
-    real = planted.session.compile_like
-    monkeypatch.setattr(planted.session, "compile_like", lambda model: made.append(model) or real(model))
+    real = gc.compile_model
+    monkeypatch.setattr(gc, "compile_model", lambda model, *a, **k: made.append((a, k)) or real(model, *a, **k))
     gc._STATE.pop(planted, None)
     explain_image(planted, heldout["images"][0].astype(np.float32), "hirescam")
-    assert len(made) == 1  # the gradient graph, on the classifier's backend, device and threads
+    # the gradient graph, through the factory: ONNX Runtime, the classifier's device and threads
+    assert made == [(("onnxruntime", planted.session.device), {"threads": planted.session.threads})]
