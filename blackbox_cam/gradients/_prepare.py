@@ -60,7 +60,34 @@ def prepare_model(model: onnx.ModelProto | str | os.PathLike, signature=None) ->
         model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as exc:  # noqa: BLE001
         raise BlackboxCamError(f"shape inference failed on the model: {exc}") from exc
+    _fill_symbolic_dims(model)
     return model
+
+
+def _fill_symbolic_dims(model: onnx.ModelProto) -> None:
+    """Fill the dims ONNX's shape inference left unknown with ONNX Runtime's symbolic shape
+    inference, which computes through ``Shape -> Gather -> ... -> Pad`` chains (the TF-'SAME'
+    pads of a converted open_nsfw leave 326 of its 333 maps without a height and width
+    otherwise). Only missing dims are filled; nothing known is changed. Best effort: the
+    listing and layouts do not depend on it."""
+    def dims(vi):
+        return vi.type.tensor_type.shape.dim
+    missing = {vi.name: vi for vi in model.graph.value_info
+               if any(not d.HasField("dim_value") for d in dims(vi)[1:])}
+    if not missing:
+        return
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception:  # noqa: BLE001 - an optional refinement; ONNX's own shapes stand
+        return
+    for vi in inferred.graph.value_info:
+        mine = missing.get(vi.name)
+        if mine is None or len(dims(mine)) != len(dims(vi)):
+            continue
+        for ours, theirs in zip(list(dims(mine))[1:], list(dims(vi))[1:]):
+            if not ours.HasField("dim_value") and theirs.HasField("dim_value") and theirs.dim_value > 0:
+                ours.dim_value = theirs.dim_value
 
 
 def _fix_spatial_dims(model: onnx.ModelProto, signature) -> None:
