@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from PIL import Image
 
 from .errors import BlackboxCamError
 from .io.images import as_rgb

@@ -48,6 +48,7 @@ class Result(Shows):
     stem: str | None = None                # file-name stem for save() (default: the source's)
     image_size: tuple[int, int] | None = None  # (H, W) of the file, when it was read reduced
     backend: dict[str, Any] | None = None  # what ran the model (explain.json's "backend")
+    cached: bool = False                   # rebuilt from a map cache (no query made)
 
     @property
     def method(self) -> str:

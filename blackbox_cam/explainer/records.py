@@ -16,13 +16,13 @@ from ..errors import BlackboxCamError
 from ..io.output import RecordBook, ensure_dir, npy_bytes, png_bytes
 
 
-def result_record(res, *, image: str, model: str | None = None, seconds: float | None = None, cached: bool = False,
+def result_record(res, *, image: str, model: str | None = None, seconds: float | None = None, cached: bool | None = None,
                   image_size: Sequence[int] | None = None) -> dict[str, Any]:
     """The ``explain.json`` record of a :class:`~blackbox_cam.explainer.pipeline.Result` (README, "Explain").
 
     ``image`` is the path as given; ``model`` defaults to the result's model file; ``seconds``
-    to the method's own time; ``image_size`` (the file's ``(H, W)``) to the result's, else the
-    map's size.
+    to the method's own time; ``cached`` to whether the result came from a map cache;
+    ``image_size`` (the file's ``(H, W)``) to the result's, else the map's size.
     """
     ex = res.explanation
     rec: dict[str, Any] = {"model": model if model is not None else res.model, "image": image,
@@ -30,7 +30,8 @@ def result_record(res, *, image: str, model: str | None = None, seconds: float |
     rec.update({"predicted": res.predicted, "predicted_label": res.predicted_label,
                 "predicted_score": res.predicted_score, "label": res.label, "score": res.score,
                 "target": res.target, "params": ex.params, "queries": ex.queries,
-                "seconds": ex.seconds if seconds is None else seconds, "cached": cached,
+                "seconds": ex.seconds if seconds is None else seconds,
+                "cached": res.cached if cached is None else cached,
                 "image_size": list(image_size or res.image_size or res.saliency.shape),
                 "map_size": list(res.saliency.shape)})
     if "search" in ex.extra:  # DE-CAM: population, generations, best fitness per generation

@@ -64,6 +64,34 @@ def stack(pictures: list[Image.Image], gap: int = 8) -> Image.Image:
     return canvas
 
 
+def grid(pictures: list[Image.Image], cols: int = 4, title: str | None = None, gap: int = 8) -> Image.Image:
+    """Pictures in rows of ``cols`` on white (each cell as large as the largest picture), with a
+    ``title`` wrapped above them (e.g. a gate's failing overlays under its verdict)."""
+    import textwrap
+
+    from PIL import ImageDraw
+
+    from .render import _font
+
+    if not pictures:
+        raise ValueError("nothing to lay out")
+    cols = max(1, min(cols, len(pictures)))
+    rows = -(-len(pictures) // cols)
+    cw, ch = max(p.width for p in pictures), max(p.height for p in pictures)
+    width = cols * cw + (cols + 1) * gap
+    font = _font(14)
+    lines = textwrap.wrap(title, max(20, width // 8)) if title else []
+    top = (len(lines) * 18 + gap) if lines else 0
+    canvas = Image.new("RGB", (width, top + rows * (ch + gap) + gap), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        draw.text((gap, gap // 2 + 18 * i), line, fill="black", font=font)
+    for k, p in enumerate(pictures):
+        r, c = divmod(k, cols)
+        canvas.paste(p.convert("RGB"), (gap + c * (cw + gap), top + gap + r * (ch + gap)))
+    return canvas
+
+
 def colormap():
     """The jet colour map of :func:`blackbox_cam.pictures.render.jet` as a matplotlib colormap (256 steps)."""
     from matplotlib.colors import ListedColormap
