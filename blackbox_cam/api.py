@@ -190,7 +190,7 @@ def plot_methods(model: str | os.PathLike | Classifier, image: Any,
 
         h, w = img.shape[:2]
         cols = len(results) + 1
-        fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols + 0.8, 3.2 * h / w + 1.1), layout="constrained")
+        fig, axes = plt.subplots(1, cols, figsize=(2.8 * cols + 0.8, 2.8 * h / w + 0.9), layout="constrained")
     axes = list(np.ravel(axes))
     if len(axes) != len(results) + 1:
         raise BlackboxCamError(f"plot_methods needs {len(results) + 1} axes (the image, then each method), "

@@ -84,7 +84,7 @@ class Result(Shows):
     def plot(self, ax=None, *, title: bool = True, colorbar: bool = True):
         """The overlay on matplotlib axes with a colour bar (0..1) and the caption as title."""
         pic = self.overlay()
-        ax = new_axes(ax, 6.0, 6.0 * pic.height / pic.width + 0.8)
+        ax = new_axes(ax, 6.0, 4.6 * pic.height / pic.width + 0.8)
         ax.imshow(np.asarray(pic))
         ax.set_axis_off()
         if title:

@@ -28,7 +28,7 @@ from PIL import Image
 #: images such as 64 x 64 frames are enlarged by a whole factor, nearest neighbour) ...
 MIN_SIDE = 256
 #: ... and at most this many on their longer side (larger ones are shrunk), so a notebook stays small.
-MAX_SIDE = 1024
+MAX_SIDE = 800
 
 
 def png_bytes(picture: Image.Image) -> bytes:
