@@ -114,8 +114,8 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
     ----------
     model : an ``.onnx`` path (loaded once, see :func:`load_model`) or a :class:`Classifier`.
     image : an image file, a PIL image or an array (``H x W x 3`` RGB, uint8 or float, see
-        :func:`~blackbox_cam.io.images.as_rgb`): one result. A folder (searched recursively), a manifest CSV or a list of
-        any of these: a list of results, in order, with a ``tqdm`` progress bar (``progress``).
+        :func:`~blackbox_cam.io.images.as_rgb`): one result. A folder (searched recursively), a
+        manifest CSV or a list of any of these: a list of results, in order, with a ``tqdm`` progress bar (``progress``).
     method : a registered method (``decam``, ``rise``, ``occlusion``, ``gradcam``, ...).
     target : ``None``/``"top1"`` (each image's top-1 class), a class index or a label name.
     budget, seed : as for ``blackbox-cam explain`` (``budget`` None = the method's default).

@@ -151,7 +151,8 @@ def test_plot_methods_shares_one_target_and_draws_each_method(cat):
     np.testing.assert_array_equal(results[0].saliency,
                                   bc.explain(EFFNET, CAT, "rise", budget=40, target="tabby, tabby cat").saliency)
     fig = plt.gcf()
-    assert len(fig.axes) == 4 and [a.get_title().split("\n")[0] for a in fig.axes[:3]] == ["chelsea.png", "rise", "gradcam"]
+    assert len(fig.axes) == 4                                       # the image, two overlays, one colour bar
+    assert [a.get_title().split("\n")[0] for a in fig.axes[:3]] == ["chelsea.png", "rise", "gradcam"]
     with pytest.raises(BlackboxCamError, match="needs 3 axes"):
         bc.plot_methods(EFFNET, CAT, ["rise", "gradcam"], budget=40, axes=[plt.gca()])
 

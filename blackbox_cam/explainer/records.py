@@ -16,8 +16,8 @@ from ..errors import BlackboxCamError
 from ..io.output import RecordBook, ensure_dir, npy_bytes, png_bytes
 
 
-def result_record(res, *, image: str, model: str | None = None, seconds: float | None = None, cached: bool | None = None,
-                  image_size: Sequence[int] | None = None) -> dict[str, Any]:
+def result_record(res, *, image: str, model: str | None = None, seconds: float | None = None,
+                  cached: bool | None = None, image_size: Sequence[int] | None = None) -> dict[str, Any]:
     """The ``explain.json`` record of a :class:`~blackbox_cam.explainer.pipeline.Result` (README, "Explain").
 
     ``image`` is the path as given; ``model`` defaults to the result's model file; ``seconds``

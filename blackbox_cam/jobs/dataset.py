@@ -57,7 +57,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import BlackboxCamError
-from ..explainer.pipeline import Result, Scored, explain_scored, make_result, map_to_image, resolve_target, score_image
+from ..explainer.pipeline import Scored, explain_scored, make_result, map_to_image, resolve_target, score_image
 from ..methods import Call, Explanation, get_method
 
 #: File name endings treated as images when a folder is expanded (compared lower-case).

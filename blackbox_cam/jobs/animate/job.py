@@ -146,7 +146,8 @@ class Animation(Shows):
     def describe(self) -> str:
         yb = self.ybroad
         road = f", ybROAD max {yb['max']:+.3f} at {yb['argmax']} ({yb['argmax_name']})" if yb else ""
-        return f"{self.method}: {self.label} ({self.score:.3f}), {len(self.frames)} frames, {self.queries} queries{road}"
+        q = f"{self.queries} {'query' if self.queries == 1 else 'queries'}"
+        return f"{self.method}: {self.label} ({self.score:.3f}), {len(self.frames)} frames, {q}{road}"
 
     def __repr__(self) -> str:
         return f"<Animation {self.describe()}>"

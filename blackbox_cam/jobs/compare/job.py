@@ -124,7 +124,8 @@ class CompareResult(Shows):
         for m in self.methods:
             s = summary[m]
             if s["deletion_auc"]["n"]:
-                parts.append(f"{m} deletion {s['deletion_auc']['mean']:.3f}, insertion {s['insertion_auc']['mean']:.3f}")
+                parts.append(f"{m} deletion {s['deletion_auc']['mean']:.3f}, "
+                             f"insertion {s['insertion_auc']['mean']:.3f}")
         n = len(self.images)
         fails = f", {len(self.failures)} failure(s)" if self.failures else ""
         return f"compare: {n} image{'s' if n != 1 else ''}{fails}; means: " + ("; ".join(parts) or "none")

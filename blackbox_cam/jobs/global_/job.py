@@ -87,7 +87,8 @@ class GlobalResult(Shows):
         for k in self.labels:
             name = self.names.get(k, str(k))
             score = labels.get(name, {}).get("peppr")
-            parts.append(f"{name} (n={self.aggregator.count(k)}" + (f", PEPPR {score:.2f})" if score is not None else ")"))
+            peppr = f", PEPPR {score:.2f}" if score is not None else ""
+            parts.append(f"{name} (n={self.aggregator.count(k)}{peppr})")
         fails = f", {len(self.failures)} failed" if self.failures else ""
         return (f"global {self.settings.get('method', '')}: {len(self.images)} images{fails}; "
                 + ", ".join(parts) + f" -> {self.out}")
