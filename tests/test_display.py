@@ -176,6 +176,7 @@ def test_compare_result_shows_its_panels(tmp_path):
     assert res.describe().startswith("compare: 2 images; means: rise deletion ")
     ax = res.plot()
     assert ax.get_title() == res.describe()
+    res.show()                                                      # the generic Shows.show: no error on Agg
 
 
 def test_gate_report_shows_failing_overlays_and_a_passing_one_its_verdict():
@@ -233,6 +234,8 @@ def test_animation_shows_its_contact_sheet_and_plays_its_gif(tmp_path, monkeypat
     with Image.open(io.BytesIO(gif.data)) as g:
         assert g.format == "GIF" and g.n_frames == len(anim.frames)
     assert gif._repr_html_().startswith('<img src="data:image/gif;base64,')
+    gif.save(tmp_path / "again.gif")
+    assert (tmp_path / "again.gif").read_bytes() == gif.data
     assert f"{len(anim.frames)} frames" in repr(anim)
 
 
