@@ -139,7 +139,9 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
         raise BlackboxCamError(f"{image}: no images to explain")
     steps: Iterable[_Input] = inputs
     if many and progress:
-        from tqdm.auto import tqdm
+        with warnings.catch_warnings():  # without ipywidgets tqdm.auto says so, then draws a text bar: fine
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            from tqdm.auto import tqdm
 
         steps = tqdm(inputs, desc=f"{method}", unit="image")
     results = []
