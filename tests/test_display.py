@@ -161,13 +161,13 @@ def test_plot_methods_shares_one_target_and_draws_each_method(cat):
 
 
 def test_compare_result_shows_its_panels(tmp_path):
-    from blackbox_cam.jobs.compare import compare_images
+    from blackbox_cam.jobs.compare import MetricSettings, compare_images
     from blackbox_cam.jobs.compare.panels import make_panel
     from blackbox_cam.pictures.display import Shows
 
-    clf = bc.load_model(EFFNET)
-    res = compare_images(clf, [CAT, IMAGES / "coffee.png"], ["rise", "gradcam"], budget=40,
-                         settings=bc.jobs.compare.MetricSettings(road=False))
+    clf = bc.load_model(HANS / "clean.onnx")                        # 64 x 64: the metrics are quick
+    res = compare_images(clf, [HANS / "images" / "field_0_square.png", HANS / "images" / "field_1_cross.png"],
+                         ["rise", "gradcam"], budget=40, settings=MetricSettings(road=False))
     assert isinstance(res, Shows)
     panels = [make_panel(ir, res) for ir in res.images]
     pic = decode(res.png())
@@ -242,13 +242,16 @@ def test_animation_shows_its_contact_sheet_and_plays_its_gif(tmp_path, monkeypat
 def test_compare_save_maps_writes_what_explain_writes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = run("compare", EFFNET, CAT, "-m", "rise,gradcam", "--budget", "40", "--no-road", "--save-maps",
-                "--out", tmp_path / "cmp")
+        r = run("compare", HANS / "clean.onnx", HANS / "images", "-m", "rise,gradcam", "--budget", "40", "--no-road",
+                "--save-maps", "--out", tmp_path / "cmp")
     assert r.exit_code == 0, r.output
-    e = run("explain", EFFNET, CAT, "-m", "rise,gradcam", "--budget", "40", "--out", tmp_path / "exp")
+    e = run("explain", HANS / "clean.onnx", HANS / "images", "-m", "rise,gradcam", "--budget", "40",
+            "--out", tmp_path / "exp")
     assert e.exit_code == 0, e.output
     saved = tmp_path / "cmp" / "explain"
-    for name in ("chelsea_rise.npy", "chelsea_rise.png", "chelsea_gradcam.npy", "chelsea_gradcam.png"):
+    names = sorted(p.name for p in (tmp_path / "exp").glob("*_*.*"))
+    assert len(names) == 8 * 2 * 2 and names == sorted(p.name for p in saved.glob("*_*.*"))
+    for name in names:
         assert (saved / name).read_bytes() == (tmp_path / "exp" / name).read_bytes(), name
     a = json.loads((saved / "explain.json").read_text())
     b = json.loads((tmp_path / "exp" / "explain.json").read_text())
