@@ -210,3 +210,6 @@ def plot_methods(model: str | os.PathLike | Classifier, image: Any,
         ax.set_axis_off()
     add_colorbar(axes[-1])
     return results
+
+
+__all__ = ["MODEL_OPTIONS", "explain", "load_model", "plot_methods"]
