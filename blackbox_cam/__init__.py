@@ -1,12 +1,15 @@
 """blackbox-cam: explain ONNX image classifiers without their source code.
 
-Python API in three lines::
+Python API in two lines::
 
-    from blackbox_cam import Classifier, explain_image, load_image
-    clf = Classifier("models/efficientnet_lite0.onnx")
-    result = explain_image(clf, load_image("models/images/chelsea.png"), "decam", seed=0)
+    import blackbox_cam as bc
+    result = bc.explain("models/efficientnet_lite0.onnx", "models/images/chelsea.png", "decam", seed=0)
 
-``result.saliency`` is a float32 map at the image's size with values in [0, 1].
+``result.saliency`` is a float32 map at the image's size with values in [0, 1]; ``result``
+shows itself in a notebook (``result.show()``, ``result.overlay()``) and ``result.save(folder)``
+writes what ``blackbox-cam explain`` writes. A folder or a list of images gives a list of
+results; :func:`plot_methods` draws several methods side by side. The lower-level pieces stay:
+``Classifier``, ``explain_image(clf, load_image(path), "decam")``.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from .explainer.pipeline import Result, explain_image, resolve_target  # noqa: E
 from .io.images import load_image  # noqa: E402
 from .methods import METHODS, Explanation  # noqa: E402
 from .model.runtime import Classifier  # noqa: E402
+from .api import explain, load_model, plot_methods  # noqa: E402
 
 __all__ = ["BlackboxCamError", "BudgetExceeded", "Classifier", "Explanation", "METHODS", "Result",
-           "explain_image", "load_image", "resolve_target", "__version__"]
+           "explain", "explain_image", "load_model", "plot_methods", "load_image", "resolve_target", "__version__"]

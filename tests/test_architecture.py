@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "explainer": 5,
     "jobs.dataset": 6,
     "jobs": 7,  # jobs/__init__ and every command's folder: jobs.compare, jobs.gate, ...
-    "testing": 8,
+    "testing": 8, "api": 8,  # public Python helpers: pytest assertions, the one-call explain()
     "cli": 9,
     "": 10,  # blackbox_cam/__init__.py, the public facade
 }

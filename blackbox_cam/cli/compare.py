@@ -36,11 +36,14 @@ DEFAULT_METHODS = "decam,gradcam,rise"
               help="Top-k percent of pixels for the IoU agreement.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="compare-out",
               show_default=True, help="Folder for index.html, compare.json, compare.csv and panels/.")
+@click.option("--save-maps", is_flag=True,
+              help="Also write every map into OUT/explain/ as explain writes them: <stem>_<method>.npy "
+                   "(float32, image size, 0..1), <stem>_<method>.png (overlay) and explain.json.")
 @method_options
 @model_options
 def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Path | None, reference: str | None,
             target: str, budget: int | None, seed: int, road: bool, tolerance: float, topk: float,
-            out_dir: Path, **kw: Any) -> None:
+            out_dir: Path, save_maps: bool, **kw: Any) -> None:
     """Run each method on each image (same target), score every map, write a report.
 
     INPUT is an image file, a folder (recursive, sorted) or a manifest CSV (an `image` column,
@@ -49,8 +52,9 @@ def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Pa
     Writes OUT/index.html (summary table, then one panel per image), compare.json and
     compare.csv (one row per image x method: deletion/insertion AUC, ROAD, agreement with the
     reference map, pointing game and energy in box when --boxes is given, queries, seconds) and
-    OUT/panels/*.png. An image that fails is recorded and the rest go on; the exit code is 1 if
-    any image or method failed.
+    OUT/panels/*.png; with --save-maps also OUT/explain/ (the maps as `explain --out
+    OUT/explain` writes them). An image that fails is recorded and the rest go on; the exit
+    code is 1 if any image or method failed.
     """
     from ..jobs.compare.job import MetricSettings, compare_images, read_boxes
     from ..io.output import ensure_dir
@@ -72,6 +76,11 @@ def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Pa
                                                                          topk=topk, seed=seed),
                             progress=lambda msg: click.echo(msg, err=True))
     written = write_report(result, out_dir)
+    if save_maps:  # the explain command's own writer: same files, same explain.json records
+        from ..explainer.records import save_results
+
+        saved = save_results([r for ir in result.images for r in ir.results.values()], out_dir / "explain")
+        click.echo(f"{len(saved)} maps -> {out_dir / 'explain'}", err=True)
     click.echo(f"{len(result.rows)} maps scored, {len(result.failures)} failure(s) -> {written['html']}")
     if result.failures:
         sys.exit(1)

@@ -48,8 +48,8 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     """
     from ..jobs.dataset import MapCache, expand_inputs, explain_cached
     from ..explainer.pipeline import resolve_target, score_image
-    from ..io.output import RecordBook, ensure_dir, npy_bytes, png_bytes
-    from ..pictures.render import overlay
+    from ..explainer.records import commit_result, result_record
+    from ..io.output import RecordBook, ensure_dir
 
     given = method_kwargs(kw)
     bind_all(methods, budget, given)  # options and budget checked before the model is even loaded
@@ -99,18 +99,11 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
                     bar.close()
                     clf.on_queries = None
                 ex = res.explanation
-                rec.update({"predicted": res.predicted, "predicted_label": clf.label(res.predicted),
-                            "predicted_score": res.predicted_score, "label": clf.label(res.target),
-                            "score": res.score, "target": res.target, "params": ex.params,
-                            "queries": ex.queries, "seconds": ex.seconds if hit else round(time.perf_counter() - t0, 3),
-                            "cached": hit, "image_size": list(size), "map_size": list(res.saliency.shape)})
-                if "search" in ex.extra:  # DE-CAM: population, generations, best fitness per generation
-                    rec["search"] = ex.extra["search"]
+                rec = result_record(res, image=str(item.path), model=str(model), cached=hit, image_size=size,
+                                    seconds=ex.seconds if hit else round(time.perf_counter() - t0, 3))
                 if ex.warning:  # a map with no information is written, and said to be one
-                    rec["warning"] = ex.warning
                     click.echo(f"warning: {item.name}: {ex.warning}", err=True)
-                book.commit(rec, {"npy": npy_bytes(res.saliency), "png": png_bytes(overlay(image, res.saliency))},
-                            stem=item.path.stem if item.origin == "arg" else item.stem())
+                commit_result(book, rec, res, stem=item.path.stem if item.origin == "arg" else item.stem())
                 click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
                            f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
                            f"-> {out / rec['png']}")

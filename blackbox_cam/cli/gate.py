@@ -68,12 +68,11 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
           --forbid models/clever_hans/timestamp_mask.png -m gradcam --junit gate.xml
     """
     from ..jobs.dataset import MapCache, expand_inputs
-    from ..jobs.gate.job import GateRule, check_inputs, run_gate
+    from ..jobs.gate.job import GateRule, check_inputs, failure_picture, run_gate
     from ..jobs.gate.junit import write_junit
     from ..methods import bind_all
     from ..io.output import ensure_dir, write_json, write_png
     from ..jobs.gate.regions import parse_region
-    from ..pictures.render import region_overlay
     from ..model.runtime import Classifier
 
     rule = GateRule(max_share=max_share, min_share=min_share, max_fail_rate=max_fail_rate)
@@ -93,12 +92,12 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
         if case.passed:
             return
         name = f"{item.stem()}_{case.method}.png"
-        caption = f"{Path(case.image).name} ({case.method}, {case.label}): FAILED\n" + "; ".join(case.check.reasons)
-        write_png(ensure_dir(out / "overlays") / name, region_overlay(image, saliency, fmask, rmask, caption))
+        write_png(ensure_dir(out / "overlays") / name, failure_picture(case, image, saliency, fmask, rmask))
         case.overlay = f"overlays/{name}"
 
     report = run_gate(clf, items, methods, forbid=forbid_r, require=require_r, rule=rule, target=target,
-                      budget=budget, seed=seed, options=options, cache=MapCache(out, clf), on_case=draw_failure)
+                      budget=budget, seed=seed, options=options, cache=MapCache(out, clf), on_case=draw_failure,
+                      pictures=0)
     for case in report.cases:
         if case.error is not None:
             click.echo(f"error: {case.image}: {case.error}", err=True)

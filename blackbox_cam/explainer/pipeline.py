@@ -8,20 +8,32 @@ with several methods score it once (:func:`score_image`) and run each checked me
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ..errors import BlackboxCamError
 from ..model.backends import log
 from ..model.geometry import Geometry
 from ..methods import Call, Explanation, get_method
+from ..pictures.display import Shows, add_colorbar, display_size, new_axes
+from ..pictures.render import overlay, panel
 
 
-@dataclass
-class Result:
-    """One explained image: the method's explanation plus what the user asked about."""
+@dataclass(repr=False)
+class Result(Shows):
+    """One explained image: the method's explanation plus what the user asked about.
+
+    It shows itself (:class:`blackbox_cam.pictures.display.Shows`): :meth:`overlay` is the PNG the CLI
+    writes, :meth:`plot` / :meth:`show` draw it with a colour bar and a caption, a bare result in
+    a notebook displays it, and :meth:`save` writes the CLI's files and ``explain.json`` record.
+    The fields after ``score`` say what was explained (set by :func:`explain_scored`; ``image``
+    is None for a result rebuilt without its picture).
+    """
 
     explanation: Explanation
     saliency: np.ndarray  # float32 (H, W) at the original image size, [0, 1]
@@ -29,6 +41,66 @@ class Result:
     predicted_score: float
     target: int
     score: float
+    image: np.ndarray | None = None        # H x W x 3 RGB float 0..255, the image explained
+    label: str | None = None               # the target's class name
+    predicted_label: str | None = None
+    model: str | None = None               # the model file
+    source: str | None = None              # the image file (or a name given to an in-memory image)
+    stem: str | None = None                # file-name stem for save() (default: the source's)
+    image_size: tuple[int, int] | None = None  # (H, W) of the file, when it was read reduced
+    backend: dict[str, Any] | None = None  # what ran the model (explain.json's "backend")
+    cached: bool = False                   # rebuilt from a map cache (no query made)
+
+    @property
+    def method(self) -> str:
+        return self.explanation.method
+
+    def overlay(self) -> Image.Image:
+        """The map in jet colours over the image at the image's size: the PNG ``explain`` writes."""
+        if self.image is None:
+            raise BlackboxCamError("this result does not hold its image, so it cannot draw an overlay")
+        return overlay(self.image, self.saliency)
+
+    def caption(self) -> str:
+        """``label (score), method, N queries`` (and the prediction when the target is another class)."""
+        what = f"{self.label or self.target} ({self.score:.3f})"
+        if self.target != self.predicted:
+            what += f"; predicted {self.predicted_label or self.predicted} ({self.predicted_score:.3f})"
+        q = self.explanation.queries
+        return f"{what}\n{self.method}, {q} {'query' if q == 1 else 'queries'}"
+
+    def describe(self) -> str:
+        name = f"{Path(self.source).name}: " if self.source else ""
+        return f"{name}{self.caption().replace(chr(10), ', ')}"
+
+    def __repr__(self) -> str:
+        h, w = self.saliency.shape
+        return f"<Result {self.describe()}, map {w}x{h}>"
+
+    def picture(self) -> Image.Image:
+        """The overlay with its caption underneath (what a bare result shows in a notebook)."""
+        pic = display_size(self.overlay())
+        return panel([pic], [self.caption()], tile=pic.height)
+
+    def plot(self, ax=None, *, title: bool = True, colorbar: bool = True):
+        """The overlay on matplotlib axes with a colour bar (0..1) and the caption as title."""
+        pic = self.overlay()
+        ax = new_axes(ax, 6.0, 4.6 * pic.height / pic.width + 0.8)
+        ax.imshow(np.asarray(pic))
+        ax.set_axis_off()
+        if title:
+            ax.set_title(self.caption(), fontsize=10)
+        if colorbar:
+            add_colorbar(ax)
+        return ax
+
+    def save(self, out_dir: str | os.PathLike, *, name: str | None = None) -> dict[str, Any]:
+        """Write ``<stem>_<method>.npy`` and ``.png`` into ``out_dir`` and add the record to its
+        ``explain.json``, exactly as ``blackbox-cam explain --out out_dir`` does (same writer,
+        merged with what is there); returns the record. ``name`` names an in-memory image."""
+        from .records import save_results
+
+        return save_results([self], out_dir, names=[name])[0]
 
 
 def resolve_target(clf, target: str | int | None, probs: np.ndarray | None = None) -> int:
@@ -110,7 +182,19 @@ def explain_scored(clf, scored: Scored, call: Call, *, seed: int = 0) -> Result:
     pred = int(np.argmax(scored.probs))
     check_finite(expl.saliency, f"the {call.spec.name} map")
     sal = np.clip(map_to_image(clf, expl.saliency, scored.image.shape[:2]), 0.0, 1.0).astype(np.float32)
-    return Result(expl, sal, pred, float(scored.probs[pred]), scored.target, expl.score)
+    return make_result(clf, expl, sal, pred, float(scored.probs[pred]), scored.target, expl.score, scored.image)
+
+
+def make_result(clf, explanation: Explanation, saliency: np.ndarray, predicted: int, predicted_score: float,
+                target: int, score: float, image: np.ndarray | None) -> Result:
+    """A :class:`Result` with what ``clf`` says about it: class names, model file, backend."""
+    label = getattr(clf, "label", None)
+    session = getattr(clf, "session", None)
+    return Result(explanation, saliency, int(predicted), float(predicted_score), int(target), float(score),
+                  image=image, label=label(target) if label else None,
+                  predicted_label=label(predicted) if label else None,
+                  model=str(clf.path) if getattr(clf, "path", None) is not None else None,
+                  backend=session.record() if hasattr(session, "record") else None)
 
 
 def map_to_image(clf, saliency: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -113,6 +114,43 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
     elif mode != "RGB":
         im = im.convert("RGB")
     return np.array(im, dtype=np.float32)  # one float copy (writable), no second
+
+
+def as_rgb(image: Any, what: str = "image") -> np.ndarray:
+    """A PIL image or an array -> ``H x W x 3`` float32 RGB in [0, 255], as files are read.
+
+    Arrays: ``uint8`` (0..255), other integers (0..255, or 0..65535 for ``uint16``), or float:
+    0..255, or 0..1 when no value exceeds 1 (what matplotlib and scikit-image give). ``H x W``
+    and ``H x W x 1`` are grey; an alpha channel (``H x W x 4``) is dropped. PIL images are
+    converted as files are (:func:`read_image`: EXIF rotation applied, 16-bit scaled, alpha dropped).
+    """
+    if isinstance(image, Image.Image):
+        from PIL import ImageOps
+
+        return _to_rgb_array(ImageOps.exif_transpose(image))
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        a = a[:, :, :3] if a.shape[2] != 1 else a[:, :, 0]
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) < 1:
+        raise BlackboxCamError(f"{what}: an image array must be H x W x 3 RGB (or H x W grey, H x W x 4 RGBA), "
+                               f"got shape {a.shape}")
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise BlackboxCamError(f"{what}: image arrays hold numbers (uint8 or float), not {a.dtype}")
+    if np.issubdtype(a.dtype, np.integer):
+        top = 65535.0 if a.dtype == np.uint16 else 255.0
+        if a.min() < 0 or a.max() > top:
+            raise BlackboxCamError(f"{what}: integer pixel values must lie in 0..{top:.0f}, got "
+                                   f"{a.min()}..{a.max()}")
+        return (a.astype(np.float32) * np.float32(255.0 / top)).astype(np.float32)
+    f = a.astype(np.float32)
+    if not np.isfinite(f).all():
+        raise BlackboxCamError(f"{what}: the image array holds NaN or inf values")
+    lo, hi = float(f.min()), float(f.max())
+    if lo < 0 or hi > 255:
+        raise BlackboxCamError(f"{what}: float pixel values must lie in 0..1 or 0..255, got {lo:g}..{hi:g}")
+    return f * np.float32(255.0) if hi <= 1.0 else f
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -57,7 +57,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import BlackboxCamError
-from ..explainer.pipeline import Result, Scored, explain_scored, map_to_image, resolve_target, score_image
+from ..explainer.pipeline import Scored, explain_scored, make_result, map_to_image, resolve_target, score_image
 from ..methods import Call, Explanation, get_method
 
 #: File name endings treated as images when a folder is expanded (compared lower-case).
@@ -474,7 +474,9 @@ def explain_cached(clf: Any, image: np.ndarray, method: str | Call, *, cache: Ma
         if hit is not None:
             ex = Explanation(hit.saliency, hit.target, hit.score, hit.queries, hit.seconds, hit.params, hit.method)
             sal = np.clip(map_to_image(clf, hit.saliency, image.shape[:2]), 0.0, 1.0).astype(np.float32)
-            return Result(ex, sal, hit.predicted, hit.predicted_score, hit.target, hit.score), True
+            res = make_result(clf, ex, sal, hit.predicted, hit.predicted_score, hit.target, hit.score, image)
+            res.cached = True
+            return res, True
     if scored is None:
         scored = score_image(clf, image, target)
     elif callable(scored):

@@ -45,6 +45,7 @@ from ...errors import BlackboxCamError
 from ...io.images import resize_map
 from ...metrics import road_images, road_result
 from ...metrics.road import RoadResult
+from ...pictures.display import Gif, Shows
 
 #: ybROAD's removal fractions (CAManim: percentiles 20, 40, 60, 80).
 YBROAD_FRACTIONS = (0.2, 0.4, 0.6, 0.8)
@@ -109,9 +110,14 @@ class Frame:
         return "x".join(str(d) for d in self.shape) if self.shape else ""
 
 
-@dataclass
-class Animation:
-    """Frames of one method on one image, and what they explain."""
+@dataclass(repr=False)
+class Animation(Shows):
+    """Frames of one method on one image, and what they explain.
+
+    Shows itself (:class:`~blackbox_cam.pictures.display.Shows`): its picture is the contact
+    sheet of every frame (layer normalisation), as ``write_animation`` writes it; :meth:`gif`
+    is the animation itself, which plays in a notebook.
+    """
 
     method: str
     kind: str                      # "layers" or "search"
@@ -124,6 +130,27 @@ class Animation:
     global_range: tuple[float, float] | None = None
     queries: int = 0               # model queries: the prediction, a search's, ybROAD's
     params: dict[str, Any] = field(default_factory=dict)
+
+    def picture(self, norm: str = "layer"):
+        """All frames on one page (``<stem>_<method>_<norm>_sheet.png``)."""
+        from ...pictures.movie import contact_sheet
+
+        return contact_sheet(self, norm)
+
+    def gif(self, norm: str = "layer", fps: float = 5.0) -> Gif:
+        """The animated GIF ``write_animation`` writes (a bare one plays in a notebook; ``.save(path)``)."""
+        from ...pictures.movie import gif_bytes, pictures
+
+        return Gif(gif_bytes(pictures(self, norm), fps))
+
+    def describe(self) -> str:
+        yb = self.ybroad
+        road = f", ybROAD max {yb['max']:+.3f} at {yb['argmax']} ({yb['argmax_name']})" if yb else ""
+        q = f"{self.queries} {'query' if self.queries == 1 else 'queries'}"
+        return f"{self.method}: {self.label} ({self.score:.3f}), {len(self.frames)} frames, {q}{road}"
+
+    def __repr__(self) -> str:
+        return f"<Animation {self.describe()}>"
 
     @property
     def ybroad(self) -> dict[str, float | int | str] | None:

@@ -35,10 +35,7 @@ def ybroad_csv(anim) -> str:
 def ybroad_plot(anim, *, dpi: int = 120) -> bytes:
     """PNG of ROAD (and its MoRF and LeRF parts) against frame index, ybROAD_max starred and
     ybROAD_mean as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot, no backend switch: a notebook's inline plots stay on
 
     yb = anim.ybroad
     if yb is None:

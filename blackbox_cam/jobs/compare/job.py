@@ -31,8 +31,9 @@ from scipy import stats
 from ... import metrics
 from ...errors import BlackboxCamError
 from ..dataset import Item, MapCache, expand_inputs, explain_cached, file_digest, read_csv_rows
-from ...explainer.pipeline import Scored, resolve_target, score_image
+from ...explainer.pipeline import Result, Scored, resolve_target, score_image
 from ...methods import METHODS, Call, bind_all, parse_methods
+from ...pictures.display import Shows, stack
 
 #: Per-row metric keys, in report order; ``higher`` says which direction is better.
 METRICS: dict[str, dict[str, Any]] = {
@@ -72,11 +73,18 @@ class ImageResult:
     maps: dict[str, np.ndarray] = field(default_factory=dict)         # original resolution, [0, 1]
     model_maps: dict[str, np.ndarray] = field(default_factory=dict)   # model input resolution
     box: tuple[float, float, float, float] | None = None
+    results: dict[str, Result] = field(default_factory=dict, repr=False)  # each method's Result (save_maps)
+    size: tuple[int, int] | None = None      # (H, W) of the file (maps are at the working size)
+    stem: str | None = None                  # file-name stem of its saved maps (as explain names them)
 
 
-@dataclass
-class CompareResult:
-    """Rows (one per image x method), failures, per-image results and the settings used."""
+@dataclass(repr=False)
+class CompareResult(Shows):
+    """Rows (one per image x method), failures, per-image results and the settings used.
+
+    Shows itself (:class:`~blackbox_cam.pictures.display.Shows`): its picture is every image's
+    panel (the report's ``panels/``), one under the other; its text, each method's mean scores.
+    """
 
     rows: list[dict[str, Any]]
     failures: list[dict[str, str]]
@@ -102,6 +110,28 @@ class CompareResult:
         if any(r.get("pointing_game") is not None for r in self.rows):
             keys += ["pointing_game", "energy_in_box"]
         return keys + ["queries", "seconds"]
+
+    def picture(self):
+        """Each image's panel (the image, then every method's overlay with its scores), stacked."""
+        from .panels import make_panel
+
+        panels = [make_panel(ir, self) for ir in self.images if ir.image is not None and ir.maps]
+        return stack(panels) if panels else None
+
+    def describe(self) -> str:
+        summary = summarise(self)
+        parts = []
+        for m in self.methods:
+            s = summary[m]
+            if s["deletion_auc"]["n"]:
+                parts.append(f"{m} deletion {s['deletion_auc']['mean']:.3f}, "
+                             f"insertion {s['insertion_auc']['mean']:.3f}")
+        n = len(self.images)
+        fails = f", {len(self.failures)} failure(s)" if self.failures else ""
+        return f"compare: {n} image{'s' if n != 1 else ''}{fails}; means: " + ("; ".join(parts) or "none")
+
+    def __repr__(self) -> str:
+        return f"<CompareResult {self.describe()}>"
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -218,12 +248,13 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
             say(item.error or f"{name}: skipped")
             continue
         try:
-            scored, box = _prepare(clf, item, target, boxes.get(path.name))
+            scored, box, size = _prepare(clf, item, target, boxes.get(path.name))
         except Exception as e:  # a bad image is recorded; the others go on
             failures.append({"image": name, "method": "", "error": _message(e)})
             say(f"{name}: failed ({_message(e)})")
             continue
-        ir = ImageResult(name, str(path), scored.image, scored.target, clf.label(scored.target), box=box)
+        ir = ImageResult(name, str(path), scored.image, scored.target, clf.label(scored.target), box=box, size=size,
+                         stem=path.stem if item.origin == "arg" else item.stem())
         results.append(ir)
         for m in methods:
             try:
@@ -274,6 +305,8 @@ def _run_method(clf, ir: ImageResult, scored: Scored, call: Call, seed: int,
     row["metric_seconds"] = time.perf_counter() - t0
     ir.maps[method] = res.saliency
     ir.model_maps[method] = res.explanation.saliency
+    res.source, res.stem, res.image_size = ir.path, ir.stem, ir.size   # so res.save() names it as explain does
+    ir.results[method] = res
     return row
 
 
@@ -286,7 +319,7 @@ def _prepare(clf, item: Item, target, box):
     if box is not None and img.shape[:2] != (h, w):  # a large image is worked on reduced (images.MAX_SIDE)
         sy, sx = img.shape[0] / h, img.shape[1] / w
         box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-    return score_image(clf, img, target), box
+    return score_image(clf, img, target), box, (h, w)
 
 
 # -- summary ---------------------------------------------------------------------------------------

@@ -16,13 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageDraw
 
 from .job import METRICS, CompareResult, ImageResult, summarise
-from ...io.images import to_uint8
+from .panels import make_panel
 from ...io.output import ensure_dir, json_text, write_png, write_text
-from ...pictures.render import overlay, panel
 
 PANEL_DIR = "panels"
 
@@ -60,39 +57,6 @@ def _label(key: str) -> str:
     if key.startswith("iou_vs_"):
         return f"Top-k IoU vs {key[len('iou_vs_'):]}"
     return key
-
-
-# -- panels ------------------------------------------------------------------------------------------
-def make_panel(ir: ImageResult, result: CompareResult) -> Image.Image:
-    """The image (with its box, if any), then each method's overlay captioned with its scores."""
-    base = Image.fromarray(to_uint8(ir.image))
-    if ir.box is not None:
-        d = ImageDraw.Draw(base)
-        lw = max(1, round(max(base.size) / 128))          # about 2 px once the tile is scaled to 256
-        x0, y0, x1, y1 = ir.box
-        d.rectangle([x0, y0, x1 - 1, y1 - 1], outline=(0, 255, 0), width=lw)
-    tiles, caps = [base], [f"{ir.name}\ntarget {ir.target}: {_short(ir.label)}\n"]
-    ref = result.reference
-    for m in result.methods:
-        if m not in ir.maps:
-            continue
-        row = next(r for r in result.rows if r["image"] == ir.name and r["method"] == m)
-        tiles.append(overlay(ir.image, ir.maps[m]))
-        lines = [f"{m}  ({row['queries']} q, {row['seconds']:.1f} s)",
-                 f"del {row['deletion_auc']:.3f}  ins {row['insertion_auc']:.3f}"]
-        if ref is not None and m != ref and f"spearman_vs_{ref}" in row:
-            lines.append(f"vs {ref}: rho {row[f'spearman_vs_{ref}']:.2f} IoU {row[f'iou_vs_{ref}']:.2f}")
-        elif m == ref:
-            lines.append("(reference)")
-        caps.append("\n".join(lines))
-    n_lines = max(c.count("\n") + 1 for c in caps)
-    caps = [c + "\n" * (n_lines - c.count("\n") - 1) for c in caps]
-    return panel(tiles, caps, tile=256)
-
-
-def _short(label: str | None, n: int = 28) -> str:
-    label = label or ""
-    return label if len(label) <= n else label[: n - 1] + "..."
 
 
 # -- tables -------------------------------------------------------------------------------------------

@@ -51,7 +51,12 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ...errors import BlackboxCamError
+from ...pictures.display import Shows, display_size, grid
+from ...pictures.render import region_overlay
 from .regions import Region, check_regions, image_shape, union
+
+#: Failure overlays a report keeps for display (the CLI writes every one to OUT/overlays/).
+KEEP_PICTURES = 24
 
 #: Defaults of the rule (the reasons are in the module docstring).
 MAX_SHARE = 0.3
@@ -164,6 +169,8 @@ class GateCase:
     seconds: float = 0.0
     cached: bool = False
     overlay: str | None = None   # file name of the failure overlay, set by whoever writes it
+    picture: Any = field(default=None, repr=False, compare=False)  # the failure overlay kept for display
+
 
     @property
     def passed(self) -> bool:
@@ -205,9 +212,14 @@ def method_verdict(method: str, cases: Sequence[GateCase], rule: GateRule) -> Me
                          errors == 0 and len(cases) > 0 and rate <= rule.max_fail_rate)
 
 
-@dataclass
-class GateReport:
-    """Everything a gate run measured; :meth:`to_dict` is ``gate.json``."""
+@dataclass(repr=False)
+class GateReport(Shows):
+    """Everything a gate run measured; :meth:`to_dict` is ``gate.json``.
+
+    Shows itself (:class:`~blackbox_cam.pictures.display.Shows`): its picture is the failing
+    images' overlays (:func:`failure_picture`, those ``run_gate`` kept) under the verdict; a gate
+    with no failing image has no picture and shows its :meth:`summary` line.
+    """
 
     model: str
     methods: list[str]
@@ -227,6 +239,17 @@ class GateReport:
     @property
     def passed(self) -> bool:
         return all(v.passed for v in self.verdicts)
+
+    def picture(self):
+        """The kept failure overlays in a grid under the summary line (None if none failed)."""
+        pics = [c.picture for c in self.cases if c.picture is not None]
+        return grid(pics, cols=4, title=self.summary()) if pics else None
+
+    def describe(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        return f"<GateReport {self.summary()}>"
 
     def summary(self) -> str:
         """One line: the verdict, then per method the failing count and the worst share."""
@@ -334,13 +357,23 @@ def check_inputs(items: Sequence[Any], forbid: Sequence[Region], require: Sequen
             check_regions([*forbid, *require], shape, item_name(item))
 
 
+def failure_picture(case: GateCase, image: np.ndarray, saliency: np.ndarray, forbidden: np.ndarray | None,
+                    required: np.ndarray | None) -> Any:
+    """A failing image's overlay: the map, the forbidden region in magenta, the required one in
+    white, the map's maximum marked, captioned with the image, method, class and reasons
+    (``OUT/overlays/*.png``, :func:`blackbox_cam.pictures.render.region_overlay`)."""
+    caption = f"{Path(case.image).name} ({case.method}, {case.label}): FAILED\n" + "; ".join(case.check.reasons)
+    return region_overlay(image, saliency, forbidden, required, caption)
+
+
 OnCase = Callable[[GateCase, Any, np.ndarray, np.ndarray, "np.ndarray | None", "np.ndarray | None"], None]
 
 
 def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",), *,
              forbid: Sequence[Region] = (), require: Sequence[Region] = (), rule: GateRule = GateRule(),
              target: str | int | None = None, budget: int | None = None, seed: int = 0,
-             options: dict[str, Any] | None = None, cache: Any = None, on_case: OnCase | None = None) -> GateReport:
+             options: dict[str, Any] | None = None, cache: Any = None, on_case: OnCase | None = None,
+             pictures: int = KEEP_PICTURES) -> GateReport:
     """Explain every image with every method and apply the rule; a bad image is recorded, not raised.
 
     Parameters
@@ -357,6 +390,8 @@ def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",
         content, model and settings are reused, so a nightly run only explains what is new.
     on_case : called after each checked image with ``(case, item, image, saliency, forbidden,
         required)`` (e.g. to draw the failure overlay).
+    pictures : how many failing images keep their overlay (:func:`failure_picture`, at most 512
+        pixels a side) for the report's picture; 0 keeps none.
 
     Raises :class:`BlackboxCamError` before any query for a usage error: unknown method or
     option, bad budget, no region, a region that does not fit an image.
@@ -400,6 +435,8 @@ def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",
             case.label = clf.label(res.target) if hasattr(clf, "label") else None
             case.queries = res.explanation.queries
             report.cases.append(case)
+            if not case.passed and sum(c.picture is not None for c in report.cases) < pictures:
+                case.picture = display_size(failure_picture(case, image, res.saliency, fmask, rmask), max_side=512)
             if on_case is not None:
                 on_case(case, item, image, res.saliency, fmask, rmask)
     report.seconds = time.perf_counter() - t_run

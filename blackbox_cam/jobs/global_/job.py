@@ -28,6 +28,7 @@ import numpy as np
 
 from ..dataset import GroundTruth, Item, MapCache, expand_inputs, read_ground_truth, resolve_label
 from ...errors import BlackboxCamError
+from ...pictures.display import Shows
 from .executors import LocalExecutor, Ready, Work
 from .maps import Aggregator
 from .units import Failed, ImageSource, MapJob, curves_unit, map_unit
@@ -36,9 +37,14 @@ from ...metrics import peppr as pep
 TARGETS = ("auto", "truth", "predicted")
 
 
-@dataclass
-class GlobalResult:
-    """What :func:`run_global` produced."""
+@dataclass(repr=False)
+class GlobalResult(Shows):
+    """What :func:`run_global` produced.
+
+    Shows itself (:class:`~blackbox_cam.pictures.display.Shows`): its picture is the contact
+    sheet ``global_sheet.png`` (every label's mean and std map); :meth:`peppr_picture` is
+    ``peppr.png``; its text names each label with its image count and PEPPR score.
+    """
 
     out: Path
     aggregator: Aggregator
@@ -57,6 +63,38 @@ class GlobalResult:
     @property
     def labels(self) -> list[int]:
         return self.aggregator.labels
+
+    def _open(self, key: str):
+        from PIL import Image
+
+        name = self.files.get(key)
+        if not name:
+            return None
+        with Image.open(self.out / name) as im:
+            return im.convert("RGB")
+
+    def picture(self):
+        """The contact sheet of global maps (``global_sheet.png``)."""
+        return self._open("sheet")
+
+    def peppr_picture(self):
+        """The PEPPR curves (``peppr.png``), or None when PEPPR was not computed."""
+        return self._open("peppr_png")
+
+    def describe(self) -> str:
+        labels = (self.peppr or {}).get("labels", {})
+        parts = []
+        for k in self.labels:
+            name = self.names.get(k, str(k))
+            score = labels.get(name, {}).get("peppr")
+            peppr = f", PEPPR {score:.2f}" if score is not None else ""
+            parts.append(f"{name} (n={self.aggregator.count(k)}{peppr})")
+        fails = f", {len(self.failures)} failed" if self.failures else ""
+        return (f"global {self.settings.get('method', '')}: {len(self.images)} images{fails}; "
+                + ", ".join(parts) + f" -> {self.out}")
+
+    def __repr__(self) -> str:
+        return f"<GlobalResult {self.describe()}>"
 
 
 @dataclass

@@ -4,11 +4,11 @@ Maps are saved as float32 at the model input size (each label map sums to 1). Pi
 map over the label's mean image; the contact sheet puts every label's mean map (top) and
 per-pixel std (below) side by side on one shared colour scale, in units of "times the uniform
 density" (1 = a pixel gets exactly its share, 1 / (H x W), of the evidence), so labels compare
-directly. Plots use matplotlib (Agg, no display needed); every file is written atomically.
+directly. Plots use matplotlib's object API (no display needed, and a notebook's inline backend is left
+alone: :func:`blackbox_cam.pictures.display.figure`); every file is written atomically.
 """
 from __future__ import annotations
 
-import io
 import math
 import re
 from pathlib import Path
@@ -19,23 +19,14 @@ from PIL import Image
 
 from .maps import Aggregator
 from ...io.output import write_bytes, write_json, write_npy, write_png
+from ...pictures.display import figure, figure_png
 from ...pictures.render import overlay
 
 MIN_PNG_SIDE = 256
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _save(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    _pyplot().close(fig)
-    write_bytes(path, buf.getvalue())
+    write_bytes(path, figure_png(fig, dpi=100))
 
 
 def _picture(saliency: np.ndarray, image: np.ndarray | None) -> Image.Image:
@@ -85,7 +76,6 @@ def write_maps(agg: Aggregator, names: dict[int, str], out: Path) -> dict[str, A
 
 def contact_sheet(agg: Aggregator, names: dict[int, str], path: Path, max_columns: int = 6) -> None:
     """Every label's mean map (row 1) and std (row 2), then the overall map, on shared scales."""
-    plt = _pyplot()
     h, w = agg.size
     units = h * w  # times the uniform density
     panels = [(f"{names[k]} (n={agg.count(k)})", agg.mean(k) * units, agg.std(k) * units, agg.mean_image(k))
@@ -95,7 +85,8 @@ def contact_sheet(agg: Aggregator, names: dict[int, str], path: Path, max_column
     smax = max((float(p[2].max()) for p in panels if p[2] is not None), default=1.0) or 1.0
     cols = min(max_columns, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(2.6 * cols + 0.8, 5.0 * rows + 0.6), squeeze=False)
+    fig = figure(2.6 * cols + 0.8, 5.0 * rows + 0.6)
+    axes = fig.subplots(2 * rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     ims = []
@@ -123,11 +114,11 @@ def write_peppr(peppr: dict[str, Any], out: Path) -> dict[str, str]:
     """``peppr.json`` (strict JSON) and ``peppr.png`` (the curves of every label and overall)."""
     _check_finite(peppr)
     write_json(out / "peppr.json", peppr)
-    plt = _pyplot()
     blocks = list(peppr["labels"].items()) + ([("overall", peppr["overall"])] if peppr.get("overall") else [])
     cols = min(4, len(blocks))
     rows = math.ceil(len(blocks) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows + 0.4), squeeze=False)
+    fig = figure(3.6 * cols, 3.2 * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel()[len(blocks):]:
         ax.axis("off")
     for ax, (name, b) in zip(axes.ravel(), blocks):

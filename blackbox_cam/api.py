@@ -1,0 +1,215 @@
+"""The one-call Python API: ``blackbox_cam.explain(model, image, method, **options)``.
+
+``model`` is a path to an ``.onnx`` file or a :class:`~blackbox_cam.model.runtime.Classifier`;
+``image`` is a path, a PIL image or an array, and several of them (a list, a folder or a
+manifest CSV) give a list of results with a progress bar. Each
+:class:`~blackbox_cam.explainer.pipeline.Result` shows itself in a notebook and saves itself as the CLI
+does. :func:`plot_methods` draws several methods side by side on one image.
+
+Everything here is built on :func:`blackbox_cam.explainer.pipeline.score_image` and
+:func:`~blackbox_cam.explainer.pipeline.explain_scored`, the same pipeline as ``blackbox-cam explain``, so
+a map made here equals the CLI's for the same model, image, method, budget and seed.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import BlackboxCamError
+from .io.images import as_rgb
+from .model.runtime import Classifier
+
+#: Keyword arguments of :class:`Classifier`: in :func:`explain` they load a model given as a path.
+MODEL_OPTIONS = tuple(p for p in inspect.signature(Classifier.__init__).parameters if p not in ("self", "path"))
+_LOADED: OrderedDict[tuple, Classifier] = OrderedDict()
+_KEEP = 4  # models kept loaded, most recently used first
+
+
+def load_model(model: str | os.PathLike | Classifier, **options: Any) -> Classifier:
+    """``model`` itself if it is a :class:`Classifier`, else the model file loaded with ``options``
+    (preprocess, resize, labels, ...; see :class:`Classifier`).
+
+    A file is loaded once and reused by later calls with the same options while it is unchanged
+    (the last 4 are kept), so a notebook's repeated ``explain(path, ...)`` does not reload it or
+    rebuild its gradient graph.
+    """
+    if isinstance(model, Classifier):
+        if options:
+            raise BlackboxCamError(f"{', '.join(sorted(options))}: model options load a model from its file; "
+                                   "the model is already loaded, so pass them to Classifier(...) instead")
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise BlackboxCamError(f"model must be an .onnx path or a blackbox_cam.Classifier, not {type(model).__name__}")
+    p = Path(model)
+    try:
+        st = p.stat()
+        key = (str(p.resolve()), st.st_mtime_ns, st.st_size, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    except OSError:
+        return Classifier(p, **options)  # the Classifier says what is wrong with the path
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    clf = Classifier(p, **options)
+    _LOADED[key] = clf
+    while len(_LOADED) > _KEEP:
+        _LOADED.popitem(last=False)
+    return clf
+
+
+class _Input:
+    """One image to explain: where it came from and how to read it."""
+
+    def __init__(self, source: str | None, stem: str | None, read) -> None:
+        self.source, self.stem, self.read = source, stem, read
+
+
+def _inputs(image: Any) -> tuple[list[_Input], bool]:
+    """``(inputs, many)``: one input for a file, PIL image or array; a list for a folder, a
+    manifest CSV or a list/tuple of any of them (``many`` = the caller gets a list back)."""
+    from .jobs.dataset import expand_inputs
+
+    def from_item(item) -> _Input:
+        stem = item.path.stem if item.origin == "arg" else item.stem()
+        return _Input(str(item.path), stem, item.read)
+
+    def from_memory(obj, i: int | None) -> _Input:
+        name = f"image[{i}]" if i is not None else "image"
+        return _Input(None, None, lambda: (lambda a: (a, a.shape[:2]))(as_rgb(obj, name)))
+
+    def expand(obj, i: int | None) -> list[_Input]:
+        if isinstance(obj, (str, os.PathLike)):
+            found = []
+            for item in expand_inputs([obj]):
+                if item.skip:
+                    warnings.warn(item.error or f"{item.path}: skipped", stacklevel=4)
+                else:
+                    found.append(from_item(item))
+            return found
+        return [from_memory(obj, i)]
+
+    if isinstance(image, (list, tuple)):
+        return [inp for i, obj in enumerate(image) for inp in expand(obj, i)], True
+    many = isinstance(image, (str, os.PathLike)) and (Path(image).is_dir() or Path(image).suffix.lower() == ".csv")
+    return expand(image, None), many
+
+
+def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model options, method options)."""
+    model = {k: options[k] for k in options if k in MODEL_OPTIONS}
+    return model, {k: v for k, v in options.items() if k not in model}
+
+
+def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "decam", *,
+            target: str | int | None = None, budget: int | None = None, seed: int = 0, progress: bool = True,
+            **options: Any):
+    """Explain ``image`` with ``model``: a :class:`~blackbox_cam.explainer.pipeline.Result`, or a list of them.
+
+    Parameters
+    ----------
+    model : an ``.onnx`` path (loaded once, see :func:`load_model`) or a :class:`Classifier`.
+    image : an image file, a PIL image or an array (``H x W x 3`` RGB, uint8 or float, see
+        :func:`~blackbox_cam.io.images.as_rgb`): one result. A folder (searched recursively), a
+        manifest CSV or a list of any of these: a list of results, in order, with a ``tqdm`` progress bar (``progress``).
+    method : a registered method (``decam``, ``rise``, ``occlusion``, ``gradcam``, ...).
+    target : ``None``/``"top1"`` (each image's top-1 class), a class index or a label name.
+    budget, seed : as for ``blackbox-cam explain`` (``budget`` None = the method's default).
+    options : the method's options (``grid=6``, ``layer="..."``) and, for a model given as a
+        path, the model's (``preprocess="imagenet"``, ``resize="crop"``, ...). Everything is
+        checked before any image is read or the model is queried.
+
+    A bad image raises :class:`~blackbox_cam.errors.BlackboxCamError` naming it.
+    """
+    from .explainer.pipeline import explain_scored, resolve_target, score_image
+    from .methods import bind_all, get_method
+
+    model_opts, method_opts = _split(options)
+    get_method(method).bind(budget, None, **method_opts)  # a bad option fails before the model is loaded
+    clf = load_model(model, **model_opts)
+    call = bind_all([method], budget, method_opts, clf=clf)[method]   # and against the model: --layer
+    if target is not None and str(target).lower() != "top1":
+        target = resolve_target(clf, target)
+    inputs, many = _inputs(image)
+    if many and not inputs:
+        raise BlackboxCamError(f"{image}: no images to explain")
+    steps: Iterable[_Input] = inputs
+    if many and progress:
+        with warnings.catch_warnings():  # without ipywidgets tqdm.auto says so, then draws a text bar: fine
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            from tqdm.auto import tqdm
+
+        steps = tqdm(inputs, desc=f"{method}", unit="image")
+    results = []
+    for inp in steps:
+        try:
+            img, size = inp.read()
+            res = explain_scored(clf, score_image(clf, img, target), call, seed=seed)
+        except BlackboxCamError as e:
+            where = inp.source or "image"
+            raise BlackboxCamError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
+        res.source, res.stem = inp.source, inp.stem
+        res.image_size = tuple(int(v) for v in size)
+        results.append(res)
+    return results if many else results[0]
+
+
+def plot_methods(model: str | os.PathLike | Classifier, image: Any,
+                 methods: str | Sequence[str] = ("decam", "rise", "gradcam"), *, target: str | int | None = None,
+                 budget: int | None = None, seed: int = 0, axes=None, **options: Any) -> list:
+    """Several methods side by side on one image, one shared target and colour bar.
+
+    The image is scored once (the same target for every method); each method runs as in
+    :func:`explain` (``budget`` and ``options`` go to the methods that take them). Draws the
+    image and one overlay per method, captioned with the method, its queries and seconds, into
+    ``axes`` (one per method, plus one for the image) or a new figure; returns the results.
+    """
+    from .pictures.display import add_colorbar
+    from .explainer.pipeline import explain_scored, resolve_target, score_image
+    from .methods import bind_all, parse_methods
+
+    names = parse_methods(methods)
+    model_opts, method_opts = _split(options)
+    bind_all(names, budget, method_opts)
+    clf = load_model(model, **model_opts)
+    calls = bind_all(names, budget, method_opts, clf=clf)
+    if target is not None and str(target).lower() != "top1":
+        target = resolve_target(clf, target)
+    inputs, many = _inputs(image)
+    if many or len(inputs) != 1:
+        raise BlackboxCamError("plot_methods draws one image; pass one file, PIL image or array")
+    img, size = inputs[0].read()
+    scored = score_image(clf, img, target)
+    results = [explain_scored(clf, scored, calls[n], seed=seed) for n in names]
+    for r in results:
+        r.source, r.stem, r.image_size = inputs[0].source, inputs[0].stem, tuple(int(v) for v in size)
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        h, w = img.shape[:2]
+        cols = len(results) + 1
+        fig, axes = plt.subplots(1, cols, figsize=(2.8 * cols + 0.8, 2.8 * h / w + 0.9), layout="constrained")
+    axes = list(np.ravel(axes))
+    if len(axes) != len(results) + 1:
+        raise BlackboxCamError(f"plot_methods needs {len(results) + 1} axes (the image, then each method), "
+                               f"got {len(axes)}")
+    from .io.images import to_uint8
+
+    axes[0].imshow(to_uint8(img))
+    axes[0].set_title(f"{Path(inputs[0].source).name if inputs[0].source else 'image'}\n"
+                      f"{results[0].label or results[0].target} ({results[0].score:.3f})", fontsize=9)
+    for ax, r in zip(axes[1:], results):
+        q = r.explanation.queries
+        ax.imshow(np.asarray(r.overlay()))
+        ax.set_title(f"{r.method}\n{q} {'query' if q == 1 else 'queries'}, {r.explanation.seconds:.1f} s", fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    add_colorbar(axes[-1])
+    return results
+
+
+__all__ = ["MODEL_OPTIONS", "explain", "load_model", "plot_methods"]
