@@ -111,7 +111,12 @@ def load_sidecar(path: Path | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BlackboxCamError(f"{path}: a sidecar must be a JSON object (keys such as \"preprocess\", \"resize\", "
                                "or a Hugging Face preprocessor_config.json)")
-    if isinstance(data.get("pretrained_cfg"), dict):  # a timm hub config.json
+    return flatten(data)
+
+
+def flatten(data: dict[str, Any]) -> dict[str, Any]:
+    """timm's hub ``config.json`` nests its ``pretrained_cfg``: its keys are read at the top level."""
+    if isinstance(data.get("pretrained_cfg"), dict):
         nested = data["pretrained_cfg"]
         data = {**{k: v for k, v in data.items() if k != "pretrained_cfg"}, **nested}
     return data
@@ -149,6 +154,7 @@ def _size_dict(v: Any) -> bool:
 
 def problems(data: dict[str, Any]) -> list[str]:
     """Every problem of a sidecar, one sentence each (unknown keys, types, lengths, ranges, mixes)."""
+    data = flatten(data)
     probs = []
     for k in data:
         if k not in ALL_KEYS:
@@ -286,6 +292,7 @@ def _own(data: dict[str, Any], geo: dict[str, Any]) -> None:
 
 def translate(data: dict[str, Any], source: str = "sidecar") -> Pipeline:
     """A validated sidecar as a :class:`Pipeline` (normalisation, geometry, implied input size)."""
+    data = flatten(data)
     validate(data, source)
     if _is_hf(data):
         pipe = _from_hf(data, source)
