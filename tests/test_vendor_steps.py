@@ -268,6 +268,22 @@ def test_verify_fails_and_names_the_one_wrong_key(tmp_path, model, expected, sid
     assert "FAIL" in r.output and f"one change closes the gap" in r.output and fix in r.output, r.output
 
 
+@pytest.mark.parametrize("name, wrong, fix", [
+    ("hf_vit", {"resample": 3}, '"resample": 2 (bilinear)'),
+    ("hf_vit", {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]},
+     '"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]'),
+    ("hf_convnext", {"crop_pct": None, "do_center_crop": True, "crop_size": {"height": 224, "width": 224}},
+     '"crop_pct": 0.875'),
+])
+def test_verify_names_the_fix_in_hugging_faces_keys(tmp_path, name, wrong, fix):
+    cfg = {**json.loads((DATA / f"{name}_preprocessor_config.json").read_text()), **wrong}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({k: v for k, v in cfg.items() if v is not None}))
+    shutil.copy(DATA / "hf_tiny.onnx", tmp_path / "model.onnx")
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "model.onnx"), "--expect", str(DATA / f"expected_{name}.csv"),
+                                  "--images", str(DATA / "images"), "--table", str(tmp_path / "t.csv"), "--device", "cpu"])
+    assert r.exit_code == 1 and "one change closes the gap" in r.output and fix in r.output, r.output
+
+
 def test_verify_refuses_a_csv_without_the_images(tmp_path):
     (tmp_path / "e.csv").write_text("image,class,score\nnothere.png,1,0.5\n")
     shutil.copy(DATA / "nsfw_tiny.onnx", tmp_path / "m.onnx")

@@ -183,10 +183,6 @@ class Geometry:
             part = jpeg_round_trip(part, self.jpeg_quality)
         return part.astype(np.float32), pl
 
-    def covers_input(self, pl: Placement) -> bool:
-        """Whether :meth:`to_input` returns the whole input (no model-space padding needed)."""
-        return self.pad_color is not None or pl.inner == (0, 0) + tuple(pl.input_hw)
-
     # -- maps -------------------------------------------------------------------------------------
     def to_image(self, saliency: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """A model-resolution map back on the original ``image_hw`` image; zeros where unseen."""

@@ -101,28 +101,51 @@ def _score_all(clf, images: list[np.ndarray], pp: Preprocessing, geo: Geometry) 
         clf.preprocessing, clf.geometry = old
 
 
-def suspects(pp: Preprocessing, geo: Geometry) -> list[Suspect]:
-    """The usual single-step mistakes, each as the pipeline with that one step changed."""
+def suspects(pp: Preprocessing, geo: Geometry, vocabulary: str = "ours",
+             input_hw: tuple[int, int] = (224, 224)) -> list[Suspect]:
+    """The usual single-step mistakes, each as the pipeline with that one step changed, said in
+    the sidecar's own vocabulary (``ours``, ``huggingface`` or ``timm``)."""
+    hf, timm = vocabulary == "huggingface", vocabulary == "timm"
     out: list[Suspect] = []
     add = lambda change, p=pp, g=geo: out.append(Suspect(change, p, g))  # noqa: E731
-    add(f'"bgr": {str(not pp.bgr).lower()} (channel order)', replace(pp, bgr=not pp.bgr))
-    add(f'"bgr": {str(not pp.bgr).lower()} with the mean/std following their channels (image_mean is RGB)',
-        replace(pp, bgr=not pp.bgr, mean=pp.mean[::-1], std=pp.std[::-1]))
+    flip = str(not pp.bgr).lower()
+    if hf:
+        add(f'"do_flip_channel_order": {flip} (channel order; image_mean stays RGB)',
+            replace(pp, bgr=not pp.bgr, mean=pp.mean[::-1], std=pp.std[::-1]))
+        add(f'"do_flip_channel_order": {flip} and image_mean/image_std reversed (channel order)',
+            replace(pp, bgr=not pp.bgr))
+    else:
+        add(f'"bgr": {flip} (channel order)', replace(pp, bgr=not pp.bgr))
+        add(f'"bgr": {flip} with the mean/std following their channels (written RGB)',
+            replace(pp, bgr=not pp.bgr, mean=pp.mean[::-1], std=pp.std[::-1]))
     if pp.mean != pp.mean[::-1] or pp.std != pp.std[::-1]:
-        add(f'"mean": {_fmt(pp.mean[::-1])}, "std": {_fmt(pp.std[::-1])} (mean/std in the other channel order)',
-            replace(pp, mean=pp.mean[::-1], std=pp.std[::-1]))
+        keys = ("image_mean", "image_std") if hf else ("mean", "std")
+        add(f'"{keys[0]}": {_fmt(pp.mean[::-1])}, "{keys[1]}": {_fmt(pp.std[::-1])} (mean/std in the other '
+            "channel order)", replace(pp, mean=pp.mean[::-1], std=pp.std[::-1]))
     other = 1.0 if pp.scale != 1.0 else 255.0
-    add(f'"scale": {other:g} (pixels in {"0..255" if other == 1.0 else "0..1"})', replace(pp, scale=other))
+    text = (f'"do_rescale": {str(other != 1.0).lower()}' if hf else f'"scale": {other:g}')
+    add(f'{text} (pixels in {"0..255" if other == 1.0 else "0..1"})', replace(pp, scale=other))
     for name, v in PRESETS.items():
         cand = Preprocessing(name, v["scale"], tuple(v["mean"]), tuple(v["std"]), pp.bgr)
         if (cand.scale, cand.mean, cand.std) != (pp.scale, pp.mean, pp.std):
-            add(f'"preprocess": "{name}" (and no mean/std/scale)', cand)
+            m = cand.mean[::-1] if pp.bgr else cand.mean
+            sd = cand.std[::-1] if pp.bgr else cand.std
+            add(f'"image_mean": {_fmt(m)}, "image_std": {_fmt(sd)}' if hf else f'"mean": {_fmt(m)}, "std": {_fmt(sd)}'
+                if timm else f'"preprocess": "{name}" (and no mean/std/scale)', cand)
+    ih, iw = input_hw
     for mode in ("squash", "crop", "letterbox"):
         if mode != geo.mode:
-            add(f'"resize": "{mode}"' + (f' (crop_pct {geo.pct:g})' if geo.pct != 1 else ""),
-                p=pp, g=replace(geo, mode=mode, size=None))
-    for pct in (0.875, 1.0):
-        if abs(geo.pct - pct) > 1e-9:
+            if hf:
+                text = {"squash": f'"size": {{"height": {ih}, "width": {iw}}}',
+                        "crop": f'"size": {{"shortest_edge": {ih}}}, "crop_pct": 0.875',
+                        "letterbox": f'"size": {{"longest_edge": {max(ih, iw)}}}'}[mode]
+            elif timm:
+                text = f'"crop_mode": "{ {"squash": "squash", "crop": "center", "letterbox": "border"}[mode]}"'
+            else:
+                text = f'"resize": "{mode}"' + (f' (crop_pct {geo.pct:g})' if geo.pct != 1 else "")
+            add(text, p=pp, g=replace(geo, mode=mode, size=None))
+    for pct in (0.875, 1.0):  # an explicit size says its own crop_pct: try both then
+        if geo.size is not None or abs(geo.pct - pct) > 1e-9:
             add(f'"crop_pct": {pct:g}', p=pp, g=replace(geo, crop_pct=pct, size=None))
     if geo.jpeg_quality:
         add('no "jpeg_quality" (no JPEG round trip)', p=pp, g=replace(geo, jpeg_quality=None))
@@ -136,7 +159,9 @@ def suspects(pp: Preprocessing, geo: Geometry) -> list[Suspect]:
             add(text, p=pp, g=replace(geo, pad_color=colour))
     for f in ("bilinear", "bicubic", "nearest", "lanczos", "box"):
         if FILTERS[f] != geo.resample:
-            add(f'"resample": "{f}" ({FILTERS[f]})', p=pp, g=replace(geo, resample=FILTERS[f]))
+            text = f'"resample": {FILTERS[f]} ({f})' if hf else f'"interpolation": "{f}"' if timm else \
+                f'"resample": "{f}"'
+            add(text, p=pp, g=replace(geo, resample=FILTERS[f]))
     add(f'"uint8_resize": {str(not geo.uint8).lower()}', p=pp, g=replace(geo, uint8=not geo.uint8))
     return out
 
@@ -164,7 +189,8 @@ def verify(clf, expected: list[Expected], tolerance: float = 0.05, *, try_suspec
         return rep
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["gap"])[:MAX_SUSPECT_IMAGES]
     sub_e, sub_i = [expected[i] for i in order], [images[i] for i in order]
-    for s in suspects(clf.preprocessing, clf.geometry):
+    vocabulary = clf.pipeline.vocabulary if getattr(clf, "pipeline", None) is not None else "ours"
+    for s in suspects(clf.preprocessing, clf.geometry, vocabulary, tuple(clf.input_size)):
         try:
             out = _score_all(clf, sub_i, s.preprocessing, s.geometry)
         except Exception:  # a change the model cannot take (e.g. NaN scores): not the answer
