@@ -291,3 +291,12 @@ def test_verify_refuses_a_csv_without_the_images(tmp_path):
     r = CliRunner().invoke(main, ["verify", str(tmp_path / "m.onnx"), "--expect", str(tmp_path / "e.csv"),
                                   "--device", "cpu", "--table", str(tmp_path / "t.csv")])
     assert r.exit_code == 2 and "image 'nothere.png' not found" in r.output and "Traceback" not in r.output
+
+
+def test_a_worker_gets_the_same_sidecar_whatever_its_file_name(tmp_path):
+    """--global's workers rebuild the classifier from bytes: a preprocessor_config.json travels too."""
+    from blackbox_cam.jobs.global_.executors import ModelBundle
+    shutil.copy(DATA / "hf_tiny.onnx", tmp_path / "model.onnx")
+    clf = Classifier(tmp_path / "model.onnx", device="cpu", sidecar=DATA / "hf_convnext_preprocessor_config.json")
+    again = ModelBundle.of(clf, {"device": "cpu", "sidecar": str(DATA / "x.json")}).build(threads=None)
+    assert again.geometry == clf.geometry and again.preprocessing == clf.preprocessing
