@@ -265,7 +265,7 @@ def test_verify_fails_and_names_the_one_wrong_key(tmp_path, model, expected, sid
     sidecar = {k: v for k, v in sidecar.items() if v is not None}
     r = _verify(tmp_path, model, expected, sidecar)
     assert r.exit_code == 1, r.output
-    assert "FAIL" in r.output and f"one change closes the gap" in r.output and fix in r.output, r.output
+    assert "FAIL" in r.output and "one change closes the gap" in r.output and fix in r.output, r.output
 
 
 @pytest.mark.parametrize("name, wrong, fix", [

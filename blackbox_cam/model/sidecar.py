@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BlackboxCamError
-from .geometry import CENTRES, FILTERS, JPEG_AT, RESIZE_MODES, Geometry
+from .geometry import CENTRES, FILTERS, JPEG_AT, RESIZE_MODES
 
 LAYOUTS = ("NCHW", "NHWC")
 PRESET_NAMES = ("imagenet", "unit", "symmetric", "raw")
@@ -202,7 +202,7 @@ def problems(data: dict[str, Any]) -> list[str]:
         if not ((isinstance(v, str) and v) or (_int(v) and v >= 0)):
             probs.append(f'"output" must be an output name or a non-negative index, got {json.dumps(v)}')
     if "resample" in data and not (data["resample"] in FILTERS or (_int(data["resample"]) and data["resample"] in FILTERS.values())):
-        probs.append(f'"resample" must be a Pillow filter code or name: '
+        probs.append('"resample" must be a Pillow filter code or name: '
                      + ", ".join(f"{v} ({k})" for k, v in FILTERS.items()) + f"; got {json.dumps(data['resample'])}")
     if "interpolation" in data and data["interpolation"] not in FILTERS:
         probs.append(f'"interpolation" must be one of {", ".join(FILTERS)} (timm), got {json.dumps(data["interpolation"])}')
