@@ -300,3 +300,27 @@ def test_a_worker_gets_the_same_sidecar_whatever_its_file_name(tmp_path):
     clf = Classifier(tmp_path / "model.onnx", device="cpu", sidecar=DATA / "hf_convnext_preprocessor_config.json")
     again = ModelBundle.of(clf, {"device": "cpu", "sidecar": str(DATA / "x.json")}).build(threads=None)
     assert again.geometry == clf.geometry and again.preprocessing == clf.preprocessing
+
+
+@pytest.mark.parametrize("method", ["rise", "decam", "occlusion"])
+def test_perturbation_masks_leave_the_painted_padding_alone(method):
+    """occular's white letterbox border is the vendor's, not the image's: every masked input the
+    model scores keeps it white (the map's padding is cut anyway)."""
+    from blackbox_cam import explain_image
+    clf = _classifier("occular")
+    image = load_image(IMAGES[1])                      # tall: white columns left and right
+    x = clf.prepare(image)
+    pl = clf.geometry.place(image.shape[:2], clf.input_size)
+    top, left, nh, nw = pl.inner
+    assert left > 0
+    seen = []
+    run = clf._run
+    clf._run = lambda batch: (seen.append(batch.copy()), run(batch))[1]
+    try:
+        explain_image(clf, image, method, budget=40, seed=0)
+    finally:
+        clf._run = run
+    batches = np.concatenate(seen)
+    assert len(batches) >= 20
+    assert np.array_equal(batches[:, :, :, :left], np.broadcast_to(x[:, :, :left], batches[:, :, :, :left].shape))
+    assert not np.all(batches[:, :, top:top + nh, left:left + nw] == x[:, top:top + nh, left:left + nw])  # masked

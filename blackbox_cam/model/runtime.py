@@ -193,6 +193,7 @@ class Classifier:
         self.queries = 0
         self.on_queries = None  # optional callback(n) after each scored batch (progress bars)
         self._limit: int | None = None
+        self._padding: tuple[np.ndarray, np.ndarray] | None = None  # see padding_kept()
         self._make_sessions()
         bytes_per_image = int(np.prod(self.input_size)) * self.channels * 4
         auto = self.session.auto_batch(bytes_per_image)
@@ -315,6 +316,10 @@ class Classifier:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
+        if self._padding is not None:  # painted padding is the vendor's, not the image's: never perturbed
+            mask, values = self._padding
+            x = x.copy()
+            x[:, :, mask] = values
         n = len(x)
         if self._limit is not None and self.queries + n > self._limit:
             raise BudgetExceeded(f"query budget exhausted: {self.queries} used, {n} more asked, "
@@ -349,6 +354,24 @@ class Classifier:
         z = s.astype(np.float64) - s.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+    @contextlib.contextmanager
+    def padding_kept(self, x: np.ndarray, image_hw: tuple[int, int]) -> Iterator[None]:
+        """Within the block, every scored input keeps ``x``'s painted padding (a letterbox's
+        ``pad_color``): the perturbation methods mask the image, not the vendor's border, which
+        the model always saw as that colour. Nothing changes where no padding is painted."""
+        pl = self.geometry.place(image_hw, self.input_size)
+        top, left, nh, nw = pl.inner
+        if self.geometry.pad_color is None or (nh, nw) == tuple(self.input_size):
+            yield
+            return
+        mask = np.ones(tuple(self.input_size), bool)
+        mask[top:top + nh, left:left + nw] = False
+        old, self._padding = self._padding, (mask, np.asarray(x, np.float32)[:, mask].copy())
+        try:
+            yield
+        finally:
+            self._padding = old
 
     @contextlib.contextmanager
     def limit(self, budget: int | None) -> Iterator[None]:
