@@ -324,3 +324,13 @@ def test_perturbation_masks_leave_the_painted_padding_alone(method):
     assert len(batches) >= 20
     assert np.array_equal(batches[:, :, :, :left], np.broadcast_to(x[:, :, :left], batches[:, :, :, :left].shape))
     assert not np.all(batches[:, :, top:top + nh, left:left + nw] == x[:, top:top + nh, left:left + nw])  # masked
+
+
+def test_explain_takes_a_sidecar_flag_and_refuses_a_missing_one(tmp_path):
+    args = ["explain", str(DATA / "hf_tiny.onnx"), str(IMAGES[0]), "-m", "rise", "--budget", "20", "--device", "cpu",
+            "--out", str(tmp_path / "o")]
+    r = CliRunner().invoke(main, args + ["--sidecar", str(DATA / "hf_vit_preprocessor_config.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "o" / "explain.json").read_text())  # a record was written
+    r = CliRunner().invoke(main, args + ["--sidecar", str(tmp_path / "nope.json")])
+    assert r.exit_code == 2 and "--sidecar" in r.output and "no such file" in r.output and "Traceback" not in r.output
