@@ -95,7 +95,7 @@ def test_huge_batch_size_with_small_budget_does_not_allocate_for_the_whole_batch
     ({"input_size": "64x64"}, '"input_size" must be [height, width] as two integers, e.g. [224, 224], got "64x64"'),
     ({"input_size": [64]}, '"input_size" must be [height, width] as two integers'),
     ({"input_size": [0, 0]}, '"input_size" must be positive, got [0, 0]'),
-    ({"mean": [0.1, 0.2, 0.3, 0.4, 0.5]}, '"mean" has 5 values; give 3 (one per channel, in RGB order) or 1'),
+    ({"mean": [0.1, 0.2, 0.3, 0.4, 0.5]}, '"mean" has 5 values; give 3 (one per channel, in the order the model receives them: RGB, or BGR with "bgr": true) or 1'),
     ({"mean": [0.5, 0.5]}, '"mean" has 2 values; give 3'),
     ({"scale": 0}, '"scale" must be a positive number'),
     ({"layout": "CHW"}, '"layout" must be "NCHW" or "NHWC"'),

@@ -56,22 +56,27 @@ def test_unknown_resize_and_bad_crop_pct_are_one_clear_line(tmp_path):
         Classifier(path, device="cpu")
 
 
-def test_crop_pct_alone_implies_crop_and_with_another_resize_is_refused(tmp_path, planted_path):
-    """Regression (issue 23): --crop-pct without --resize crop was silently ignored."""
-    path = pooled_linear(tmp_path / "m.onnx", np.eye(3))
-    assert Classifier(path, crop_pct=0.5, device="cpu").geometry == Geometry("crop", 0.5)
-    with pytest.raises(BlackboxCamError, match="crop_pct 0.5 applies only to --resize crop, not letterbox"):
-        Classifier(path, resize="letterbox", crop_pct=0.5, device="cpu")
-    (tmp_path / "m.json").write_text('{"resize": "squash", "crop_pct": 0.9}')
-    with pytest.raises(BlackboxCamError, match="applies only to --resize crop, not squash"):
-        Classifier(path, device="cpu")
+def test_crop_pct_is_never_ignored_whatever_the_resize_mode(tmp_path, planted_path):
+    """Regression (issue 23): --crop-pct without --resize crop was silently ignored. It is now the
+    kept fraction in every mode (timm's crop_pct with crop_mode squash/border, HF's crop_pct):
+    the image is resized to input / crop_pct, then centre-cropped."""
+    path = pooled_linear(tmp_path / "m.onnx", np.eye(3), size=(8, 8))
+    for mode, resized in (("squash", (16, 16)), ("crop", (16, 32)), ("letterbox", (8, 16))):
+        clf = Classifier(path, resize=mode, crop_pct=0.5, device="cpu")
+        assert clf.geometry.resized_size((10, 20), (8, 8)) == resized, mode
+        assert clf.geometry.resized_size((10, 20), (8, 8)) != Classifier(path, resize=mode, crop_pct=1.0,
+                                                                         device="cpu").geometry.resized_size((10, 20), (8, 8))
     img = tmp_path / "a.png"
     Image.new("RGB", (40, 30), (200, 10, 10)).save(img)
-    r = CliRunner().invoke(main, ["explain", str(planted_path), str(img), "-m", "occlusion", "--resize", "squash",
-                                  "--crop-pct", "0.8", "--out", str(tmp_path / "o")])
-    lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert r.exit_code == 2 and len(lines) == 1 and "--crop-pct" in lines[0], r.output
-    assert not (tmp_path / "o" / "explain.json").exists()
+    runs = {}
+    for pct in ("1.0", "0.5"):
+        out = tmp_path / f"o{pct}"
+        r = CliRunner().invoke(main, ["explain", str(planted_path), str(img), "-m", "occlusion", "--budget", "20",
+                                      "--resize", "squash", "--crop-pct", pct, "--out", str(out)])
+        assert r.exit_code == 0, r.output
+        runs[pct] = np.load(out / "a_occlusion.npy")
+    # half the image seen: the map is zero on the border the model never saw, unlike the full squash
+    assert runs["0.5"][:7].max() == 0 and runs["1.0"][:7].max() > 0
 
 
 def _border_and_centre(h: int = 120, w: int = 160) -> np.ndarray:

@@ -15,9 +15,10 @@ from .explain import explain
 from .gate import gate
 from .global_ import global_
 from .layers import layers
+from .verify import verify
 
 # each command registers here, one line each
-for _cmd in (explain, layers, compare, gate, global_, animate):
+for _cmd in (explain, layers, compare, gate, global_, animate, verify):
     main.add_command(_cmd)
 
 __all__ = ["main"]

@@ -38,8 +38,10 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="How images reach the input size: squash (whole image), crop (shorter side to "
                           "input/crop-pct, centre crop) or letterbox (fit, pad) (default: sidecar, else squash)."),
         click.option("--crop-pct", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
-                     help="--resize crop: kept fraction, 0.875 = 224 of 256 (default: sidecar, else 0.875); "
-                          "alone it implies --resize crop, with another --resize it is an error."),
+                     help="Kept fraction of the resized image, 0.875 = 224 of 256 (default: sidecar, else 0.875 for crop, 1 otherwise)."),
+        click.option("--sidecar", type=click.Path(dir_okay=False), default=None,
+                     help="Preprocessing file: ours, a Hugging Face preprocessor_config.json or a timm config "
+                          "(default: <model>.json, else preprocessor_config.json beside the model)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help="Images per model call (default: chosen from the input size)."),
     ]
@@ -64,7 +66,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def classifier_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     """Pop the model options out of a command's keyword arguments."""
     return {k: kw.pop(k) for k in ("preprocess", "bgr", "layout", "output", "labels", "device", "backend",
-                                    "batch_size", "resize", "crop_pct") if k in kw}
+                                    "batch_size", "resize", "crop_pct", "sidecar") if k in kw}
 
 
 def load_classifier(model: Any, kw: dict[str, Any]) -> Any:

@@ -8,6 +8,7 @@ with several methods score it once (:func:`score_image`) and run each checked me
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +179,9 @@ def explain_scored(clf, scored: Scored, call: Call, *, seed: int = 0) -> Result:
 
     The unmasked prediction of ``scored`` counts once in every explanation's queries and budget.
     """
-    expl = call.run(clf, scored.x, scored.target, seed=seed, score=float(scored.probs[scored.target]))
+    keep = getattr(clf, "padding_kept", None)
+    with keep(scored.x, scored.image.shape[:2]) if keep is not None else contextlib.nullcontext():
+        expl = call.run(clf, scored.x, scored.target, seed=seed, score=float(scored.probs[scored.target]))
     pred = int(np.argmax(scored.probs))
     check_finite(expl.saliency, f"the {call.spec.name} map")
     sal = np.clip(map_to_image(clf, expl.saliency, scored.image.shape[:2]), 0.0, 1.0).astype(np.float32)

@@ -4,5 +4,5 @@
   by every job;
 * :mod:`.compare` (scores and the HTML report), :mod:`.gate` (the CI heat-map gate, regions,
   JUnit), :mod:`.global_` (dataset-level maps, PEPPR, executors), :mod:`.animate` (CAManim,
-  ybROAD). A job imports :mod:`.dataset` and the layers below, never another job.
+  ybROAD), :mod:`.verify` (the model's scores under our preprocessing against the vendor's). A job imports :mod:`.dataset` and the layers below, never another job.
 """

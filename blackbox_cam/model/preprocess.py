@@ -1,15 +1,14 @@
-"""How pixels become model input: presets, sidecar files and CLI overrides.
+"""How pixels become model input values: presets, the sidecar's values and CLI overrides.
 
-Vendors rarely document preprocessing, so we support the four conventions that cover most
-exports (``imagenet`` mean/std, ``unit`` [0, 1], ``symmetric`` [-1, 1], ``raw`` 0-255) plus
-explicit ``mean``/``std``/``scale`` in a sidecar ``<model>.json`` next to the model. A pixel value
-``v`` in [0, 255] maps to ``(v / scale - mean) / std``. Precedence: CLI flag > sidecar > preset
-default (``imagenet``).
+A pixel value ``v`` in [0, 255] maps to ``(v / scale - mean) / std`` per channel, after the
+channels are put in the order the model receives them (RGB, or BGR with ``bgr``); ``mean`` and
+``std`` are in that same order. Four presets cover most exports (``imagenet`` mean/std,
+``unit`` [0, 1], ``symmetric`` [-1, 1], ``raw`` 0-255); a sidecar (:mod:`.sidecar`: ours,
+Hugging Face's ``preprocessor_config.json`` or timm's ``pretrained_cfg``) gives exact values.
+Precedence: CLI flag > sidecar > preset default (``imagenet``).
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BlackboxCamError
-from .geometry import RESIZE_MODES
+from .sidecar import LAYOUTS, Pipeline, find_sidecar, load_sidecar, translate, validate
 
 PRESETS: dict[str, dict[str, Any]] = {
     "imagenet": {"scale": 255.0, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
@@ -25,14 +24,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "symmetric": {"scale": 255.0, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
     "raw": {"scale": 1.0, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)},
 }
-LAYOUTS = ("NCHW", "NHWC")
-SIDECAR_KEYS = {"preprocess", "mean", "std", "scale", "bgr", "layout", "labels", "resize", "crop_pct",
-                "input_size", "output"}
+__all__ = ["LAYOUTS", "PRESETS", "Preprocessing", "preset", "read_sidecar", "resolve", "validate_sidecar"]
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Pixel normalisation: ``(v / scale - mean) / std`` per channel, optional RGB->BGR."""
+    """Pixel normalisation: optional RGB->BGR, then ``(v / scale - mean) / std`` per channel, with
+    ``mean`` and ``std`` in the order the model receives the channels."""
 
     name: str = "imagenet"
     scale: float = 255.0
@@ -50,6 +48,11 @@ class Preprocessing:
         x = (img.astype(np.float32) / np.float32(self.scale) - mean) / std
         return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
 
+    def describe(self) -> str:
+        order = "BGR" if self.bgr else "RGB"
+        fmt = lambda t: "[" + ", ".join(f"{v:g}" for v in t) + "]"  # noqa: E731
+        return f"{order}, (v / {self.scale:g} - {fmt(self.mean)}) / {fmt(self.std)}"
+
 
 def preset(name: str) -> Preprocessing:
     if name not in PRESETS:
@@ -62,92 +65,38 @@ def sidecar_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def read_sidecar(model_path: str | Path) -> dict[str, Any]:
-    """The ``<model>.json`` next to the model, or ``{}``; a malformed one is an error."""
-    p = sidecar_path(model_path)
-    if not p.is_file():
-        return {}
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise BlackboxCamError(f"{p}: sidecar is not valid JSON ({e}); fix or remove it") from None
-    if not isinstance(data, dict):
-        raise BlackboxCamError(f"{p}: sidecar must be a JSON object with keys {sorted(SIDECAR_KEYS)}")
-    return validate_sidecar(data, str(p))
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _sidecar_problems(data: dict[str, Any]) -> list[str]:
-    """Every problem of a sidecar's values, one sentence each (types, lengths, ranges)."""
-    probs = [f"unknown sidecar key {k!r} (valid keys: {', '.join(sorted(SIDECAR_KEYS))})" for k in data if k not in SIDECAR_KEYS]
-    v = data.get("preprocess")
-    if "preprocess" in data and v not in PRESETS:
-        probs.append(f'"preprocess" must be one of {", ".join(PRESETS)}, got {v!r}')
-    for key in ("mean", "std"):
-        if key not in data:
-            continue
-        v = data[key]
-        if not isinstance(v, list) or not v or not all(_is_number(x) for x in v):
-            probs.append(f'"{key}" must be a list of numbers, e.g. [0.485, 0.456, 0.406], got {json.dumps(v)}')
-        elif len(v) not in (1, 3):
-            probs.append(f'"{key}" has {len(v)} values; give 3 (one per channel, in RGB order) or 1 (every channel)')
-        elif key == "std" and any(x <= 0 for x in v):
-            probs.append(f'"std" must be positive (it divides the pixels), got {json.dumps(v)}')
-    if "scale" in data and not (_is_number(data["scale"]) and data["scale"] > 0):
-        probs.append(f'"scale" must be a positive number (255 for pixels in 0..255), got {json.dumps(data["scale"])}')
-    if "bgr" in data and not isinstance(data["bgr"], bool):
-        probs.append(f'"bgr" must be true or false (JSON booleans, no quotes), got {json.dumps(data["bgr"])}')
-    if "layout" in data and not (isinstance(data["layout"], str) and data["layout"].upper() in LAYOUTS):
-        probs.append(f'"layout" must be "NCHW" or "NHWC", got {json.dumps(data["layout"])}')
-    if "labels" in data and not (isinstance(data["labels"], str) and data["labels"].strip()):
-        probs.append(f'"labels" must be a file name (relative to the model\'s folder), got {json.dumps(data["labels"])}')
-    if "resize" in data and data["resize"] not in RESIZE_MODES:
-        probs.append(f'"resize" must be one of {", ".join(RESIZE_MODES)}, got {json.dumps(data["resize"])}')
-    if "crop_pct" in data and not (_is_number(data["crop_pct"]) and 0 < data["crop_pct"] <= 1):
-        probs.append(f'"crop_pct" must be a number in (0, 1], e.g. 0.875 (224 of 256), got {json.dumps(data["crop_pct"])}')
-    if "input_size" in data:
-        v = data["input_size"]
-        ok = isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
-        if not ok:
-            probs.append(f'"input_size" must be [height, width] as two integers, e.g. [224, 224], got {json.dumps(v)}')
-        elif min(v) <= 0:
-            probs.append(f'"input_size" must be positive, got {json.dumps(v)}')
-    if "output" in data:
-        v = data["output"]
-        if not ((isinstance(v, str) and v) or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)):
-            probs.append(f'"output" must be an output name or a non-negative index, got {json.dumps(v)}')
-    return probs
+def read_sidecar(model_path: str | Path, given: str | Path | None = None) -> dict[str, Any]:
+    """The sidecar next to the model (``<model>.json``, else ``preprocessor_config.json``) or
+    ``given``, validated; ``{}`` when there is none."""
+    path = find_sidecar(model_path, given)
+    data = load_sidecar(path)
+    return validate(data, str(path)) if path is not None else data
 
 
 def validate_sidecar(data: dict[str, Any], source: str = "sidecar") -> dict[str, Any]:
-    """``data`` if every key and value is valid; otherwise one error listing every problem, one per line."""
-    probs = _sidecar_problems(data)
-    if len(probs) == 1:
-        raise BlackboxCamError(f"{source}: {probs[0]}")
-    if probs:
-        raise BlackboxCamError(f"{source}: {len(probs)} problems:\n" + "\n".join(f"  - {q}" for q in probs))
-    return data
+    """``data`` if every key and value is valid; otherwise one error listing every problem."""
+    return validate(data, source)
 
 
-def resolve(sidecar: dict[str, Any], *, preprocess: str | None = None, bgr: bool | None = None,
+def resolve(sidecar: dict[str, Any] | Pipeline, *, preprocess: str | None = None, bgr: bool | None = None,
             source: str = "sidecar") -> Preprocessing:
     """Combine preset, sidecar values and CLI overrides (CLI wins)."""
-    validate_sidecar(sidecar, source)
+    pipe = sidecar if isinstance(sidecar, Pipeline) else translate(sidecar, source)
     if preprocess is not None:
         pp = preset(preprocess)
     else:
-        pp = preset(sidecar.get("preprocess", "imagenet"))
+        pp = preset(pipe.preset or "imagenet")
         over: dict[str, Any] = {}
-        if "scale" in sidecar:
-            over["scale"] = float(sidecar["scale"])
-        for key in ("mean", "std"):
-            if key in sidecar:
-                vals = tuple(float(v) for v in sidecar[key])
-                over[key] = vals * 3 if len(vals) == 1 else vals
+        if pipe.scale is not None:
+            over["scale"] = float(pipe.scale)
+        if pipe.mean is not None:
+            over["mean"] = pipe.mean
+        if pipe.std is not None:
+            over["std"] = pipe.std
         if over:
-            pp = replace(pp, name=sidecar.get("preprocess", "custom"), **over)
-    use_bgr = sidecar.get("bgr", False) if bgr is None else bool(bgr)
-    return replace(pp, bgr=use_bgr)
+            name = pipe.preset or ("custom" if pipe.vocabulary == "ours" else pipe.vocabulary)
+            pp = replace(pp, name=name, **over)
+    if bgr is not None and bool(bgr) != pipe.bgr and pipe.vocabulary != "ours" and preprocess is None:
+        # the flag flips the channel order; RGB-defined mean/std follow their channels
+        pp = replace(pp, mean=pp.mean[::-1], std=pp.std[::-1])
+    return replace(pp, bgr=pipe.bgr if bgr is None else bool(bgr))

@@ -24,7 +24,8 @@ from .backends import DEVICES, BackendError, Session, compile_model, run_batched
 from ..errors import BlackboxCamError, BudgetExceeded, existing_file
 from .geometry import Geometry, prepare as geometry_prepare
 from .labels import labels_from_metadata, read_labels_file
-from .preprocess import Preprocessing, read_sidecar, resolve
+from .preprocess import Preprocessing, resolve
+from .sidecar import find_sidecar, load_sidecar, translate
 from .signature import ModelSignature, graph_inputs, read_model
 
 
@@ -126,8 +127,9 @@ class Classifier:
 
     Parameters
     ----------
-    path : the ``.onnx`` file. A sidecar ``<model>.json`` beside it supplies preprocessing,
-        layout, labels and output; the keyword arguments below override it.
+    path : the ``.onnx`` file. A sidecar (``<model>.json`` or ``preprocessor_config.json`` beside it,
+        see :mod:`blackbox_cam.model.sidecar`) supplies preprocessing, layout, labels and output;
+        the keyword arguments below override it.
     preprocess : ``imagenet | unit | symmetric | raw`` (see :mod:`blackbox_cam.model.preprocess`).
     bgr : feed channels as BGR.
     layout : ``NCHW`` or ``NHWC``; detected from the input shape when omitted.
@@ -139,8 +141,9 @@ class Classifier:
     input_size : ``(H, W)`` for models whose spatial input dims are symbolic.
     labels : file with one class name per line.
     resize : ``squash | crop | letterbox``, how images reach the input size (:mod:`blackbox_cam.model.geometry`).
-    crop_pct : for ``crop``, the kept fraction of the scaled image (default 0.875, as timm/torchvision);
-        given without ``resize`` it implies ``crop``, with another mode it is refused.
+    crop_pct : the kept fraction of the scaled image (default 0.875 for ``crop``, 1 otherwise, as timm/torchvision).
+    sidecar : the sidecar file (ours, a Hugging Face ``preprocessor_config.json`` or a timm config);
+        default ``<model>.json``, else ``preprocessor_config.json`` beside the model.
     """
 
     input_name = _fact("input_name")
@@ -155,21 +158,33 @@ class Classifier:
                  layout: str | None = None, output: str | int | None = None, device: str = "auto",
                  batch_size: int | None = None, input_size: tuple[int, int] | None = None,
                  labels: str | os.PathLike | None = None, backend: str = "auto", resize: str | None = None,
-                 crop_pct: float | None = None) -> None:
+                 crop_pct: float | None = None, sidecar: str | os.PathLike | None = None) -> None:
         self.path = Path(path)
         self.model = load_onnx(self.path)
-        self.sidecar = read_sidecar(self.path)
-        self.preprocessing: Preprocessing = resolve(self.sidecar, preprocess=preprocess, bgr=bgr,
-                                                    source=f"{self.path.with_suffix('.json')}")
-        side_pct = self.sidecar.get("crop_pct")
-        if crop_pct is None and resize is not None and resize != "crop":
-            side_pct = None  # the sidecar's crop percentage belongs to the sidecar's crop, overridden here
-        self.geometry = Geometry.from_options(resize or self.sidecar.get("resize"),
-                                              crop_pct if crop_pct is not None else side_pct)
+        self.sidecar_file = find_sidecar(self.path, sidecar)
+        self.sidecar = load_sidecar(self.sidecar_file)
+        source = str(self.sidecar_file or self.path.with_suffix(".json"))
+        pipe = translate(self.sidecar, source)
+        self.pipeline = pipe
+        self.preprocessing: Preprocessing = resolve(pipe, preprocess=preprocess, bgr=bgr, source=source)
+        geo = dict(pipe.geometry)
+        if resize is not None and resize != geo.get("mode"):  # the flag replaces the resize rule
+            geo = {k: v for k, v in geo.items() if k not in ("size", "crop_pct")}
+            geo["mode"] = resize
+        if crop_pct is not None:
+            geo.pop("size", None)
+            geo["crop_pct"] = crop_pct
+        self.geometry = Geometry(**geo)
         self.signature: ModelSignature = read_model(
             self.model, layout=layout or self.sidecar.get("layout"),
-            input_size=input_size or self.sidecar.get("input_size"),
+            input_size=input_size or pipe.input_size,
             output=output if output is not None else self.sidecar.get("output"), source=str(self.path))
+        if pipe.input_size is not None and tuple(self.signature.input_size) != tuple(pipe.input_size) \
+                and resize is None and crop_pct is None:
+            raise BlackboxCamError(f"{source}: the sidecar's steps make {pipe.input_size[0]}x{pipe.input_size[1]} "
+                                   f"images but {self.path.name}'s input is "
+                                   f"{self.signature.input_size[0]}x{self.signature.input_size[1]}; "
+                                   "is it the model's own preprocessing file?")
         self._fixed_batch = self.signature.fixed_batch  # None once the batch is made symbolic
         if batch_size is not None and batch_size <= 0:
             raise BlackboxCamError(f"--batch-size must be a positive integer, got {batch_size}")
@@ -178,6 +193,7 @@ class Classifier:
         self.queries = 0
         self.on_queries = None  # optional callback(n) after each scored batch (progress bars)
         self._limit: int | None = None
+        self._padding: tuple[np.ndarray, np.ndarray] | None = None  # see padding_kept()
         self._make_sessions()
         bytes_per_image = int(np.prod(self.input_size)) * self.channels * 4
         auto = self.session.auto_batch(bytes_per_image)
@@ -300,6 +316,10 @@ class Classifier:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
+        if self._padding is not None:  # painted padding is the vendor's, not the image's: never perturbed
+            mask, values = self._padding
+            x = x.copy()
+            x[:, :, mask] = values
         n = len(x)
         if self._limit is not None and self.queries + n > self._limit:
             raise BudgetExceeded(f"query budget exhausted: {self.queries} used, {n} more asked, "
@@ -321,11 +341,37 @@ class Classifier:
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, classes)``: the output itself if it already is one, else its
         softmax; for a binary head (width 1) the columns are ``[1 - p, p]`` (class 1 = positive)."""
-        s = self.scores(x)
+        return self.as_probabilities(self.scores(x)).astype(np.float32)
+
+    def as_probabilities(self, s: np.ndarray) -> np.ndarray:
+        """Raw outputs ``(N, C)`` (as :meth:`scores` returns them) as probabilities, float64 where
+        they are computed here (softmax, sigmoid), so log-odds near 0 or 1 keep their digits."""
         if self.binary:
             p = s[:, 0].astype(np.float64) if self.outputs_probabilities else _sigmoid(s[:, 0])
-            return np.stack([1.0 - p, p], axis=1).astype(np.float32)
-        return s if self.outputs_probabilities else _softmax(s)
+            return np.stack([1.0 - p, p], axis=1)
+        if self.outputs_probabilities:
+            return s
+        z = s.astype(np.float64) - s.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    @contextlib.contextmanager
+    def padding_kept(self, x: np.ndarray, image_hw: tuple[int, int]) -> Iterator[None]:
+        """Within the block, every scored input keeps ``x``'s painted padding (a letterbox's
+        ``pad_color``): the perturbation methods mask the image, not the vendor's border, which
+        the model always saw as that colour. Nothing changes where no padding is painted."""
+        pl = self.geometry.place(image_hw, self.input_size)
+        top, left, nh, nw = pl.inner
+        if self.geometry.pad_color is None or (nh, nw) == tuple(self.input_size):
+            yield
+            return
+        mask = np.ones(tuple(self.input_size), bool)
+        mask[top:top + nh, left:left + nw] = False
+        old, self._padding = self._padding, (mask, np.asarray(x, np.float32)[:, mask].copy())
+        try:
+            yield
+        finally:
+            self._padding = old
 
     @contextlib.contextmanager
     def limit(self, budget: int | None) -> Iterator[None]:

@@ -73,9 +73,9 @@ class ModelBundle:
     @classmethod
     def of(cls, clf: Any, kwargs: dict[str, Any]) -> "ModelBundle":
         path = Path(clf.path)
-        side = path.with_suffix(".json")
-        kw = {k: v for k, v in kwargs.items() if k != "labels" and v is not None}
-        return cls(path.name, path.read_bytes(), side.read_bytes() if side.is_file() else None,
+        side = getattr(clf, "sidecar_file", None) or path.with_suffix(".json")
+        kw = {k: v for k, v in kwargs.items() if k not in ("labels", "sidecar") and v is not None}
+        return cls(path.name, path.read_bytes(), Path(side).read_bytes() if Path(side).is_file() else None,
                    tuple(clf.labels) if clf.labels else None, tuple(sorted(kw.items())))
 
     def build(self, threads: int | None = 1) -> Any:

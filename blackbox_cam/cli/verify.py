@@ -1,0 +1,74 @@
+"""``blackbox-cam verify``: does blackbox-cam feed MODEL what the vendor's own pipeline feeds it?"""
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .options import announce_backend, load_classifier, model_options
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--expect", "expect", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="CSV of the vendor's own scores: image,class,score (class = index or label; 'probability' "
+                   "or 'logit' instead of 'score' says which), or image,<class>,<class>,... (a whole row).")
+@click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder the CSV's image paths are relative to (default: the CSV's folder).")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="Largest log-odds gap allowed (0.05 = the odds differ by 5 %).")
+@click.option("--table", type=click.Path(dir_okay=False, path_type=Path), default="verify.csv", show_default=True,
+              help="Per-image table written here (image, class, expected, ours, gap, top-1 both sides).")
+@click.option("--suspects/--no-suspects", default=True, show_default=True,
+              help="On failure, try the usual single-step mistakes and name the one that closes the gap.")
+@model_options
+def verify(model: Path, expect: Path, images: Path | None, tolerance: float, table: Path, suspects: bool,
+           **kw: Any) -> None:
+    """Check MODEL's preprocessing against the vendor's own scores (--expect).
+
+    Scores every image in the CSV as `explain` would feed it, and prints the largest log-odds gap
+    of the explained class (the vendor's top-1 for whole rows, the given class otherwise) and
+    the top-1 agreement. Exit 0 when every gap is within --tolerance and top-1 agrees, else 1,
+    after trying the usual suspects (RGB/BGR, mean order, 0..1 vs 0..255, squash vs crop,
+    crop_pct, JPEG round trip, padding colour, filter, 8-bit resize) and naming the single
+    sidecar change that closes the gap.
+
+    \b
+    Example:
+      blackbox-cam verify open-nsfw.onnx --expect vendor_scores.csv
+    """
+    from ..io.output import write_text
+    from ..jobs.verify import read_expected, verify as run_verify
+
+    clf = load_classifier(model, kw)
+    expected = read_expected(expect, clf, images)
+    announce_backend(clf)
+    click.echo(f"pipeline: {clf.geometry.describe()}; {clf.preprocessing.describe()}"
+               + (f" (from {clf.sidecar_file})" if clf.sidecar_file else " (no sidecar)"), err=True)
+    rep = run_verify(clf, expected, tolerance, try_suspects=suspects)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rep.rows[0]), lineterminator="\n")
+    w.writeheader()
+    for r in rep.rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in r.items()})
+    write_text(table, buf.getvalue())
+    agree = f"{rep.top1_agree}/{rep.top1_known}" if rep.top1_known else "n/a (no image has every class's score)"
+    click.echo(f"{len(rep.rows)} images: largest log-odds gap {rep.max_gap:.4f} ({rep.worst}), "
+               f"mean {sum(r['gap'] for r in rep.rows) / len(rep.rows):.4f}; top-1 agreement {agree}; "
+               f"table -> {table}")
+    if rep.passed:
+        click.echo(f"PASS: within {tolerance:g}")
+        return
+    click.echo(f"FAIL: above the tolerance {tolerance:g}" if rep.max_gap > tolerance else "FAIL: top-1 differs")
+    if rep.suggestion:
+        click.echo(f"one change closes the gap (largest {rep.suggestion[1]:.4f}): {rep.suggestion[0]}")
+    elif rep.closest:
+        click.echo(f"no single usual change closes it; closest: {rep.closest[0]} (largest gap {rep.closest[1]:.4f}), "
+                   "so more than one step differs")
+    elif suspects:
+        click.echo("no single usual change helps: compare the vendor's code step by step with `pipeline:` above")
+    sys.exit(1)
