@@ -87,6 +87,13 @@ def test_channels_last_cnn_export_is_not_mistaken_for_swin(tmp_path):
     path = tmp_path / "nhwc_cnn.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     assert gradcam.token_facts(onnx.load(path)).grid is None
+    # ConvNeXt-style: a patchify stem (4x4, stride 4) and channels-last tensors, but no attention
+    nodes[0] = helper.make_node("Conv", ["image", "w4"], ["c"], kernel_shape=[4, 4], strides=[4, 4])
+    graph.node.remove(graph.node[0])
+    graph.node.insert(0, nodes[0])
+    graph.initializer.append(numpy_helper.from_array(np.ones((4, 3, 4, 4), np.float32), "w4"))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    assert gradcam.token_facts(onnx.load(path)).grid is None
 
 
 @pytest.mark.parametrize("name", ["planted_vit", "deit_distilled", "vit_meanpool", "swin"])
