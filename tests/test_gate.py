@@ -356,7 +356,8 @@ def test_box_on_a_reduced_large_image_is_in_original_pixels(tmp_path, demo_image
     assert rec["forbidden_area"] == pytest.approx(96 / 4096)
 
 
-@pytest.mark.parametrize("method", sorted(__import__("blackbox_cam.methods", fromlist=["METHODS"]).METHODS))
+@pytest.mark.parametrize("method", sorted(set(__import__("blackbox_cam.methods", fromlist=["METHODS"]).METHODS)
+                                           - {"rollout", "attention-grad"}))  # transformers only: test_tokens.py
 def test_every_registered_method_fails_clever_hans_and_passes_clean(tmp_path, demo_images, method):
     """Two frames, a small budget: each method, black- or white-box, reaches both verdicts."""
     imgs = demo_images[1:3]

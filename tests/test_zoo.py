@@ -68,12 +68,30 @@ def test_vendor_graph_lists_its_channels_last_maps_and_hides_its_casts():
     assert sum("\tCast\t" in line for line in every.output.splitlines()) >= 10
 
 
-def test_model_whose_head_reads_no_map_has_no_default_and_names_the_candidates():
-    """A ViT-like net's head reads the class token: `auto` is refused in one line that names
-    the last feature maps, never silently explained at a patch embedding."""
+def test_model_whose_head_reads_no_map_has_no_default_and_names_the_candidates(tmp_path):
+    """A head that reads one pixel of a map (no pooling, no flatten, no tokens): `auto` is
+    refused in one line that names the last feature maps, never silently explained at some
+    early map. (A ViT's class-token head has a default since issue 19: tests/test_tokens.py.)"""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
     from blackbox_cam.errors import BlackboxCamError
 
-    clf = Classifier(Path(__file__).parent / "data" / "gradients" / "vit_ts_dynamic.onnx")
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    consts = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+              (("s", [0, 0]), ("e", [1, 1]), ("ax", [2, 3]), ("shape", [-1, 4]))]
+    fc = numpy_helper.from_array(np.ones((4, 2), np.float32), "fc")
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Slice", ["r", "s", "e", "ax"], ["corner"]),
+             helper.make_node("Reshape", ["corner", "shape"], ["v"]),
+             helper.make_node("MatMul", ["v", "fc"], ["logits"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2])],
+                              [w, fc] + consts)
+    path = tmp_path / "corner.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    clf = Classifier(path, preprocess="raw")
     assert not any(info.is_default for info in gc.list_layers(clf))
-    with pytest.raises(BlackboxCamError, match="no default layer; pick one with --layer, e.g. '/patch/Conv_output_0'"):
-        gc.compute_cams(clf, np.zeros((1, 3, 32, 32), np.float32), [0], layer="auto")
+    with pytest.raises(BlackboxCamError, match="no default layer; pick one with --layer, e.g. 'c'"):
+        gc.compute_cams(clf, np.zeros((1, 3, 8, 8), np.float32), [0], layer="auto")

@@ -71,7 +71,7 @@ def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: s
       blackbox-cam animate models/efficientnet_lite0.onnx models/images/chelsea.png --layers blocks
       blackbox-cam animate model.onnx cat.png -m decam --budget 1000 --no-road --format mp4
     """
-    from ..jobs.animate.job import animate as run_animation, select_layers, write_animation
+    from ..jobs.animate.job import ATTENTION_METHODS, animate as run_animation, select_layers, write_animation
     from ..jobs.dataset import expand_inputs
     from ..pictures import movie
     from ..io.output import ensure_dir
@@ -94,6 +94,9 @@ def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: s
     items = expand_inputs(images)
     out = ensure_dir(out_dir)
     clf = load_classifier(model, kw)
+    attention = [m for m in names if m in ATTENTION_METHODS]
+    if attention:  # a model without global attention stops here, once
+        bind_all(attention, None, {}, clf.input_size, clf=clf)
     if any(METHODS[m].whitebox for m in names):
         select_layers(clf, layers)  # a bad --layers or a model without 4-D maps stops here, once
     announce_backend(clf)

@@ -14,7 +14,9 @@ One VJP rule per op type lives in :mod:`blackbox_cam.gradients.rules`; see ``sup
 from blackbox_cam.gradients._build import GradientModel, build_gradient_model
 from blackbox_cam.gradients._layers import LayerInfo, candidate_layers
 from blackbox_cam.gradients._prepare import TARGET_OPSET, prepare_model
+from blackbox_cam.gradients._tokens import TokenFacts, TokenGrid, mark_tokens, parse_tokens, token_facts
 from blackbox_cam.gradients.rules import supported_ops
 
 __all__ = ["GradientModel", "LayerInfo", "TARGET_OPSET", "build_gradient_model",
-           "candidate_layers", "prepare_model", "supported_ops"]
+           "candidate_layers", "prepare_model", "supported_ops", "TokenFacts", "TokenGrid",
+           "mark_tokens", "parse_tokens", "token_facts"]

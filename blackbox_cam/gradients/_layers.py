@@ -3,7 +3,8 @@
 Every float tensor on the way from the image to the scores gets its axes' roles
 (:mod:`blackbox_cam.gradients._axes`), hence its layout (NCHW or NHWC), its height x width and
 its role: a feature ``map``, a ``pooled`` map (1 x 1), a ``vector``, or ``other`` (an axis the
-graph does not name). Pure casts and shape plumbing (Cast, Identity, Transpose, Reshape, ...)
+graph does not name); in a vision transformer also ``tokens``, ``attention`` and
+``attention-internal`` (:mod:`blackbox_cam.gradients._tokens`). Pure casts and shape plumbing (Cast, Identity, Transpose, Reshape, ...)
 are marked ``plumbing``: the same values under another name, which ``blackbox-cam layers``
 hides unless ``--all``.
 
@@ -24,6 +25,7 @@ from blackbox_cam.errors import BlackboxCamError
 from blackbox_cam.gradients._axes import NCHW, NHWC, REDUCE, _attr, axis_labels, layout_of, reduced_axes
 from blackbox_cam.gradients._graph import (
     FLOAT_TYPES, downstream, graph_facts, image_inputs, upstream)
+from blackbox_cam.gradients._tokens import mark_tokens, token_facts
 from blackbox_cam.model.signature import detect_layout
 
 
@@ -194,4 +196,5 @@ def candidate_layers(model: onnx.ModelProto, layout: str | None = None) -> list[
                 layers.append(LayerInfo(out, node.op_type, shape, node_scope(node), out == default,
                                         layout_of(lab) if role in ("map", "pooled") else None, role,
                                         node.op_type in PLUMBING))
-    return layers
+    # -- issue 19 hook: a transformer's token maps, attention and default (gradients/_tokens.py)
+    return mark_tokens(layers, token_facts(model))

@@ -48,14 +48,49 @@ def _gradients():
     return gradients
 
 
-def _state(clf) -> dict:
+def _state(clf, tokens: str | None = None) -> dict:
+    """Cached per classifier: the prepared model, its layers and gradient runs; with ``tokens``
+    (``--tokens H,W[,EXTRA]``, issue 19) the layers and token facts read with that grid."""
     st = _STATE.get(clf)
     if st is None:
         g = _gradients()
         prepared = g.prepare_model(clf.model, signature=clf.signature)
-        st = {"model": prepared, "layers": g.candidate_layers(prepared, layout=clf.layout), "runs": {}}
+        st = {"model": prepared, "layers": g.candidate_layers(prepared, layout=clf.layout), "runs": {},
+              "tokens": {}}
         _STATE[clf] = st
-    return st
+    return _with_tokens(st, tokens)
+
+
+# -- issue 19 hook: token maps (blackbox_cam/gradients/_tokens.py) ----------------------------
+
+
+def _with_tokens(st: dict, tokens: str | None) -> dict:
+    """``st`` with ``st["facts"]``, the token facts for ``tokens`` (auto: read from the graph),
+    and ``st["layers"]`` marked with them (roles and default)."""
+    g = _gradients()
+    key = None if tokens is None or str(tokens).lower() == "auto" else str(tokens)
+    if key not in st["tokens"]:  # one view per grid, kept, so flags set on it (said_engine) stay set
+        facts = g.token_facts(st["model"], g.parse_tokens(key))
+        layers = st["layers"] if key is None else g.mark_tokens(st["layers"], facts)
+        st["tokens"][key] = {**st, "facts": facts, "layers": layers, "tokens_key": key}
+    return st["tokens"][key]
+
+
+def token_facts(clf_or_model, tokens: str | None = None):
+    """The :class:`~blackbox_cam.gradients.TokenFacts` of a classifier, model or path."""
+    if hasattr(clf_or_model, "model") and hasattr(clf_or_model, "input_name"):
+        return _state(clf_or_model, tokens)["facts"]
+    g = _gradients()
+    return g.token_facts(g.prepare_model(clf_or_model), g.parse_tokens(tokens))
+
+
+def layer_info(clf, layer: str | None = "auto", tokens: str | None = None):
+    """The ``LayerInfo`` for ``layer``, or a one-line :class:`BlackboxCamError`."""
+    st = _state(clf, tokens)
+    return resolve_layer(st["layers"], layer, st["model"], st["facts"])
+
+
+# -- end of the issue 19 hook ------------------------------------------------------------------
 
 
 def list_layers(clf_or_model) -> list:
@@ -74,9 +109,12 @@ def list_layers(clf_or_model) -> list:
     return list(g.candidate_layers(g.prepare_model(model, signature=sig), layout=sig.layout))
 
 
-def resolve_layer(layers: Sequence, name: str | None, model=None):
-    """The ``LayerInfo`` called ``name`` (``auto``/None: the default); a clear error otherwise."""
-    maps = [l for l in layers if l.role == "map" and not l.plumbing]
+def resolve_layer(layers: Sequence, name: str | None, model=None, tokens=None):
+    """The ``LayerInfo`` called ``name`` (``auto``/None: the default); a clear error otherwise.
+
+    ``tokens`` (:class:`~blackbox_cam.gradients.TokenFacts`): a transformer's token maps are
+    layers too, and its attention matrices and internals are refused (issue 19)."""
+    maps = [l for l in layers if l.role in ("map", "tokens") and not l.plumbing]
     if not maps:
         raise BlackboxCamError("the model has no feature map to explain with Grad-CAM (no [N, C, H, W] or "
                                "[N, H, W, C] tensor before the classifier head)")
@@ -91,6 +129,10 @@ def resolve_layer(layers: Sequence, name: str | None, model=None):
     found = next((l for l in layers if l.name == name), None)
     shape = (list(found.shape) if found is not None and found.shape is not None else
              value_dims(model.graph, name) if model is not None else None)
+    if tokens is not None and tokens.grid is not None and (found is not None or shape is not None):
+        if name in tokens.maps and found is not None:
+            return found
+        _gradients()._tokens.check_token_layer(tokens, name, shape)
     if found is not None and found.layout is not None:
         return found
     if shape is not None and len(shape) != 4:
@@ -123,22 +165,26 @@ def layer_suggestion(name: str, names: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- runs
 
 
-def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | None = None) -> dict:
+def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | None = None,
+                  tokens: str | None = None) -> dict:
     """Cached: the gradient model for ``layer_names`` and its session. With ``methods`` the
     CAM formulas are emitted into the graph and the session returns ``[N, h, w]`` maps
     (one per layer and method, in that order) instead of activations and gradients."""
-    st = _state(clf)
-    key = (layer_names, methods)
+    st = _state(clf, tokens)
+    key = (layer_names, methods, st["tokens_key"])
     run = st["runs"].get(key)
     if run is not None:
         return run
-    infos = [resolve_layer(st["layers"], n, st["model"]) for n in layer_names]
+    infos = [resolve_layer(st["layers"], n, st["model"], st["facts"]) for n in layer_names]
     # pytorch-grad-cam differentiates what the model returns: the probability for a model whose
     # output is a Softmax (the signature's rule), else the raw score
     gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], signature=clf.signature)
-    layouts = [i.layout for i in infos]
     pairs = {i.name: (gm.activation_names[i.name], gm.gradient_names[i.name]) for i in infos}
     model, emitted = gm.model, []
+    # issue 19: token maps [N, extra + h*w, C] are reshaped to [N, h, w, C] (NHWC) in the graph
+    grids = {i.name: st["facts"].maps[i.name] for i in infos if i.name in st["facts"].maps}
+    model, pairs = _gradients()._tokens.add_token_reshape(model, pairs, grids)
+    layouts = ["NHWC" if i.name in grids else i.layout for i in infos]
     if methods is None:
         outputs = [t for i in infos for t in pairs[i.name]]
     else:
@@ -204,43 +250,48 @@ def _compile_gradient_graph(clf, model) -> Session:
 
 
 def compute_cams(clf, x: np.ndarray, targets: Sequence[int], *, method: str = "gradcam",
-                 layer: str | None = "auto") -> np.ndarray:
+                 layer: str | None = "auto", tokens: str | None = None) -> np.ndarray:
     """``method``'s maps for a model-space batch ``x (N, 3, H, W)``: float32 ``[N, H, W]`` in
-    [0, 1] at the model's input size, equal to pytorch-grad-cam's ``grayscale_cam``."""
+    [0, 1] at the model's input size, equal to pytorch-grad-cam's ``grayscale_cam`` (at a token
+    layer: with the ``reshape_transform`` that drops the extra tokens and makes ``h x w``)."""
     cams.check_method(method)
-    st = _state(clf)
-    info = resolve_layer(st["layers"], layer, st["model"])
-    run = _gradient_run(clf, (info.name,))
+    info = layer_info(clf, layer, tokens)
+    run = _gradient_run(clf, (info.name,), None, tokens)
     A, G = _run(clf, run, x, targets)
     return cams.cam_maps(method, A, G, tuple(clf.input_size), layout=run["layouts"][0])
 
 
-def block_outputs(layers: Sequence) -> list[str]:
-    """The last 4-D tensor of every block, in graph order: what CAManim animates.
+def block_outputs(layers: Sequence, tokens=None) -> list[str]:
+    """The last feature map (or token map) of every block, in graph order: what CAManim animates.
 
     A block is a top-level module (``/layer1/...``), or an item of a top-level container
     (``/_blocks/3/...``, ``/features/3/...``), read from each layer's exporter scope. Pooled
-    ``1 x 1`` maps are left out.
+    ``1 x 1`` maps are left out, and in a transformer whose head reads the class token
+    (``tokens``: :class:`~blackbox_cam.gradients.TokenFacts`) the token maps after the default,
+    whose patch tokens have zero gradient.
     """
     last: dict[str, str] = {}
     for l in layers:
-        if l.role == "map":
+        if l.role in ("map", "tokens") and not l.plumbing:
             parts = (l.scope or l.name).strip("/").split("/")
             key = "/".join(parts[:2]) if len(parts) > 1 and parts[1].isdigit() else parts[0]
             last.pop(key, None)
             last[key] = l.name
+        if tokens is not None and l.is_default and tokens.head_reads == "extra tokens":
+            break
     return list(last.values())
 
 
 def layer_cams(clf, x: np.ndarray, targets: Sequence[int], *, method: str = "gradcam",
-               layers: Sequence[str] | None = None, upsample: bool = True) -> dict[str, np.ndarray]:
+               layers: Sequence[str] | None = None, upsample: bool = True,
+               tokens: str | None = None) -> dict[str, np.ndarray]:
     """Maps for many layers from one run (CAManim): ``layer -> [N, H, W]`` (``upsample``) or
     the ReLU'd maps ``[N, h, w]`` at each layer's own resolution. ``layers=None``: every block
     output (:func:`block_outputs`). The CAM formula runs inside the graph."""
     cams.check_method(method)
-    st = _state(clf)
-    names = tuple(block_outputs(st["layers"]) if layers is None else layers)
-    run = _gradient_run(clf, names, (method,))
+    st = _state(clf, tokens)
+    names = tuple(block_outputs(st["layers"], st["facts"]) if layers is None else layers)
+    run = _gradient_run(clf, names, (method,), tokens)
     outs = _run(clf, run, x, targets)
     if not upsample:
         return {e.layer: o for e, o in zip(run["emitted"], outs)}
@@ -258,21 +309,26 @@ def differentiated(clf) -> str:
 
 
 LAYER_OPTION = Option("layer", str, "auto", "Tensor name to explain at, or auto: the last feature map before "
-                      "global pooling (`blackbox-cam layers MODEL` lists them).")
+                      "global pooling, or a transformer's token map (`blackbox-cam layers MODEL` lists them).")
+#: issue 19: the patch grid of a transformer whose graph does not show it
+TOKENS_OPTION = Option("tokens", str, "auto", "Patch grid of a transformer's token maps as H,W or H,W,EXTRA "
+                       "(EXTRA tokens before the grid, e.g. 14,14,1 for a class token), or auto: read from "
+                       "the graph (the patch-embedding Conv and the Concat that adds class tokens).")
 
 
 def _make(method: str):
     spec = cams.CAM_METHODS[method]
 
     def explain(clf, x: np.ndarray, target: int, *, budget: None, seed: int, score: float,
-                layer: str) -> MethodOutput:
-        st = _state(clf)
-        info = resolve_layer(st["layers"], layer, st["model"])
-        run = _gradient_run(clf, (info.name,))
+                layer: str, tokens: str = "auto") -> MethodOutput:
+        info = layer_info(clf, layer, tokens)
+        run = _gradient_run(clf, (info.name,), None, tokens)
         A, G = _run(clf, run, x[None], [target])
         lay = run["layouts"][0]
         saliency = cams.cam_maps(method, A, G, tuple(clf.input_size), layout=lay)[0]
+        grid = token_facts(clf, tokens).maps.get(info.name)
         return MethodOutput(saliency, {"layer": info.name, "layer_shape": list(info.shape or []),
+                                       **({"token_grid": grid.label()} if grid else {}),
                                        "differentiated": differentiated(clf),
                                        "gradients": run["session"].describe()},
                             {"cam": cams.cam_image(method, A, G, layout=lay)[0]})
@@ -287,11 +343,10 @@ def _make(method: str):
 def check_layer(clf, options) -> None:
     """``--layer`` against the model, once, before any image: not a tensor, not a feature map,
     or no default for ``auto`` is one line for the whole run (exit 2 at the CLI)."""
-    st = _state(clf)
-    resolve_layer(st["layers"], options["layer"], st["model"])
+    layer_info(clf, options["layer"], options.get("tokens", "auto"))
 
 
 for _name in ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"):
     register(_name, whitebox=True, summary=cams.CAM_METHODS[_name].summary.rstrip("."),
-             options=(LAYER_OPTION,), check=check_layer)(_make(_name))
+             options=(LAYER_OPTION, TOKENS_OPTION), check=check_layer)(_make(_name))
 del _name

@@ -54,6 +54,7 @@ NORMS = ("layer", "global", "both")
 LAYER_KEYWORDS = ("all", "blocks")
 #: the methods that animate a search instead of layers.
 SEARCH_METHODS = ("decam",)
+ATTENTION_METHODS = ("rollout", "attention-grad")  # frames: relevance through the first k blocks
 
 
 @dataclass
@@ -185,9 +186,12 @@ def select_layers(clf, layers: str | Sequence[str] | None = "all") -> list:
     comma-separated string; any 4-D tensor, ``1 x 1`` included), each checked, with close names
     suggested for unknown ones, and put in graph order.
     """
-    from ...methods.gradcam import block_outputs, layer_suggestion, list_layers
+    from ...methods.gradcam import block_outputs, layer_suggestion, list_layers, token_facts
 
     every = list_layers(clf)
+    tokens = token_facts(clf)
+    if tokens.grid is not None:  # issue 19: a transformer animates its token maps block by block
+        return _token_layers(clf, every, tokens, layers)
     four = _four_d(every)
     if not four:
         raise BlackboxCamError(
@@ -212,6 +216,59 @@ def select_layers(clf, layers: str | Sequence[str] | None = "all") -> list:
                                    "map [N, C, H, W]; CAMs need 4-D tensors (`blackbox-cam layers MODEL` lists them)")
     wanted = set(names)
     return [l for l in four if l.name in wanted]
+
+
+def _token_layers(clf, every: Sequence, tokens, layers) -> list:
+    """A transformer's layers to animate: ``all``/``blocks``: each block's output token map, up to
+    the default layer (when the head reads the class token, later patch tokens have zero
+    gradient); or named tensors, each a feature or token map (:func:`gradcam.layer_info`)."""
+    from ...methods.gradcam import block_outputs, layer_info
+
+    if layers is None or (isinstance(layers, str) and layers.strip().lower() in ("all", "blocks")):
+        keep = set(block_outputs(every, tokens))
+        return [l for l in every if l.name in keep]
+    names = [n.strip() for n in (layers.split(",") if isinstance(layers, str) else layers) if n.strip()]
+    if not names:
+        raise BlackboxCamError("--layers is empty; give all, blocks or tensor names "
+                               "(`blackbox-cam layers MODEL` lists them)")
+    wanted = {layer_info(clf, n).name for n in names}
+    return [l for l in every if l.name in wanted]
+
+
+def _frame_shape(clf, l) -> tuple[int, ...]:
+    """The layer's shape without the batch axis; a token map's as its grid and channels."""
+    from ...methods.gradcam import token_facts
+
+    grid = token_facts(clf).maps.get(l.name)
+    if grid is not None:
+        return (grid.h, grid.w) + ((int(l.shape[-1]),) if l.shape and l.shape[-1] else ())
+    return tuple(int(d) for d in l.shape[1:])
+
+
+def attention_frames(clf, image: np.ndarray, method: str, *, target: str | int | None = None) -> Animation:
+    """CAManim frames of an attention method (``rollout``, ``attention-grad``): frame ``k`` is the
+    relevance accumulated through the first ``k`` blocks, so the animation shows attention
+    flowing from the patches into the class token. One query (the prediction) plus one run of
+    the gradient graph."""
+    from ...methods._attention import attentions, relevance_map
+    from ...methods.attention_grad import relevance_matrix
+    from ...methods.rollout import rollout_matrix
+
+    q0 = clf.queries
+    x, tgt, score = _predict(clf, image, target)
+    pairs, facts = attentions(clf, x, tgt, None)
+    size_model, size_image = tuple(clf.input_size), image.shape[:2]
+    maps = []
+    for k in range(1, len(pairs) + 1):
+        R = rollout_matrix([A for A, _ in pairs[:k]]) if method == "rollout" else relevance_matrix(pairs[:k])
+        maps.append(relevance_map(R, facts, size_model))
+    raws = [np.maximum(raw, 0) for _, raw in maps]
+    lo, hi = global_range(raws)
+    frames = [Frame(k, f"blocks 1-{k}", (facts.grid.h, facts.grid.w), m, size_image,
+                    global_model_map=global_scale(r, lo, hi, size_model), raw=r)
+              for k, ((m, _), r) in enumerate(zip(maps, raws), 1)]
+    return Animation(method, "layers", image, x, tgt, clf.label(tgt), score, frames, (lo, hi),
+                     queries=clf.queries - q0, params={"blocks": len(frames)})
 
 
 def _predict(clf, image: np.ndarray, target) -> tuple[np.ndarray, int, float]:
@@ -267,7 +324,7 @@ def layer_frames(clf, image: np.ndarray, method: str = "gradcam", *, layers: str
     for i, l in enumerate(infos, 1):
         r = raw[l.name][0]
         model_map = cams.upsample_cams(raw[l.name], size_model)[0]
-        frames.append(Frame(i, l.name, tuple(int(d) for d in l.shape[1:]), model_map, size_image,
+        frames.append(Frame(i, l.name, _frame_shape(clf, l), model_map, size_image,
                             global_model_map=global_scale(r, lo, hi, size_model), raw=r))
     return Animation(method, "layers", image, x, tgt, clf.label(tgt), score, frames, (lo, hi),
                      queries=clf.queries - q0, params={"layers": len(frames)})
@@ -310,6 +367,8 @@ def animate(clf, image: np.ndarray, method: str = "gradcam", *, layers: str | Se
     with ybROAD when ``road``. The Python API behind ``blackbox-cam animate``."""
     if method in SEARCH_METHODS:
         anim = search_frames(clf, image, method, target=target, budget=budget, seed=seed, **options)
+    elif method in ATTENTION_METHODS:
+        anim = attention_frames(clf, image, method, target=target)
     else:
         anim = layer_frames(clf, image, method, layers=layers, target=target)
     if road:

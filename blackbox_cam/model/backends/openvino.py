@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ._base import BackendError, Session, TensorInfo
+from ._ov_shared_weights import unshare_transposed_weights
 from ._registry import register
 
 # Pinning threads to cores lost 10-30 % of the throughput on a shared 2-core machine (a pinned
@@ -36,7 +37,13 @@ def message(e: BaseException, limit: int = 300) -> str:
     """OpenVINO's multi-line exception text as one line: the lines that say what failed."""
     lines = [ln.strip().lstrip("- ").strip() for ln in str(e).splitlines()]
     said = [ln for ln in lines if ln and not _NOISE.match(ln)]
-    return (" ".join(said) or type(e).__name__)[:limit]
+    text = " ".join(said) or type(e).__name__
+    if len(text) <= limit:
+        return text
+    # whole clauses only (a message cut mid-word read as a bug of its own, issue 19)
+    cut = text[:limit]
+    end = max(cut.rfind(". "), cut.rfind("; "), cut.rfind(": "))
+    return cut[:end] if end > limit // 3 else cut.rsplit(" ", 1)[0]
 
 
 def _info(ports) -> list[TensorInfo]:
@@ -72,6 +79,7 @@ class OpenVinoSession(Session):
             config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
             core = _core()
+            payload = unshare_transposed_weights(payload)  # an OpenVINO bug: see that module
             compiled = core.compile_model(core.read_model(payload), "CPU", config)
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line text
             raise BackendError(f"OpenVINO cannot read the model ({message(e)})") from None
