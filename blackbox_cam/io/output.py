@@ -276,8 +276,8 @@ class RecordBook:
     # -- writing ---------------------------------------------------------------------------------
     def _fold(self) -> None:
         write_json(self.path, self._records)
-        if self.journal.exists():
-            os.truncate(self.journal, 0)
+        with contextlib.suppress(FileNotFoundError):
+            self.journal.unlink()  # everything is in explain.json now; no empty file is left behind
         self._seen, self._offset, self._pending = self._stat(), 0, 0
         self._folded_at = time.monotonic()
 
