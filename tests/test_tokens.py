@@ -9,7 +9,6 @@ torch from the attention probabilities and their gradients (make_reference.py th
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
