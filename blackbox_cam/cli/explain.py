@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from ..errors import BlackboxCamError
 from ..methods import bind_all
+from ..methods.uncertainty import DEFAULT_STABILITY, AutoBudget, confidence
 from ._group import progress
 from .options import (announce_backend, load_classifier, method_kwargs, method_options, methods_option,
                       model_options, run_options)
@@ -23,10 +25,18 @@ from .options import (announce_backend, load_classifier, method_kwargs, method_o
 @run_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="explain-out",
               show_default=True, help="Folder for <stem>_<method>.npy/.png and explain.json.")
+@click.option("--stability", type=float, default=None, metavar="R",
+              help=f"With --budget auto: stop when the map's split-half stability reaches R (default "
+                   f"{DEFAULT_STABILITY}; docs/uncertainty.md).")
+@click.option("--max-budget", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --budget auto: never more queries than N (default: the method's budget).")
+@click.option("--show-uncertainty", is_flag=True, default=False,
+              help="Overlays desaturate where the map is not 2 standard errors above zero.")
 @method_options
 @model_options
-def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: str, budget: int | None, seed: int,
-            out_dir: Path, **kw: Any) -> None:
+def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: str, budget: int | str | None,
+            seed: int, out_dir: Path, stability: float | None, max_budget: int | None, show_uncertainty: bool,
+            **kw: Any) -> None:
     """Explain the images in INPUT... with MODEL and write saliency maps.
 
     INPUT is an image file, a folder (searched recursively for images, sorted) or a manifest
@@ -34,7 +44,9 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     OUT/maps/ (keyed by image content, method, options, seed, target and model), so running
     again, or with more images, reuses every map already made. For every image and method this
     writes <stem>_<method>.npy (float32, image size, values 0..1), <stem>_<method>.png (heat-map
-    overlay) and a record in explain.json. explain.json is merged across runs by (image,
+    overlay), for black-box methods <stem>_<method>_se.npy (the map's standard error, same
+    scale), and a record in explain.json (with `uncertainty`: stability, significance and, under
+    --budget auto, the queries used and why it stopped). explain.json is merged across runs by (image,
     method); when another image already uses a stem, the next gets <stem>-2, <stem>-3, ... An
     image that fails is recorded with its error and the others go on; the exit code is 1 if
     any failed, 130 on Ctrl-C.
@@ -45,13 +57,19 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
       blackbox-cam explain model.onnx cat.png                     # DE-CAM, 2000 queries
       blackbox-cam explain model.onnx imgs/*.jpg -m decam,rise --budget 1000 --seed 1
       blackbox-cam explain model.onnx cat.png -m gradcam --target "tabby, tabby cat"
+      blackbox-cam explain model.onnx cat.png -m decam --budget auto --show-uncertainty
     """
     from ..jobs.dataset import MapCache, expand_inputs, explain_cached
     from ..explainer.pipeline import resolve_target, score_image
     from ..io.output import RecordBook, ensure_dir, npy_bytes, png_bytes
+    from ..explainer.pipeline import map_to_image
     from ..pictures.render import overlay
 
     given = method_kwargs(kw)
+    if budget == "auto":
+        budget = AutoBudget(DEFAULT_STABILITY if stability is None else stability, max_budget)
+    elif stability is not None or max_budget is not None:
+        raise BlackboxCamError(f"{'--stability' if stability is not None else '--max-budget'} needs --budget auto")
     bind_all(methods, budget, given)  # options and budget checked before the model is even loaded
     items = expand_inputs(images)
     out = ensure_dir(out_dir)
@@ -106,11 +124,19 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
                             "cached": hit, "image_size": list(size), "map_size": list(res.saliency.shape)})
                 if "search" in ex.extra:  # DE-CAM: population, generations, best fitness per generation
                     rec["search"] = ex.extra["search"]
+                if ex.uncertainty is not None:  # issue 21: how sure the map is, and why auto stopped
+                    rec["uncertainty"] = ex.uncertainty
                 if ex.warning:  # a map with no information is written, and said to be one
                     rec["warning"] = ex.warning
                     click.echo(f"warning: {item.name}: {ex.warning}", err=True)
-                book.commit(rec, {"npy": npy_bytes(res.saliency), "png": png_bytes(overlay(image, res.saliency))},
-                            stem=item.path.stem if item.origin == "arg" else item.stem())
+                files = {"npy": npy_bytes(res.saliency)}
+                conf = None
+                if ex.se is not None:
+                    se = np.maximum(map_to_image(clf, ex.se, res.saliency.shape), 0.0).astype(np.float32)
+                    files["_se.npy"] = npy_bytes(se)
+                    conf = confidence(res.saliency, se) if show_uncertainty else None
+                files["png"] = png_bytes(overlay(image, res.saliency, confidence=conf))
+                book.commit(rec, files, stem=item.path.stem if item.origin == "arg" else item.stem())
                 click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
                            f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
                            f"-> {out / rec['png']}")
