@@ -55,7 +55,7 @@ from .masks import accumulate
 Z = 2.0
 #: Default split-half rank correlation at which ``--budget auto`` stops (tuned on the tune split:
 #: docs/uncertainty.md).
-DEFAULT_STABILITY = 0.95
+DEFAULT_STABILITY = 0.9
 #: RISE's rounds under ``--budget auto``: the maximum budget in this many equal parts.
 ROUNDS = 16
 #: The smallest change of the target probability any query must cause for the map to say anything.
