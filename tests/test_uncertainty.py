@@ -242,3 +242,14 @@ def test_bad_auto_options_are_one_line_and_exit_2(tmp_path, planted_path, plante
                                   str(tmp_path / "o"), *extra])
     assert r.exit_code == 2, r.output
     assert message in r.output and "Traceback" not in r.output
+
+
+def test_compare_reports_the_stability_of_black_box_maps(tmp_path, planted_path, planted_png):
+    out = tmp_path / "c"
+    r = CliRunner().invoke(main, ["compare", str(planted_path), str(planted_png), "-m", "rise,gradcam", "--budget",
+                                  "300", "--no-road", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    import csv
+    rows = {row["method"]: row for row in csv.DictReader((out / "compare.csv").open())}
+    assert 0 <= float(rows["rise"]["stability"]) <= 1 and rows["gradcam"]["stability"] == ""
+    assert "Stability" in (out / "index.html").read_text()
