@@ -135,7 +135,7 @@ class _Search:
         self.set_grid(grid)
         self.scorer = MaskScorer(clf, x, make_baseline(x, baseline, seed=seed), target)
         self.shifts = np.random.default_rng([seed, 3])
-        # two halves of the observations (alternate candidates): their maps give the stability
+        # two halves of the observations (alternate generations): their maps give the stability
         # score, their sum the map (docs/uncertainty.md)
         self.halves = (RidgeStats(resolution * resolution), RidgeStats(resolution * resolution))
         self.count = 0
@@ -158,11 +158,9 @@ class _Search:
         drop = self.scorer(masks, self.cell, offsets, invert=True)
         fitness = -(keep - drop) + self.area * masks.mean(axis=(1, 2))
         xs = grid_values(masks, self.cell, offsets, (self.h, self.w), self.r)
-        even = (self.count + np.arange(len(masks))) % 2 == 0
+        # alternate generations: one X^T X product per generation, as without the halves
         self.count += len(masks)
-        for half, sel in zip(self.halves, (even, ~even)):
-            if sel.any():
-                half.add(np.concatenate([xs[sel], 1.0 - xs[sel]]), np.concatenate([keep[sel], drop[sel]]))
+        self.halves[len(self.history) % 2].add(np.concatenate([xs, 1.0 - xs]), np.concatenate([keep, drop]))
         self.lo = min(self.lo, float(keep.min()), float(drop.min()))
         self.hi = max(self.hi, float(keep.max()), float(drop.max()))
         self.elite.add(fitness, masks, offsets, self.cell)
