@@ -22,8 +22,7 @@ Standard-error map (``Explanation.se``, ``<stem>_<method>_se.npy``)
       evidence varies inside a pixel's neighbourhood, not seed noise.
 
 Stability (``Explanation.uncertainty``, explain.json ``uncertainty``)
-    The queries are split into two disjoint halves (RISE: alternate masks; DE-CAM: alternate
-    generations; occlusion: a checkerboard over the window grid) and a map is built from
+    The queries are split into two disjoint halves (alternate masks) and a map is built from
     each, block-averaged to at most 32 x 32. ``stability``: their Pearson correlation ``r``
     stepped up to the full run by the Spearman-Brown formula ``2 r / (1 + r)`` (Spearman 1910,
     Brown 1910): the expected correlation of this map with the map of an independent run of
