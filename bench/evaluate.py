@@ -109,10 +109,15 @@ def source_hash(method: str) -> str:
 
 
 def plan(methods: list[str], budgets: list[int], ov_budgets: list[int], decam_options: dict,
-         variants: dict[str, dict]) -> dict[str, dict]:
-    """``{label: {"method", "options", "budgets"}}`` for every method label to run."""
+         variants: dict[str, dict], auto: float | None = None) -> dict[str, dict]:
+    """``{label: {"method", "options", "budgets"}}`` for every method label to run; with ``auto``
+    (a stability threshold) also ``decam:auto`` / ``rise:auto``: ``--budget auto`` with each budget
+    as the maximum (issue 21)."""
     out: dict[str, dict] = {}
     for m in methods:
+        if auto is not None and m in ("decam", "rise"):
+            opts = dict(decam_options) if m == "decam" else {}
+            out[f"{m}:auto"] = {"method": m, "options": opts, "budgets": budgets, "auto": auto}
         if m == "decam" and variants:
             for name, opts in variants.items():
                 out[f"decam:{name}"] = {"method": "decam", "options": {**decam_options, **opts}, "budgets": budgets}
@@ -147,7 +152,8 @@ def check_options(method: str, options: dict, where: str) -> None:
 
 def config_id(label: str, spec: dict, seed: int) -> str:
     blob = json.dumps({"method": spec["method"], "options": spec["options"], "seed": seed,
-                       "source": source_hash(spec["method"])}, sort_keys=True)
+                       "source": source_hash(spec["method"]), **({"auto": spec["auto"]} if "auto" in spec else {})},
+                      sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
@@ -166,17 +172,26 @@ def cache_load(path: Path) -> dict | None:
         return None
     try:
         with np.load(path) as d:
-            return {"saliency": d["saliency"].astype(np.float32), "queries": int(d["queries"]),
-                    "seconds": float(d["seconds"])}
+            out = {"saliency": d["saliency"].astype(np.float32), "queries": int(d["queries"]),
+                   "seconds": float(d["seconds"])}
+            if "se" in d.files:
+                out["se"] = d["se"].astype(np.float32)
+            if "uncertainty" in d.files:
+                out["uncertainty"] = json.loads(str(d["uncertainty"]))
+            return out
     except Exception:  # a half-written or foreign file: recompute
         return None
 
 
-def cache_save(path: Path, saliency: np.ndarray, queries: int, seconds: float, meta: dict) -> None:
+def cache_save(path: Path, saliency: np.ndarray, queries: int, seconds: float, meta: dict,
+               se: np.ndarray | None = None, uncertainty: dict | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
+    more = {} if se is None else {"se": se.astype(np.float32)}
+    if uncertainty is not None:
+        more["uncertainty"] = json.dumps(uncertainty)
     np.savez_compressed(tmp, saliency=saliency.astype(np.float32), queries=queries, seconds=seconds,
-                        meta=json.dumps(meta))
+                        meta=json.dumps(meta), **more)
     os.replace(tmp, path)
 
 
@@ -198,6 +213,10 @@ def make_row(set_name, d, i, label, spec, budget, key, res, scores) -> dict:
            "queries_per_s": (float(res["queries"] / res["seconds"])
                              if res["seconds"] > 0 and budget is not None else None)}
     row.update(scores)
+    unc = res.get("uncertainty") or {}
+    for k in ("stability", "significant_top20"):
+        if k in unc:
+            row[k] = unc[k]
     return row
 
 
@@ -247,14 +266,7 @@ def run_set(set_name, d, tasks, args, store: Store, cache: Path | None) -> None:
                     ov_todo.setdefault(budget, []).append(i)
                     continue
                 if res is None:
-                    image = d["images"][i].astype(np.float32)
-                    r = explain_image(clf, image, spec["method"], target=int(d["targets"][i]), budget=budget,
-                                      seed=args.seed, **spec["options"])
-                    res = {"saliency": r.explanation.saliency, "queries": int(r.explanation.queries),
-                           "seconds": float(r.explanation.seconds)}
-                    if cp:
-                        cache_save(cp, res["saliency"], res["queries"], res["seconds"],
-                                   {"label": label, "options": spec["options"], "budget": budget, "seed": args.seed})
+                    res = explain_case(clf, d, i, spec, budget, args.seed, label, cp)
                 t0 = time.perf_counter()
                 sc = score(clf, xs[i], res["saliency"], int(d["targets"][i]), tuple(d["boxes"][i]), step,
                            args.tolerance)
@@ -267,6 +279,92 @@ def run_set(set_name, d, tasks, args, store: Store, cache: Path | None) -> None:
                       flush=True)
     if ov_todo:
         run_openvino(set_name, d, clf, xs, tasks, ov_todo, args, store, cache)
+
+
+def explain_case(clf, d, i, spec, budget, seed, label, cp) -> dict:
+    """One map (with its standard error and stability) for case ``i``, saved to the cache at ``cp``."""
+    from blackbox_cam.explainer.pipeline import explain_image
+    from blackbox_cam.methods.uncertainty import AutoBudget
+
+    b = AutoBudget(spec["auto"], budget) if "auto" in spec else budget
+    image = d["images"][i].astype(np.float32)
+    r = explain_image(clf, image, spec["method"], target=int(d["targets"][i]), budget=b, seed=seed, **spec["options"])
+    ex = r.explanation
+    res = {"saliency": ex.saliency, "queries": int(ex.queries), "seconds": float(ex.seconds), "se": ex.se,
+           "uncertainty": ex.uncertainty}
+    if cp:
+        cache_save(cp, res["saliency"], res["queries"], res["seconds"],
+                   {"label": label, "options": spec["options"], "budget": budget, "seed": seed}, ex.se, ex.uncertainty)
+    return res
+
+
+def coverage(set_name, d, tasks, args, cache: Path | None) -> list[dict]:
+    """Issue 21: do the standard errors cover an independent run? Per case, method and budget,
+    the map of ``--seed`` (a) and of each seed in ``--coverage`` (b): the share of pixels with
+    ``|b - a| <= 2 se_a`` (the literal check; 84 % when both maps have error ``se``, since the
+    difference of two runs has twice the variance of one) and with ``|b - a| <= 2 sqrt(se_a^2 +
+    se_b^2)`` (the test of the difference itself: ~95 % when the standard errors are right)."""
+    from blackbox_cam import Classifier
+
+    clf = Classifier(d["model"], device="cpu", batch_size=args.batch_size)
+    rows = []
+    for label, spec in tasks.items():
+        if spec["method"] not in ("decam", "rise", "occlusion") or "auto" in spec:
+            continue
+        for budget in spec["budgets"]:
+            for i in range(len(d["targets"])):
+                maps = {}
+                for seed in [args.seed] + _ints(args.coverage):
+                    cfg = config_id(label, spec, seed)
+                    cp = cache_path(cache, set_name, int(d["index"][i]), label, budget, cfg) if cache else None
+                    res = cache_load(cp) if cp else None
+                    if res is None or "se" not in res:
+                        res = explain_case(clf, d, i, spec, budget, seed, label, cp)
+                    maps[seed] = res
+                a = maps[args.seed]
+                for seed, b in maps.items():
+                    if seed == args.seed:
+                        continue
+                    diff = np.abs(b["saliency"] - a["saliency"])
+                    both = 2 * np.sqrt(a["se"] ** 2 + b["se"] ** 2)
+                    top = a["saliency"] >= np.quantile(a["saliency"], 0.8)  # where the map says something
+                    row = {"set": set_name, "index": int(d["index"][i]), "label": label, "budget": budget,
+                           "seeds": [args.seed, seed],
+                           "within_2se": float((diff <= 2 * a["se"]).mean()),
+                           "within_2se_diff": float((diff <= both).mean()),
+                           "within_2se_diff_top20": float((diff[top] <= both[top]).mean()),
+                           "mean_se": float(a["se"].mean()), "rms_diff": float(np.sqrt((diff ** 2).mean())),
+                           "stability": (a.get("uncertainty") or {}).get("stability")}
+                    rows.append(row)
+                    print(f"coverage {set_name} {row['index']} {label}@{budget} seeds {row['seeds']}: "
+                          f"{row['within_2se']:.3f} / {row['within_2se_diff']:.3f} (mean se {row['mean_se']:.4f}, "
+                          f"rms diff {row['rms_diff']:.4f})", flush=True)
+    return rows
+
+
+def coverage_markdown(rows: list[dict], meta: dict) -> str:
+    from blackbox_cam.jobs.compare.job import interval
+    L = [f"# Coverage of the standard-error maps: split `{meta['split']}` ({meta['when']})", "",
+         meta["note"], "",
+         "Per image: share of pixels where another seed's map lies within 2 standard errors of this "
+         "seed's map (`|b - a| <= 2 se_a`; 84 % expected if the standard errors are right, since the "
+         "difference of two runs has twice one run's variance) and where the difference lies within "
+         "2 of its own standard errors (`|b - a| <= 2 sqrt(se_a^2 + se_b^2)`; ~95 % expected), also "
+         "restricted to the top-20 % of map a (where a map says something: a flat background that "
+         "both runs put at 0 is covered trivially). Means over images with 95 % t-intervals.", "",
+         "| set | method | budget | images | within 2 se_a | within 2 se of the difference | same, in the top-20 % "
+         "region of map a | mean se | rms difference |",
+         "|---|---|---:|---:|---|---|---|---:|---:|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["set"], r["label"], r["budget"]), []).append(r)
+    for (s, lb, b), rs in sorted(groups.items()):
+        iv = {k: interval([r[k] for r in rs], bounds=(0.0, 1.0))
+              for k in ("within_2se", "within_2se_diff", "within_2se_diff_top20")}
+        L.append(f"| {s} | {lb} | {b} | {len(rs)} | {_fmt(iv['within_2se'])} | {_fmt(iv['within_2se_diff'])} | "
+                 f"{_fmt(iv['within_2se_diff_top20'])} | "
+                 f"{np.mean([r['mean_se'] for r in rs]):.4f} | {np.mean([r['rms_diff'] for r in rs]):.4f} |")
+    return "\n".join(L) + "\n"
 
 
 def run_openvino(set_name, d, clf, xs, tasks, todo: dict[int, list[int]], args, store, cache) -> None:
@@ -370,6 +468,27 @@ def paired(rows: list[dict]) -> list[dict]:
     return out
 
 
+def paired_auto(rows: list[dict]) -> list[dict]:
+    """Issue 21: every ``M:auto`` label minus ``M`` at the same (maximum) budget, paired by image:
+    the faithfulness it costs (intervals that include 0: none measurable) and the queries saved."""
+    from blackbox_cam.jobs.compare.job import interval
+    by = {(r["set"], r["label"], r["budget"], r["index"]): r for r in rows}
+    out = []
+    for (s, lb, b) in sorted({(r["set"], r["label"], r["budget"]) for r in rows if r["label"].endswith(":auto")}):
+        fixed = lb[:-len(":auto")]
+        idx = sorted(i for (s2, l2, b2, i) in by if (s2, l2, b2) == (s, lb, b) and (s, fixed, b, i) in by)
+        if not idx:
+            continue
+        item = {"set": s, "budget": b, "auto": lb, "fixed": fixed, "n": len(idx),
+                "queries_auto": float(np.mean([by[(s, lb, b, i)]["queries"] for i in idx])),
+                "queries_fixed": float(np.mean([by[(s, fixed, b, i)]["queries"] for i in idx]))}
+        for k in KEYS:
+            lo, hi = _bounds(k)
+            item[k] = interval([by[(s, lb, b, i)][k] - by[(s, fixed, b, i)][k] for i in idx], bounds=(lo - hi, hi - lo))
+        out.append(item)
+    return out
+
+
 def _fmt(iv: dict, d: int = 3) -> str:
     if iv is None or iv.get("mean") is None:
         return ""
@@ -378,7 +497,7 @@ def _fmt(iv: dict, d: int = 3) -> str:
     return f"{iv['mean']:.{d}f} [{iv['lo']:.{d}f}, {iv['hi']:.{d}f}]"
 
 
-def markdown(agg: list[dict], pairs: list[dict], meta: dict) -> str:
+def markdown(agg: list[dict], pairs: list[dict], meta: dict, rows: list[dict] | None = None) -> str:
     cases: dict[str, int] = {}
     for a in agg:
         cases[a["set"]] = max(cases.get(a["set"], 0), a["n"])
@@ -402,6 +521,16 @@ def markdown(agg: list[dict], pairs: list[dict], meta: dict) -> str:
     for p in pairs:
         cells = [f"{_fmt(p[k])} {p[k]['verdict']}" for k in KEYS]
         L.append(f"| {p['set']} | {p['budget']} | {p['decam']} | {p['baseline']} | {p['n']} | " + " | ".join(cells) + " |")
+    autos = paired_auto(rows or [])
+    if autos:
+        L += ["", "## `--budget auto` minus the fixed budget (same method, same images; the budget column is "
+              "auto's maximum), paired per image, mean [95 % t-interval] (issue 21)", "",
+              "| set | max budget | method | n | queries auto / fixed | deletion AUC | insertion AUC | pointing game | "
+              "energy in box |", "|---|---:|---|---:|---|---|---|---|---|"]
+        for p in autos:
+            L.append(f"| {p['set']} | {p['budget']} | {p['auto']} | {p['n']} | {p['queries_auto']:.0f} / "
+                     f"{p['queries_fixed']:.0f} ({p['queries_auto'] / p['queries_fixed']:.2f}) | "
+                     + " | ".join(_fmt(p[k]) for k in KEYS) + " |")
     return "\n".join(L) + "\n"
 
 
@@ -471,9 +600,9 @@ def plot(agg: list[dict], path: Path, x: str = "budget") -> None:
 def write_outputs(rows: list[dict], meta: dict, out: Path, name: str, plots: bool = True) -> None:
     out.mkdir(parents=True, exist_ok=True)
     agg, pairs = aggregate(rows), paired(rows)
-    doc = {"meta": meta, "rows": rows, "summary": agg, "paired": pairs}
+    doc = {"meta": meta, "rows": rows, "summary": agg, "paired": pairs, "paired_auto": paired_auto(rows)}
     for fname, text in ((f"{name}.json", json.dumps(doc, indent=1, allow_nan=False)),
-                        (f"{name}.md", markdown(agg, pairs, meta))):
+                        (f"{name}.md", markdown(agg, pairs, meta, rows))):
         tmp = out / f"{fname}.tmp"
         tmp.write_text(text)
         os.replace(tmp, out / fname)
@@ -588,6 +717,12 @@ def main(argv=None) -> None:
     ap.add_argument("--merge", default=None,
                     help="comma-separated output names of runs that differ only in --seed: write their per-image "
                          "seed means as --name (nothing is run)")
+    ap.add_argument("--auto", type=float, default=None, metavar="STABILITY",
+                    help="also run decam:auto / rise:auto (--budget auto at this stability threshold, each of "
+                         "--budgets as the maximum) and tabulate them against the fixed budget (issue 21)")
+    ap.add_argument("--coverage", default=None, metavar="SEEDS",
+                    help="comma-separated seeds: instead of the metrics, measure how often these seeds' maps lie "
+                         "within 2 standard errors of --seed's (issue 21); writes <name>.md/.json")
     ap.add_argument("--estimate", action="store_true",
                     help="print the queries still to do and the expected time (rate probed now); run nothing")
     a = ap.parse_args(argv)
@@ -618,7 +753,7 @@ def main(argv=None) -> None:
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     if not a.ov_python:
         methods = [m for m in methods if m not in ov_xai.METHODS]
-    tasks = plan(methods, budgets, ov_budgets, decam_options, variants)
+    tasks = plan(methods, budgets, ov_budgets, decam_options, variants, a.auto)
     for lb, t in tasks.items():
         if t["method"] == "decam":
             check_options("decam", t["options"], f"options of {lb}")
@@ -653,8 +788,16 @@ def main(argv=None) -> None:
         return r["key"] == row_key(r["set"], r["index"], r["label"], r["budget"], cfgs[r["label"]], a.auc_step,
                                    a.tolerance)
 
-    store = Store(a.out, name, meta, keep)
     cache = None if a.no_cache else a.out / "cache"
+    if a.coverage:
+        rows = [r for s in sets for r in coverage(s, data[s], tasks, a, cache)]
+        meta["note"] = (f"Split `{a.split}`; seeds {a.seed} vs {a.coverage}; cases "
+                        + ", ".join(f"{s} {n}" for s, n in meta["cases"].items()) + ".")
+        (a.out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        (a.out / f"{name}.md").write_text(coverage_markdown(rows, meta))
+        print((a.out / f"{name}.md").read_text())
+        return
+    store = Store(a.out, name, meta, keep)
     if a.estimate:
         estimate(data, tasks, a, store, cache)
         return

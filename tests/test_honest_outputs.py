@@ -172,8 +172,8 @@ def test_ctrl_c_exits_130_and_leaves_no_temp_file_or_unlisted_map(tmp_path, plan
     left = sorted(p.name for p in out.iterdir() if p.is_file())
     assert not [n for n in left if n.endswith(".tmp")]
     recs = strict_load(out / "explain.json")
-    listed = {r_["npy"] for r_ in recs} | {r_["png"] for r_ in recs}
-    assert {n for n in left if n.endswith((".npy", ".png"))} == listed  # nothing unlisted
+    listed = {r_["npy"] for r_ in recs} | {r_["png"] for r_ in recs} | {r_["se"] for r_ in recs if "se" in r_}
+    assert {n for n in left if n.endswith((".npy", ".png"))} == listed  # nothing unlisted (issue 21: _se.npy too)
     assert [Path(r_["image"]).name for r_ in recs] == ["one.png", "two.png"]  # the commit finished, then stopped
 
 

@@ -11,6 +11,7 @@ import click
 
 from ..errors import BlackboxCamError
 from ..methods import bind_all
+from ..methods.uncertainty import DEFAULT_STABILITY, AutoBudget
 from ._group import progress
 from .options import (announce_backend, load_classifier, method_kwargs, method_options, methods_option,
                       model_options, run_options)
@@ -23,10 +24,18 @@ from .options import (announce_backend, load_classifier, method_kwargs, method_o
 @run_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="explain-out",
               show_default=True, help="Folder for <stem>_<method>.npy/.png and explain.json.")
+@click.option("--stability", type=float, default=None, metavar="R",
+              help=f"With --budget auto: stop when the map's split-half stability reaches R (default "
+                   f"{DEFAULT_STABILITY}; docs/uncertainty.md).")
+@click.option("--max-budget", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --budget auto: never more queries than N (default: the method's budget).")
+@click.option("--show-uncertainty", is_flag=True, default=False,
+              help="Overlays desaturate where the map is not 2 standard errors above zero.")
 @method_options
 @model_options
-def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: str, budget: int | None, seed: int,
-            out_dir: Path, **kw: Any) -> None:
+def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: str, budget: int | str | None,
+            seed: int, out_dir: Path, stability: float | None, max_budget: int | None, show_uncertainty: bool,
+            **kw: Any) -> None:
     """Explain the images in INPUT... with MODEL and write saliency maps.
 
     INPUT is an image file, a folder (searched recursively for images, sorted) or a manifest
@@ -34,7 +43,9 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     OUT/maps/ (keyed by image content, method, options, seed, target and model), so running
     again, or with more images, reuses every map already made. For every image and method this
     writes <stem>_<method>.npy (float32, image size, values 0..1), <stem>_<method>.png (heat-map
-    overlay) and a record in explain.json. explain.json is merged across runs by (image,
+    overlay), for black-box methods <stem>_<method>_se.npy (the map's standard error, same
+    scale), and a record in explain.json (with `uncertainty`: stability, significance and, under
+    --budget auto, the queries used and why it stopped). explain.json is merged across runs by (image,
     method); when another image already uses a stem, the next gets <stem>-2, <stem>-3, ... An
     image that fails is recorded with its error and the others go on; the exit code is 1 if
     any failed, 130 on Ctrl-C.
@@ -45,6 +56,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
       blackbox-cam explain model.onnx cat.png                     # DE-CAM, 2000 queries
       blackbox-cam explain model.onnx imgs/*.jpg -m decam,rise --budget 1000 --seed 1
       blackbox-cam explain model.onnx cat.png -m gradcam --target "tabby, tabby cat"
+      blackbox-cam explain model.onnx cat.png -m decam --budget auto --show-uncertainty
     """
     from ..jobs.dataset import MapCache, expand_inputs, explain_cached
     from ..explainer.pipeline import resolve_target, score_image
@@ -52,6 +64,10 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     from ..io.output import RecordBook, ensure_dir
 
     given = method_kwargs(kw)
+    if budget == "auto":
+        budget = AutoBudget(DEFAULT_STABILITY if stability is None else stability, max_budget)
+    elif stability is not None or max_budget is not None:
+        raise BlackboxCamError(f"{'--stability' if stability is not None else '--max-budget'} needs --budget auto")
     bind_all(methods, budget, given)  # options and budget checked before the model is even loaded
     items = expand_inputs(images)
     out = ensure_dir(out_dir)
@@ -103,7 +119,8 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
                                     seconds=ex.seconds if hit else round(time.perf_counter() - t0, 3))
                 if ex.warning:  # a map with no information is written, and said to be one
                     click.echo(f"warning: {item.name}: {ex.warning}", err=True)
-                commit_result(book, rec, res, stem=item.path.stem if item.origin == "arg" else item.stem())
+                commit_result(book, rec, res, stem=item.path.stem if item.origin == "arg" else item.stem(),
+                              show_uncertainty=show_uncertainty)
                 click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
                            f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
                            f"-> {out / rec['png']}")

@@ -55,7 +55,7 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--target", default="top1", show_default=True, metavar="top1|INDEX|LABEL",
                      help="Class to explain: the top-1 prediction, a class index or a label name."),
-        click.option("--budget", type=int, default=None, metavar="N", help=budget_help()),
+        click.option("--budget", type=BUDGET, default=None, metavar="N|auto", help=budget_help()),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed; same seed, same map."),
     ]
     for opt in reversed(opts):
@@ -84,12 +84,33 @@ def announce_backend(clf: Any) -> None:
 
 
 
+class BudgetType(click.ParamType):
+    """``--budget``: a number of queries, or ``auto`` (run in rounds until the map is stable;
+    :class:`blackbox_cam.methods.uncertainty.AutoBudget`)."""
+
+    name = "budget"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if isinstance(value, int) or value is None:
+            return value
+        if str(value).strip().lower() == "auto":
+            return "auto"
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of queries or 'auto'", param, ctx)
+
+
+BUDGET = BudgetType()
+
+
 def budget_help() -> str:
     """``--budget``'s help, with each black-box method's default from the registry."""
     parts = [f"{s.name} {s.default_budget}" if s.default_budget else f"{s.name} {s.budget_note or 'no limit'}"
              for s in METHODS.values() if not s.whitebox]
     return ("Hard limit on model queries per image, the unmasked prediction included (default per method: "
-            f"{', '.join(parts)}; white-box methods take none).")
+            f"{', '.join(parts)}; white-box methods take none). 'auto': DE-CAM and RISE run in rounds and stop "
+            "when the map is stable (--stability), at most --max-budget (default: the method's budget).")
 
 
 def methods_option(default: str, *aliases: str, help: str | None = None) -> Callable[..., Any]:

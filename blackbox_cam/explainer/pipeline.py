@@ -21,6 +21,7 @@ from ..errors import BlackboxCamError
 from ..model.backends import log
 from ..model.geometry import Geometry
 from ..methods import Call, Explanation, get_method
+from ..methods.uncertainty import confidence
 from ..pictures.display import Shows, add_colorbar, display_size, new_axes
 from ..pictures.render import overlay, panel
 
@@ -51,16 +52,19 @@ class Result(Shows):
     image_size: tuple[int, int] | None = None  # (H, W) of the file, when it was read reduced
     backend: dict[str, Any] | None = None  # what ran the model (explain.json's "backend")
     cached: bool = False                   # rebuilt from a map cache (no query made)
+    se: np.ndarray | None = None           # per-pixel standard error at the image's size (black-box)
 
     @property
     def method(self) -> str:
         return self.explanation.method
 
-    def overlay(self) -> Image.Image:
-        """The map in jet colours over the image at the image's size: the PNG ``explain`` writes."""
+    def overlay(self, uncertainty: bool = False) -> Image.Image:
+        """The map in jet colours over the image at the image's size: the PNG ``explain`` writes;
+        ``uncertainty``: greyed where the map is not 2 standard errors above zero."""
         if self.image is None:
             raise BlackboxCamError("this result does not hold its image, so it cannot draw an overlay")
-        return overlay(self.image, self.saliency)
+        conf = confidence(self.saliency, self.se) if uncertainty and self.se is not None else None
+        return overlay(self.image, self.saliency, confidence=conf)
 
     def caption(self) -> str:
         """``label (score), method, N queries`` (and the prediction when the target is another class)."""
@@ -193,8 +197,11 @@ def make_result(clf, explanation: Explanation, saliency: np.ndarray, predicted: 
     """A :class:`Result` with what ``clf`` says about it: class names, model file, backend."""
     label = getattr(clf, "label", None)
     session = getattr(clf, "session", None)
+    se = None
+    if explanation.se is not None:
+        se = np.maximum(map_to_image(clf, explanation.se, saliency.shape), 0.0).astype(np.float32)
     return Result(explanation, saliency, int(predicted), float(predicted_score), int(target), float(score),
-                  image=image, label=label(target) if label else None,
+                  image=image, se=se, label=label(target) if label else None,
                   predicted_label=label(predicted) if label else None,
                   model=str(clf.path) if getattr(clf, "path", None) is not None else None,
                   backend=session.record() if hasattr(session, "record") else None)

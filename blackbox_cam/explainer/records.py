@@ -38,12 +38,21 @@ def result_record(res, *, image: str, model: str | None = None, seconds: float |
         rec["search"] = ex.extra["search"]
     if ex.warning:  # a map with no information (constant / all zero) is written, and said to be one
         rec["warning"] = ex.warning
+    if ex.uncertainty is not None:  # how sure the map is, and why --budget auto stopped
+        rec["uncertainty"] = ex.uncertainty
     return rec
 
 
-def commit_result(book: RecordBook, record: dict[str, Any], res, stem: str) -> dict[str, Any]:
-    """Write the result's ``.npy`` and ``.png`` and its ``record`` together (one locked commit)."""
-    return book.commit(record, {"npy": npy_bytes(res.saliency), "png": png_bytes(res.overlay())}, stem=stem)
+def commit_result(book: RecordBook, record: dict[str, Any], res, stem: str, *,
+                  show_uncertainty: bool = False) -> dict[str, Any]:
+    """Write the result's ``.npy``, its standard errors ``_se.npy`` (black-box methods) and its
+    ``.png`` (greyed where the map is not significant with ``show_uncertainty``) and its
+    ``record`` together (one locked commit)."""
+    files = {"npy": npy_bytes(res.saliency)}
+    if res.se is not None:
+        files["_se.npy"] = npy_bytes(res.se)
+    files["png"] = png_bytes(res.overlay(uncertainty=show_uncertainty))
+    return book.commit(record, files, stem=stem)
 
 
 def save_results(results: Sequence[Any], out_dir: str | os.PathLike,

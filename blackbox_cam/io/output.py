@@ -284,7 +284,9 @@ class RecordBook:
     def commit(self, record: dict, files: Mapping[str, bytes] | None = None, *,
                stem: str | None = None) -> dict:
         """Add ``record``; ``files`` maps a suffix (``"npy"``, ``"png"``) to bytes written as
-        ``<stem>_<method>.<suffix>`` beside explain.json, and named in the record under that key."""
+        ``<stem>_<method>.<suffix>`` beside explain.json, and named in the record under that key;
+        a suffix starting with ``_`` (``"_se.npy"``) is appended as is (``<stem>_<method>_se.npy``)
+        and recorded under its name (``"se"``)."""
         with deferred_interrupt(), self._lock:
             self._sync()
             if files:
@@ -292,9 +294,12 @@ class RecordBook:
                 s = self._stem_of.get(image) or _free_stem(stem or Path(str(record["image"])).stem, self._taken)
                 record["stem"] = s
                 for suffix, data in files.items():
-                    name = f"{s}_{record['method']}.{suffix}"
+                    # "npy" -> <stem>_<method>.npy, recorded as "npy"; "_se.npy" -> <stem>_<method>_se.npy,
+                    # recorded as "se"
+                    tail = suffix if suffix.startswith("_") else f".{suffix}"
+                    name = f"{s}_{record['method']}{tail}"
                     write_bytes(self.path.parent / name, data)
-                    record[suffix] = name
+                    record[suffix.lstrip("_").split(".")[0] if suffix.startswith("_") else suffix] = name
             line = (json.dumps(strict_json(record), allow_nan=False) + "\n").encode()
             with open(self.journal, "ab") as f:
                 f.write(line)

@@ -345,6 +345,9 @@ class CachedMap:
     seconds: float
     params: dict[str, Any]
     method: str
+    se: np.ndarray | None = None                  # the map's standard error (black-box methods)
+    uncertainty: dict[str, Any] | None = None     # stability, significance, --budget auto's record
+    warning: str | None = None
 
 
 class MapCache:
@@ -403,7 +406,8 @@ class MapCache:
             return None
         arrays, meta = got
         try:
-            return CachedMap(saliency=np.asarray(arrays["saliency"], np.float32), **meta)
+            se = np.asarray(arrays["se"], np.float32) if "se" in arrays else None
+            return CachedMap(saliency=np.asarray(arrays["saliency"], np.float32), se=se, **meta)
         except (KeyError, TypeError):
             self.hits -= 1
             self.misses += 1
@@ -412,8 +416,11 @@ class MapCache:
     def put(self, key: str, entry: CachedMap) -> None:
         """Write a map entry atomically (a crash leaves the old state, never half a file)."""
         meta = {k: getattr(entry, k) for k in ("target", "score", "predicted", "predicted_score", "queries",
-                                              "seconds", "params", "method")}
-        self.store(key, {"saliency": np.asarray(entry.saliency, np.float32)}, meta)
+                                              "seconds", "params", "method", "uncertainty", "warning")}
+        arrays = {"saliency": np.asarray(entry.saliency, np.float32)}
+        if entry.se is not None:
+            arrays["se"] = np.asarray(entry.se, np.float32)
+        self.store(key, arrays, meta)
 
     def load(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         """Any entry's ``(arrays, meta)``, or ``None`` when absent or damaged (counted as a miss)."""
@@ -468,11 +475,13 @@ def explain_cached(clf: Any, image: np.ndarray, method: str | Call, *, cache: Ma
     if target is not None and str(target).lower() != "top1":
         target = resolve_target(clf, target)    # a label name keys the same as its index
     if cache is not None and digest is not None:
+        auto = {"budget auto, stability": call.auto.stability} if call.auto is not None else {}
         key = cache.key(digest, call.spec.name, target=target, budget=call.budget, seed=seed,
-                        options=dict(call.options))
+                        options={**call.options, **auto})
         hit = cache.get(key)
         if hit is not None:
-            ex = Explanation(hit.saliency, hit.target, hit.score, hit.queries, hit.seconds, hit.params, hit.method)
+            ex = Explanation(hit.saliency, hit.target, hit.score, hit.queries, hit.seconds, hit.params, hit.method,
+                             warning=hit.warning, se=hit.se, uncertainty=hit.uncertainty)
             sal = np.clip(map_to_image(clf, hit.saliency, image.shape[:2]), 0.0, 1.0).astype(np.float32)
             res = make_result(clf, ex, sal, hit.predicted, hit.predicted_score, hit.target, hit.score, image)
             res.cached = True
@@ -485,5 +494,5 @@ def explain_cached(clf: Any, image: np.ndarray, method: str | Call, *, cache: Ma
     if key is not None:
         ex = res.explanation
         cache.put(key, CachedMap(ex.saliency, res.target, res.score, res.predicted, res.predicted_score,
-                                 ex.queries, ex.seconds, ex.params, ex.method))
+                                 ex.queries, ex.seconds, ex.params, ex.method, ex.se, ex.uncertainty, ex.warning))
     return res, False

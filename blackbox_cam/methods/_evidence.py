@@ -62,6 +62,7 @@ class RidgeStats:
         self.xty = np.zeros(d)
         self.sx = np.zeros(d)
         self.sy = 0.0
+        self.syy = 0.0
         self.n = 0
 
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -71,7 +72,41 @@ class RidgeStats:
         self.xty += x.T @ y
         self.sx += x.sum(axis=0)
         self.sy += float(y.sum())
+        self.syy += float(y @ y)
         self.n += len(y)
+
+    def __add__(self, other: RidgeStats) -> RidgeStats:
+        """The statistics of both sets of observations (two halves -> the whole)."""
+        out = RidgeStats(len(self.sx))
+        for k in ("xtx", "xty", "sx", "sy", "syy", "n"):
+            setattr(out, k, getattr(self, k) + getattr(other, k))
+        return out
+
+    def _centred(self, alpha: float):
+        d = len(self.sx)
+        mx, my = self.sx / self.n, self.sy / self.n
+        cxx = self.xtx - self.n * np.outer(mx, mx)
+        cxy = self.xty - self.n * mx * my
+        scale = max(float(np.trace(cxx)) / d, 1e-12)
+        return cxx, cxy, cxx + alpha * scale * np.eye(d), self.syy - self.n * my * my
+
+    def solve_se(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(beta, se)``: the ridge coefficients and their standard errors from the covariance
+        ``s^2 A^-1 C A^-1`` (``A = C + penalty``, ``s^2`` = residual sum of squares over
+        ``n - 1 - tr(A^-1 C)`` degrees of freedom; Hoerl and Kennard 1970), all from the
+        sufficient statistics. Treats the observations as independent with equal variance: the
+        search's adaptivity is not in it (docs/uncertainty.md measures the coverage)."""
+        d = len(self.sx)
+        if self.n < 2:
+            return np.zeros(d), np.zeros(d)
+        cxx, cxy, a, syy = self._centred(alpha)
+        ainv = np.linalg.inv(a)
+        beta = ainv @ cxy
+        rss = max(syy - 2 * float(beta @ cxy) + float(beta @ cxx @ beta), 0.0)
+        m = ainv @ cxx
+        dof = max(self.n - 1 - float(np.trace(m)), 1.0)
+        var = (rss / dof) * np.einsum("ij,ji->i", m, ainv)
+        return beta, np.sqrt(np.maximum(var, 0.0))
 
     def solve(self, alpha: float) -> np.ndarray:
         """Ridge coefficients ``beta`` (centred data, intercept not penalised)."""

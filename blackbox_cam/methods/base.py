@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import BlackboxCamError
 from .options import Option, suggest
+from .uncertainty import AutoBudget, Rounds, no_information, parse_budget
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,14 @@ class Explanation:
         declared option with defaults filled in, and what the method chose itself.
     method : registry name.
     extra : method-specific results (e.g. DE-CAM's best mask and fitness history).
-    warning : one line when the map carries no information (constant, e.g. all zero), else ``None``.
+    warning : one line when the map carries no information (constant, e.g. all zero; or, for a
+        black-box method, no query moved the target beyond noise: :func:`.uncertainty.no_information`),
+        else ``None``.
+    se : float32 (H, W), the map's standard error on the map's own [0, 1] scale (black-box
+        methods; :mod:`.uncertainty` says how each estimator's is computed), else ``None``.
+    uncertainty : JSON-ready: which standard error, the split-half stability, the share of the
+        top-20 % region significantly above zero, the largest z, the score spread and, under
+        ``--budget auto``, the stop record (``auto``), else ``None``.
     """
 
     saliency: np.ndarray
@@ -61,6 +69,8 @@ class Explanation:
     method: str
     extra: dict[str, Any] = field(default_factory=dict)
     warning: str | None = None
+    se: np.ndarray | None = None
+    uncertainty: dict[str, Any] | None = None
 
 
 def flat_map_warning(saliency: np.ndarray, method: str, whitebox: bool, score: float,
@@ -116,6 +126,7 @@ class MethodSpec:
     default_budget: int | None = None
     min_budget: int = 1
     budget_note: str = ""
+    anytime: bool = False  # the hook takes ``auto=`` (a :class:`.uncertainty.Rounds`) and stops when settled
     check: Callable[[Any, Mapping[str, Any]], None] | None = None  # options against the model, before any image
 
     @property
@@ -130,9 +141,12 @@ class MethodSpec:
         """``fn(clf, x, target, *, budget=None, seed=0, score=None, **options) -> Explanation``."""
         return self.run
 
-    def check_budget(self, budget: int | None) -> int | None:
+    def check_budget(self, budget: int | str | AutoBudget | None) -> int | None:
         """The budget to apply: the default filled in and the minimum checked (black-box);
         ``None`` for white-box methods, which read the graph instead of querying."""
+        budget, auto = parse_budget(budget)
+        if auto is not None:
+            budget = auto.max_budget
         if budget is not None and (isinstance(budget, bool) or not float(budget).is_integer() or budget <= 0):
             raise BlackboxCamError(f"--budget must be a positive number of model queries, got {budget}")
         if self.whitebox:
@@ -154,7 +168,8 @@ class MethodSpec:
                 raise BlackboxCamError(_not_taken(self, key))
         side = min(input_size) if input_size else None
         values = {o.name: o.check(self.name, options.get(o.name, o.default), side) for o in self.options}
-        return Call(self, self.check_budget(budget), MappingProxyType(values))
+        auto = None if self.whitebox else parse_budget(budget)[1]
+        return Call(self, self.check_budget(budget), MappingProxyType(values), auto)
 
     def run(self, clf: Any, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
             score: float | None = None, **options: Any) -> Explanation:
@@ -170,6 +185,7 @@ class Call:
     spec: MethodSpec
     budget: int | None
     options: Mapping[str, Any]
+    auto: AutoBudget | None = None  # ``--budget auto``: ``budget`` is then the maximum
 
     def check(self, clf: Any) -> Call:
         """Check the options that depend on the model itself (Grad-CAM's ``--layer``) before any
@@ -192,15 +208,28 @@ class Call:
             if score is None:
                 score = float(clf.probabilities(x[None])[0, target])
             inner = None if self.budget is None else self.budget - 1
+            rounds = None if self.auto is None or inner is None else Rounds(self.auto, self.budget)
+            more = {"auto": rounds} if self.spec.anytime else {}
             out = self.spec.hook(clf, x, int(target), budget=inner, seed=seed, score=float(score),
-                                 **self.options)
-        run = {} if self.spec.whitebox else {"budget": self.budget, "seed": seed}
+                                 **self.options, **more)
+        run = {} if self.spec.whitebox else {"budget": "auto" if rounds else self.budget, "seed": seed}
         params = {**run, **self.options, **out.params}
+        extra = dict(out.extra)
+        unc = extra.pop("uncertainty", None)
+        summary = dict(unc.summary) if unc is not None else None
+        if rounds is not None:
+            if not self.spec.anytime:
+                rounds.reason = f"max-budget: {self.spec.name} does not run in rounds; it used its maximum budget"
+            summary = {**(summary or {}), "auto": rounds.record()}
+        queries = clf.queries - q0 + paid
+        if summary is not None and rounds is not None:
+            summary["auto"]["queries"] = queries
+        warning = flat_map_warning(out.saliency, self.spec.name, self.spec.whitebox, float(score),
+                                   params.get("layer")) or no_information(summary, self.spec.name, float(score))
         return Explanation(saliency=out.saliency, target=int(target), score=float(score),
-                           queries=clf.queries - q0 + paid, seconds=time.perf_counter() - t0,
-                           params=params, method=self.spec.name, extra=dict(out.extra),
-                           warning=flat_map_warning(out.saliency, self.spec.name, self.spec.whitebox,
-                                                    float(score), params.get("layer")))
+                           queries=queries, seconds=time.perf_counter() - t0,
+                           params=params, method=self.spec.name, extra=extra, warning=warning,
+                           se=None if unc is None else unc.se, uncertainty=summary)
 
 
 METHODS: dict[str, MethodSpec] = {}

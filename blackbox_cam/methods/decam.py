@@ -56,6 +56,7 @@ from ._evidence import Elite, RidgeStats, grid_values
 from .base import MethodOutput, normalise, register
 from .options import Option
 from .perturb import BASELINE_OPTION, MaskScorer
+from .uncertainty import Rounds, Uncertainty, summarise
 
 DEFAULT_BUDGET = 2000
 AGGREGATES = ("combined", "regression", "elite", "best")
@@ -134,7 +135,11 @@ class _Search:
         self.set_grid(grid)
         self.scorer = MaskScorer(clf, x, make_baseline(x, baseline, seed=seed), target)
         self.shifts = np.random.default_rng([seed, 3])
-        self.stats = RidgeStats(resolution * resolution)
+        # two halves of the observations (alternate generations): their maps give the stability
+        # score, their sum the map (docs/uncertainty.md)
+        self.halves = (RidgeStats(resolution * resolution), RidgeStats(resolution * resolution))
+        self.count = 0
+        self.lo, self.hi = math.inf, -math.inf
         self.elite = Elite(elite)
         self.best = (math.inf, np.zeros((grid, grid), np.float32), np.zeros(2), self.cell)
         self.history: list[float] = []
@@ -153,7 +158,11 @@ class _Search:
         drop = self.scorer(masks, self.cell, offsets, invert=True)
         fitness = -(keep - drop) + self.area * masks.mean(axis=(1, 2))
         xs = grid_values(masks, self.cell, offsets, (self.h, self.w), self.r)
-        self.stats.add(np.concatenate([xs, 1.0 - xs]), np.concatenate([keep, drop]))
+        # alternate generations: one X^T X product per generation, as without the halves
+        self.count += len(masks)
+        self.halves[len(self.history) % 2].add(np.concatenate([xs, 1.0 - xs]), np.concatenate([keep, drop]))
+        self.lo = min(self.lo, float(keep.min()), float(drop.min()))
+        self.hi = max(self.hi, float(keep.max()), float(drop.max()))
         self.elite.add(fitness, masks, offsets, self.cell)
         i = int(np.argmin(fitness))
         if fitness[i] < self.best[0]:
@@ -169,6 +178,31 @@ class _Search:
         out = np.zeros((self.h, self.w))
         accumulate(mask[None], np.ones(1), (self.h, self.w), cell, offset[None], out=out)
         return out.astype(np.float32)
+
+    @property
+    def stats(self) -> RidgeStats:
+        """The regression's statistics over every observation so far."""
+        return self.halves[0] + self.halves[1]
+
+    def half_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (unclipped) regression of each half, on the ``r x r`` grid."""
+        return tuple(h.solve(self.alpha).reshape(self.r, self.r) for h in self.halves)
+
+    def uncertainty(self, maps: dict[str, np.ndarray], aggregate: str, score: float) -> Uncertainty:
+        """Standard error of the map from the ridge covariance; stability from the two halves."""
+        beta, se = self.stats.solve_se(self.alpha)
+        size = (self.h, self.w)
+        se_pix = upsample(se.reshape(self.r, self.r).astype(np.float32), size)
+        effect = upsample(beta.reshape(self.r, self.r).astype(np.float32), size)
+        z = np.divide(effect, se_pix, out=np.zeros_like(se_pix), where=se_pix > 0)
+        scale = float(np.ptp(maps["regression"]))
+        se_reg = se_pix / scale if scale > 1e-12 else np.zeros_like(se_pix)
+        se_map = {"regression": se_reg, "combined": se_reg * normalise(maps["elite"])}.get(aggregate)
+        kind = ("DE-CAM: ridge covariance s^2 A^-1 C A^-1 per regression cell, upsampled"
+                + (", times the elite factor (held fixed)" if aggregate == "combined" else "")
+                if se_map is not None else f"none (aggregate {aggregate!r} has no closed form)")
+        spread = max(self.hi - score, score - self.lo) if self.count else 0.0
+        return summarise(normalise(maps[aggregate]), se_map, z, *self.half_maps(), spread, kind)
 
     def maps(self) -> dict[str, np.ndarray]:
         """Every aggregate at the model's input size (non-negative, not yet normalised)."""
@@ -203,18 +237,22 @@ OPTIONS = (
 )
 
 
-@register("decam", default_budget=DEFAULT_BUDGET, min_budget=11, options=OPTIONS,
+@register("decam", default_budget=DEFAULT_BUDGET, min_budget=11, options=OPTIONS, anytime=True,
           summary="DE-CAM (Karatsiolis & Kamilaris 2022): differential evolution over binary masks")
 def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: float,
           grid: int, baseline: str, area: float, population: int | None, aggregate: str,
           resolution: int | None, alpha: float, elite: float, mutation: float, recombination: float,
-          refine: float, trace: bool) -> MethodOutput:
+          refine: float, trace: bool, auto: Rounds | None = None) -> MethodOutput:
     """DE-CAM saliency within ``budget`` queries (default 2000).
 
     ``trace=True`` records, after every generation, the map as the search has built it so far
     (``extra["trace"]``: dicts with ``generation``, ``queries``, ``best_fitness``, ``saliency`` and
     ``best_mask``, both float32 at the model's input size); the last entry's saliency is the
     returned map (default aggregate). Used by ``blackbox-cam animate -m decam``.
+
+    With ``auto`` (``--budget auto``) the population is planned for the maximum budget and the
+    search stops after the first generation at which the two halves' regressions agree
+    (:class:`~.uncertainty.Rounds`); the refined phase runs only if the coarse one did not stop.
     """
     h, w = x.shape[1:]
     g = int(grid)
@@ -225,9 +263,16 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: flo
     coarse, fine = schedule(gens, refine)
     common = dict(polish=False, tol=0.0, atol=0.0, updating="deferred", vectorized=True, strategy="best1bin",
                   mutation=(mutation, 1.0), recombination=recombination)
+    if auto is not None:
+        def settled(intermediate_result) -> bool:  # scipy stops the search when this returns True
+            return auto.settled(clf.queries - search.q0 + 1, *search.half_maps())
+        common["callback"] = settled
     init = qmc.LatinHypercube(d=g * g, rng=np.random.default_rng([seed, 7])).random(pop)
     res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g * g), maxiter=coarse - 1, init=init,
                                  rng=np.random.default_rng([seed, 11]), **common)
+    done = len(search.history)
+    if auto is not None and done < coarse:
+        fine = 0
     if fine:
         g2 = refined_grid(g)
         search.set_grid(g2)
@@ -235,12 +280,14 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: flo
                                      init=refine_genomes(res.population, g),
                                      rng=np.random.default_rng([seed, 13]), **common)
     maps = search.maps()
+    gens = len(search.history)
     extra: dict[str, Any] = {
         "best_mask": maps["best"], "best_fitness": float(search.best[0]), "fitness_history": search.history,
         "evaluations": int(pop * gens), "grid_maps": maps, "message": res.message,
+        "uncertainty": search.uncertainty(maps, aggregate, score),
         # JSON-ready summary of the search, recorded in explain.json
         "search": {"population": pop, "generations": gens, "evaluations": int(pop * gens),
-                   "grids": [g] * coarse + [refined_grid(g)] * fine,
+                   "grids": ([g] * coarse + [refined_grid(g)] * fine)[:gens],
                    "best_fitness_per_generation": [round(f, 6) for f in search.history],
                    "final_fitness": round(float(search.best[0]), 6)}}
     if trace:

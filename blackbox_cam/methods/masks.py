@@ -80,7 +80,7 @@ def _compose(image, baseline, masks, y0, y1, fy, x0, x1, fx, invert, out, row):
 
 
 @njit(parallel=True, cache=True)
-def _accumulate(masks, weights, y0, y1, fy, x0, x1, fx, out):
+def _accumulate(masks, weights, y0, y1, fy, x0, x1, fx, square, out):
     nb = masks.shape[0]
     h, w = out.shape
     for y in prange(h):
@@ -91,7 +91,8 @@ def _accumulate(masks, weights, y0, y1, fy, x0, x1, fx, out):
                 i, j, s = x0[b, x], x1[b, x], fx[b, x]
                 top = masks[b, a, i] + s * (masks[b, a, j] - masks[b, a, i])
                 bot = masks[b, c_, i] + s * (masks[b, c_, j] - masks[b, c_, i])
-                out[y, x] += wb * (top + t * (bot - top))
+                m = top + t * (bot - top)
+                out[y, x] += wb * (m * m if square else m)
 
 
 def _offsets(offsets: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -130,13 +131,15 @@ def compose(image: np.ndarray, baseline: np.ndarray, masks: np.ndarray, cell: tu
 
 
 def accumulate(masks: np.ndarray, weights: np.ndarray, size: tuple[int, int], cell: tuple[float, float],
-               offsets: np.ndarray | None = None, *, smooth: bool = True,
+               offsets: np.ndarray | None = None, *, smooth: bool = True, square: bool = False,
                out: np.ndarray | None = None) -> np.ndarray:
-    """``sum_b weights[b] * M_b`` over upsampled masks, shape ``size`` (float64), added into ``out``."""
+    """``sum_b weights[b] * M_b`` over upsampled masks, shape ``size`` (float64), added into ``out``;
+    ``square``: ``sum_b weights[b] * M_b ** 2`` (second moments for standard errors)."""
     masks = np.ascontiguousarray(masks, dtype=np.float32)
     if out is None:
         out = np.zeros(size, np.float64)
-    _accumulate(masks, np.ascontiguousarray(weights, np.float64), *_geometry(masks, size, cell, offsets, smooth), out)
+    _accumulate(masks, np.ascontiguousarray(weights, np.float64), *_geometry(masks, size, cell, offsets, smooth),
+                bool(square), out)
     return out
 
 

@@ -12,6 +12,7 @@ from .masks import accumulate, baseline as make_baseline
 from .base import MethodOutput, normalise, register
 from .options import Option
 from .perturb import BASELINE_OPTION, MaskScorer
+from .uncertainty import Uncertainty, summarise
 
 
 def _positions(size: int, window: int, stride: int) -> list[int]:
@@ -50,7 +51,12 @@ def occlusion(clf, x: np.ndarray, target: int, *, budget: int | None, seed: int,
     boxes = [(y, xx) for y in ys for xx in xs]
     scorer = MaskScorer(clf, x, base, target, limit=len(boxes))
     drop_sum = np.zeros((h, w), np.float64)
+    drop_sq = np.zeros((h, w), np.float64)   # second moment: the windows' spread at each pixel
+    drop_a = np.zeros((h, w), np.float64)    # half A: windows on the even squares of a checkerboard
     count = np.zeros((h, w), np.float64)
+    count_a = np.zeros((h, w), np.float64)
+    parity = np.array([(ys.index(y) + xs.index(xx)) % 2 == 0 for y, xx in boxes], np.float64)
+    lo = hi = score
     step = scorer.capacity
     masks = np.zeros((step, h, w), np.float32)
     for i in range(0, len(boxes), step):
@@ -62,6 +68,28 @@ def occlusion(clf, x: np.ndarray, target: int, *, budget: int | None, seed: int,
         drops = score - scorer(m, (1.0, 1.0), smooth=False, invert=True)
         accumulate(m, drops, (h, w), (1.0, 1.0), smooth=False, out=drop_sum)
         accumulate(m, np.ones(len(chunk)), (h, w), (1.0, 1.0), smooth=False, out=count)
+        half = parity[i:i + len(chunk)]
+        accumulate(m, drops * drops, (h, w), (1.0, 1.0), smooth=False, out=drop_sq)
+        accumulate(m, drops * half, (h, w), (1.0, 1.0), smooth=False, out=drop_a)
+        accumulate(m, half, (h, w), (1.0, 1.0), smooth=False, out=count_a)
+        lo, hi = min(lo, float(score - drops.max())), max(hi, float(score - drops.min()))
     sal = np.divide(drop_sum, count, out=np.zeros_like(drop_sum), where=count > 0)
     return MethodOutput(normalise(sal), {"window": win, "stride": stride, "windows": len(boxes)},
-                        {"raw": sal.astype(np.float32)})
+                        {"raw": sal.astype(np.float32),
+                         "uncertainty": _uncertainty(sal, drop_sq, count, drop_sum, drop_a, count_a,
+                                                     max(hi - score, score - lo))})
+
+
+def _uncertainty(sal, drop_sq, count, drop_sum, drop_a, count_a, spread) -> Uncertainty:
+    """Per-pixel spread of the covering windows' drops over ``sqrt(count)``; halves = checkerboard."""
+    n = np.maximum(count, 1.0)
+    var = np.maximum(drop_sq / n - sal ** 2, 0.0) * n / np.maximum(n - 1, 1.0)
+    se = np.where(count > 1, np.sqrt(var / n), 0.0)
+    z = np.divide(sal, se, out=np.zeros_like(se), where=se > 0)
+    scale = float(sal.max() - sal.min())
+    nb = count - count_a
+    half_a = np.divide(drop_a, count_a, out=np.zeros_like(sal), where=count_a > 0)
+    half_b = np.divide(drop_sum - drop_a, nb, out=np.zeros_like(sal), where=nb > 0)
+    return summarise(normalise(sal), se / scale if scale > 1e-12 else np.zeros_like(se), z, half_a, half_b, spread,
+                     "occlusion: spread of the covering windows' drops / sqrt(windows) (deterministic: not "
+                     "seed noise)")

@@ -20,9 +20,12 @@ def jet(values: np.ndarray) -> np.ndarray:
     return (np.stack([r, g, b], axis=-1) * 255.0 + 0.5).astype(np.uint8)
 
 
-def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> Image.Image:
+def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5,
+            confidence: np.ndarray | None = None) -> Image.Image:
     """The map in jet colours blended over the image (same height and width).
 
+    ``confidence`` (same size, 0..1, optional): where it is low the heat colour is desaturated to
+    its own grey, so only what the map is sure of shows in colour (``--show-uncertainty``).
     Blended in bands of rows, so a large image costs one uint8 copy, not a dozen float ones.
     """
     if saliency.shape[:2] != image.shape[:2]:
@@ -32,6 +35,10 @@ def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> Imag
     for y in range(0, image.shape[0], band):
         img = to_uint8(image[y:y + band]).astype(np.float32)
         heat = jet(saliency[y:y + band]).astype(np.float32)
+        if confidence is not None:
+            c = np.clip(np.asarray(confidence[y:y + band], np.float32), 0.0, 1.0)[..., None]
+            grey = heat @ np.array([0.299, 0.587, 0.114], np.float32)
+            heat = c * heat + (1 - c) * grey[..., None]
         out[y:y + band] = np.clip((1 - alpha) * img + alpha * heat + 0.5, 0, 255).astype(np.uint8)
     return Image.fromarray(out)
 

@@ -44,6 +44,8 @@ METRICS: dict[str, dict[str, Any]] = {
     "road_lerf": {"higher": True, "label": "ROAD LeRF", "range": (-1.0, 1.0)},
     "pointing_game": {"higher": True, "label": "Pointing game", "range": (0.0, 1.0)},
     "energy_in_box": {"higher": True, "label": "Energy in box", "range": (0.0, 1.0)},
+    # issue 21: split-half stability of a black-box map (methods/uncertainty.py); not a faithfulness score
+    "stability": {"higher": True, "label": "Stability", "range": (0.0, 1.0)},
     "queries": {"higher": False, "label": "Queries", "range": (0.0, math.inf)},
     "seconds": {"higher": False, "label": "Seconds", "range": (0.0, math.inf)},
 }
@@ -109,6 +111,8 @@ class CompareResult(Shows):
         keys += self.agreement_keys
         if any(r.get("pointing_game") is not None for r in self.rows):
             keys += ["pointing_game", "energy_in_box"]
+        if any(r.get("stability") is not None for r in self.rows):
+            keys += ["stability"]
         return keys + ["queries", "seconds"]
 
     def picture(self):
@@ -300,6 +304,9 @@ def _run_method(clf, ir: ImageResult, scored: Scored, call: Call, seed: int,
     row.update(score_map(clf, x, res.explanation.saliency, ir.target, settings))
     if ir.box is not None:  # boxes are in pixels of the original image: score the map at that size
         row.update(score_box(res.saliency, ir.box, settings.tolerance))
+    unc = res.explanation.uncertainty or {}
+    if "stability" in unc:
+        row["stability"] = float(unc["stability"])
     row["queries"] = int(res.explanation.queries)
     row["seconds"] = float(res.explanation.seconds)
     row["metric_seconds"] = time.perf_counter() - t0
