@@ -250,7 +250,8 @@ def test_compare_save_maps_writes_what_explain_writes(tmp_path):
     assert e.exit_code == 0, e.output
     saved = tmp_path / "cmp" / "explain"
     names = sorted(p.name for p in (tmp_path / "exp").glob("*_*.*"))
-    assert len(names) == 8 * 2 * 2 and names == sorted(p.name for p in saved.glob("*_*.*"))
+    # 8 images x (gradcam: npy, png; rise: npy, png and the standard errors _se.npy)
+    assert len(names) == 8 * (2 + 3) and names == sorted(p.name for p in saved.glob("*_*.*"))
     for name in names:
         assert (saved / name).read_bytes() == (tmp_path / "exp" / name).read_bytes(), name
     a = json.loads((saved / "explain.json").read_text())
