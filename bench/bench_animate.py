@@ -45,6 +45,7 @@ def main() -> None:
     import onnxruntime as ort
 
     from blackbox_cam.jobs.animate import job as A
+    from blackbox_cam.io.output import png_bytes
     from blackbox_cam.pictures import movie
     from blackbox_cam.io.images import load_image
     from blackbox_cam.metrics import road_images
@@ -63,7 +64,7 @@ def main() -> None:
     def render():
         for norm in ("layer", "global"):
             movie.gif_bytes(movie.pictures(anim, norm), 5)
-            movie.png_bytes(movie.contact_sheet(anim, norm))
+            png_bytes(movie.contact_sheet(anim, norm), compress_level=3)
 
     def at_image_size():
         for f in A.layer_frames(clf, image, args.method, layers=args.layers).frames:

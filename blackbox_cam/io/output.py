@@ -77,9 +77,10 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image, **options: Any) -> bytes:
+    """PNG bytes of ``image``; ``options`` go to Pillow's PNG writer (``optimize``, ``compress_level``)."""
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    image.save(buf, format="PNG", **options)
     return buf.getvalue()
 
 

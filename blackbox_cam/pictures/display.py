@@ -24,18 +24,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..io.output import png_bytes
+
 #: Pictures shown in a notebook are at least this many pixels on their shorter side (small
 #: images such as 64 x 64 frames are enlarged by a whole factor, nearest neighbour) ...
 MIN_SIDE = 256
 #: ... and at most this many on their longer side (larger ones are shrunk), so a notebook stays small.
 MAX_SIDE = 800
-
-
-def png_bytes(picture: Image.Image) -> bytes:
-    """PNG bytes of a picture (deterministic: no time stamp or software chunk)."""
-    buf = io.BytesIO()
-    picture.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
 
 
 def display_size(picture: Image.Image, min_side: int = MIN_SIDE, max_side: int = MAX_SIDE) -> Image.Image:
@@ -151,11 +146,11 @@ class Shows:
         pic = self.picture()
         if pic is None:
             raise ValueError(f"{type(self).__name__} has no picture: {self.describe()}")
-        return png_bytes(pic)
+        return png_bytes(pic, optimize=True)
 
     def _repr_png_(self) -> bytes | None:
         pic = self.picture()
-        return None if pic is None else png_bytes(display_size(pic))
+        return None if pic is None else png_bytes(display_size(pic), optimize=True)
 
     def _repr_pretty_(self, p, cycle: bool) -> None:
         p.text(self.describe())

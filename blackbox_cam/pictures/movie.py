@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import math
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -185,7 +184,3 @@ def contact_sheet(anim, norm: str = "layer", *, tile: int = 160, cols: int | Non
     return sheet
 
 
-def png_bytes(image: Image.Image, compress_level: int = 3, **kw: Any) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=compress_level, **kw)
-    return buf.getvalue()

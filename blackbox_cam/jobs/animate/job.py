@@ -443,7 +443,7 @@ def write_animation(anim: Animation, out_dir, stem: str, *, norm: str = "both", 
 
     from ...pictures import movie
     from . import ybroad
-    from ...io.output import ensure_dir, write_bytes, write_text
+    from ...io.output import ensure_dir, png_bytes, write_bytes, write_text
 
     if fmt not in ("gif", "mp4"):
         raise BlackboxCamError(f"--format {fmt!r}: use gif or mp4")
@@ -459,7 +459,7 @@ def write_animation(anim: Animation, out_dir, stem: str, *, norm: str = "both", 
         write_bytes(path, movie.gif_bytes(pics, fps) if fmt == "gif" else movie.mp4_bytes(pics, fps))
         written[f"{tag}_{fmt}"] = path
         sheet = out / f"{base}_{tag}_sheet.png"
-        write_bytes(sheet, movie.png_bytes(movie.contact_sheet(anim, n)))
+        write_bytes(sheet, png_bytes(movie.contact_sheet(anim, n), compress_level=3))
         written[f"{tag}_sheet"] = sheet
     if anim.ybroad is not None:
         written["ybroad_csv"] = out / f"{base}_ybroad.csv"
