@@ -153,3 +153,41 @@ def test_detect_result_shows_boxes():
     assert res.picture().size == (512, 512) and res._repr_png_()[:4] == b"\x89PNG"
     assert all(d["label"] and len(d["box"]) == 4 for d in res.record())
     assert res.lines()[0].startswith(str(IMAGES / "astronaut.png"))
+
+
+# -- the command ---------------------------------------------------------------------------------
+def _cli(args):
+    from click.testing import CliRunner
+
+    from blackbox_cam.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_detect_command_writes_json_and_overlays_and_resumes(tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    r = _cli(["detect", DET / "yolov8t.onnx", IMAGES / "rocket.jpg", IMAGES / "astronaut.png", "--out", out])
+    assert r.exit_code == 0, r.output
+    recs = json.loads((out / "detections.json").read_text())
+    assert [Path(x["image"]).name for x in recs] == ["rocket.jpg", "astronaut.png"]
+    ref = np.load(DET / "yolov8t_ultralytics.npz")
+    rocket = recs[0]["detections"]
+    assert len(rocket) == len(ref["1_scores"])
+    np.testing.assert_allclose([d["box"] for d in rocket], ref["1_boxes"], atol=1e-2)
+    assert {"box", "label", "class", "score"} <= set(rocket[0]) and rocket[0]["label"] == "diningtable"
+    assert sum(ln.startswith(str(IMAGES / "rocket.jpg") + ": ") for ln in r.output.splitlines()) == len(rocket)
+    png = Image.open(out / recs[0]["png"])
+    assert png.size == (640, 427)
+    again = _cli(["detect", DET / "yolov8t.onnx", IMAGES / "rocket.jpg", "--out", out])
+    assert again.exit_code == 0 and "(recorded)" in again.output
+
+
+@pytest.mark.parametrize("flag, value, message", [("--conf", "-0.1", "--conf must be in [0, 1]"),
+                                                  ("--iou", "1.5", "--iou must be in [0, 1]")])
+def test_detect_bad_thresholds_exit_2_nothing_written(tmp_path, flag, value, message):
+    out = tmp_path / "out"
+    r = _cli(["detect", DET / "yolov8t.onnx", IMAGES / "rocket.jpg", "--out", out, flag, value])
+    assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith(f"error: {message}")
+    assert not out.exists()
