@@ -231,3 +231,83 @@ def test_family_layout_matches_its_own_post_processing(name):
         if inside:  # candidates are the reported rows: one-hot class, score as objectness
             assert set(np.unique(cand.probs)) <= {0.0, 1.0}
             np.testing.assert_allclose(got.objectness, got.scores)
+
+
+# -- refused in one line ---------------------------------------------------------------------------
+def _with_metadata(tmp_path, name: str, **props) -> Path:
+    import onnx
+
+    m = onnx.load(str(DET / "yolov8t.onnx"))
+    for p in m.metadata_props:
+        if p.key in props:
+            p.value = props.pop(p.key)
+    onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, **props})
+    path = tmp_path / name
+    onnx.save(m, str(path))
+    return path
+
+
+def _unknown_detector(tmp_path) -> Path:
+    """A graph that says task=detect but whose output is [1, 5, 7, 9]: no layout of ours."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("heads", TensorProto.FLOAT, [1, 5, 7, 9])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 5, 7, 9])
+    nodes = [helper.make_node("GlobalAveragePool", ["images"], ["p"]), helper.make_node("Expand", ["p", "shape"], ["e"]),
+             helper.make_node("Slice", ["e", "st", "en", "ax"], ["heads"])]
+    inits = [shape, helper.make_tensor("st", TensorProto.INT64, [1], [0]), helper.make_tensor("en", TensorProto.INT64, [1], [5]),
+             helper.make_tensor("ax", TensorProto.INT64, [1], [1])]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(m, {"author": "Ultralytics", "task": "detect"})
+    path = tmp_path / "unknown.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("segment", "an Ultralytics segment model (an instance-segmentation head"),
+    ("pose", "an Ultralytics pose model (a pose head"),
+    ("unknown", "match no known detector layout; declare it in the sidecar as \"detector\""),
+    ("two-inputs", "the model has 2 inputs (x0, x1)"),
+])
+def test_bad_models_refused_exit_2_nothing_written(tmp_path, case, message):
+    from conftest import linear_classifier
+
+    if case in ("segment", "pose"):
+        model = _with_metadata(tmp_path, f"{case}.onnx", task=case)
+    elif case == "unknown":
+        model = _unknown_detector(tmp_path)
+    else:
+        model = linear_classifier(tmp_path / "two.onnx", inputs=2)
+    import re
+
+    with pytest.raises(BlackboxCamError, match=re.escape(message)):
+        bc.open_model(model)
+    out = tmp_path / "out"
+    r = _cli(["detect", model, IMAGES / "rocket.jpg", "--out", out])
+    lines = [ln for ln in r.output.strip().splitlines() if not ln.startswith("\x1b")]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not out.exists()
+    if case == "unknown":
+        assert "'heads' [1, 5, 7, 9]" in lines[0]
+
+
+def test_sidecar_declares_a_layout(tmp_path):
+    """The YOLOv5 head read as declared: the same detections as read from its graph."""
+    import json
+    import shutil
+
+    model = tmp_path / "v5.onnx"
+    shutil.copy(DET / "yolov5s_head.onnx", model)
+    side = json.loads((DET / "yolov5s_head.json").read_text())
+    (tmp_path / "v5.json").write_text(json.dumps({**side, "detector": {"kind": "yolov5", "outputs": ["output0"]}}))
+    det = bc.Detector(model)
+    assert det.signature.task_reason.startswith("sidecar \"detector\" declares kind 'yolov5'")
+    ref = bc.Detector(DET / "yolov5s_head.onnx")
+    x = ref.prepare(_image("rocket.jpg"))[None]
+    np.testing.assert_array_equal(det.detect(x)[0].boxes, ref.detect(x)[0].boxes)
+    (tmp_path / "v5.json").write_text(json.dumps({**side, "detector": {"kind": "yolo9"}}))
+    with pytest.raises(BlackboxCamError, match="\"kind\" must be one of ultralytics, yolov5"):
+        bc.Detector(model)
