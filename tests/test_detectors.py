@@ -311,3 +311,40 @@ def test_sidecar_declares_a_layout(tmp_path):
     (tmp_path / "v5.json").write_text(json.dumps({**side, "detector": {"kind": "yolo9"}}))
     with pytest.raises(BlackboxCamError, match="\"kind\" must be one of ultralytics, yolov5"):
         bc.Detector(model)
+
+
+# -- verify ----------------------------------------------------------------------------------------
+def _vendor_csv(tmp_path, name: str = "yolov8t") -> Path:
+    """Ultralytics' own predictor's detections (stored) as the vendor CSV verify reads."""
+    ref = np.load(DET / f"{name}_ultralytics.npz")
+    names = bc.Detector(DET / f"{name}.onnx").labels
+    lines = ["image,label,score,x0,y0,x1,y1"]
+    for i, im in enumerate(ref["images"]):
+        for b, s, c in zip(ref[f"{i}_boxes"], ref[f"{i}_scores"], ref[f"{i}_classes"]):
+            lines.append(f"{IMAGES / str(im)},{names[c]},{s:.6f}," + ",".join(f"{v:.3f}" for v in b))
+    p = tmp_path / "vendor.csv"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def test_verify_detector_passes_on_the_vendors_own_detections(tmp_path):
+    r = _cli(["verify", DET / "yolov8t.onnx", "--expect", _vendor_csv(tmp_path), "--table", tmp_path / "t.csv"])
+    assert r.exit_code == 0, r.output
+    assert "149 matched, 0 missed, 0 extra" in r.output and "PASS" in r.output
+    assert (tmp_path / "t.csv").read_text().count("matched") == 149
+
+
+@pytest.mark.parametrize("wrong, named", [({"resample": "bilinear"}, '"resample": "cv2-linear"'),
+                                          ({"pad_color": [0, 0, 0]}, '"pad_color": [114, 114, 114]')])
+def test_verify_detector_names_the_single_step_that_differs(tmp_path, wrong, named):
+    import json
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(DET / "yolov8t.onnx", model)
+    from blackbox_cam.model.detector import ULTRALYTICS_SIDECAR
+
+    (tmp_path / "m.json").write_text(json.dumps({**ULTRALYTICS_SIDECAR, **wrong}))
+    r = _cli(["verify", model, "--expect", _vendor_csv(tmp_path), "--table", tmp_path / "t.csv"])
+    assert r.exit_code == 1 and "FAIL" in r.output
+    assert f"one change closes the gap" in r.output and named in r.output, r.output
