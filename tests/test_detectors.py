@@ -348,3 +348,28 @@ def test_verify_detector_names_the_single_step_that_differs(tmp_path, wrong, nam
     r = _cli(["verify", model, "--expect", _vendor_csv(tmp_path), "--table", tmp_path / "t.csv"])
     assert r.exit_code == 1 and "FAIL" in r.output
     assert f"one change closes the gap" in r.output and named in r.output, r.output
+
+
+def test_nms_inside_export_explained_through_its_exposed_head(tmp_path):
+    """trt_head reports 100 boxes after a top-K; its YOLOv5 head before that is a tensor inside
+    the graph. Declared in the sidecar, it is exposed as an output and read: the candidates are
+    the whole head's (6300 boxes, the same as the bare YOLOv5 head export), not the K reported."""
+    import json
+    import shutil
+
+    model = tmp_path / "trt.onnx"
+    shutil.copy(DET / "trt_head.onnx", model)
+    side = json.loads((DET / "trt_head.json").read_text())
+    (tmp_path / "trt.json").write_text(json.dumps({**side, "detector": {"kind": "yolov5",
+                                                                         "outputs": ["/v5/Concat_6_output_0"]}}))
+    det = bc.Detector(model)
+    assert det.nms_inside is False and "1 exposed from inside the graph" in det.signature.task_reason
+    bare = bc.Detector(DET / "yolov5s_head.onnx")
+    x = bare.prepare(_image("rocket.jpg"))[None]
+    a, b = det.candidates(x), bare.candidates(x)
+    assert a.boxes.shape == (1, 6300, 4)
+    np.testing.assert_array_equal(a.probs, b.probs)
+    np.testing.assert_array_equal(det.select(a)[0].boxes, bare.select(b)[0].boxes)
+    (tmp_path / "trt.json").write_text(json.dumps({**side, "detector": {"kind": "yolov5", "outputs": ["nope"]}}))
+    with pytest.raises(BlackboxCamError, match=r"\['nope'\] are neither outputs"):
+        bc.Detector(model)
