@@ -398,3 +398,61 @@ def test_ultralytics_nms_export_read_before_its_nms(tmp_path):
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
     np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)
     assert len(det.select(a)[0]) == len(plain.select(b)[0]) == 72
+
+
+# -- OpenCV's geometry (issue 26 item 4) -----------------------------------------------------------
+@pytest.mark.parametrize("resample, flag", [("cv2-nearest", "INTER_NEAREST"), ("cv2-linear", "INTER_LINEAR"),
+                                            ("cv2-cubic", "INTER_CUBIC"), ("cv2-area", "INTER_AREA")])
+def test_cv2_filters_are_opencvs_own(resample, flag):
+    import cv2
+
+    from blackbox_cam.model.geometry import Geometry
+
+    img = np.asarray(Image.open(IMAGES / "rocket.jpg").convert("RGB"))
+    geo = Geometry(mode="squash", resample=resample, uint8=True)
+    got, _ = geo.to_input(img, (200, 300))
+    want = cv2.resize(img, (300, 200), interpolation=getattr(cv2, flag))
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    assert resample in geo.describe()
+
+
+def test_pad_anchor_top_left_is_copymakeborder_then_blobfromimage():
+    """OpenCV DNN samples: resize the longer side, pad right and bottom, blobFromImage(1/255, swapRB)."""
+    import cv2
+
+    from blackbox_cam.model.geometry import Geometry
+    from blackbox_cam.model.sidecar import translate
+
+    img = np.asarray(Image.open(IMAGES / "rocket.jpg").convert("RGB"))
+    pipe = translate({"preprocess": "unit", "resize": "letterbox", "resample": "cv2-linear", "uint8_resize": True,
+                      "pad_color": [0, 0, 0], "pad_anchor": "top-left"})
+    geo = Geometry(**pipe.geometry)
+    got, pl = geo.to_input(img, (320, 320))
+    bgr = img[..., ::-1]
+    nh = round(427 * 320 / 640)  # 214: the shorter side rounded, as Ultralytics' letterbox rounds it
+    small = cv2.resize(bgr, (320, nh), interpolation=cv2.INTER_LINEAR)
+    padded = cv2.copyMakeBorder(small, 0, 320 - nh, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    blob = cv2.dnn.blobFromImage(padded, 1 / 255.0, (320, 320), swapRB=True)
+    np.testing.assert_allclose(got.transpose(2, 0, 1)[None] / 255.0, blob, atol=1e-7)
+    assert pl.inner == (0, 0, nh, 320)
+
+
+def test_missing_opencv_named_in_one_line(monkeypatch):
+    import builtins
+
+    from blackbox_cam.model.geometry import Geometry
+
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "cv2" else real(name, *a, **k))
+    with pytest.raises(BlackboxCamError, match=r"needs OpenCV: pip install 'blackbox-cam\[opencv\]'"):
+        Geometry(resample="cv2-linear").to_input(np.zeros((10, 10, 3), np.uint8), (5, 5))
+
+
+def test_sidecar_refuses_bad_geometry_keys():
+    from blackbox_cam.model.sidecar import translate
+
+    with pytest.raises(BlackboxCamError, match='"pad_anchor" must be one of center, top-left'):
+        translate({"pad_anchor": "bottom"})
+    with pytest.raises(BlackboxCamError, match="or OpenCV's cv2-nearest, cv2-linear"):
+        translate({"resample": "cv2-lanczos"})
