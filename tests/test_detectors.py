@@ -456,3 +456,22 @@ def test_sidecar_refuses_bad_geometry_keys():
         translate({"pad_anchor": "bottom"})
     with pytest.raises(BlackboxCamError, match="or OpenCV's cv2-nearest, cv2-linear"):
         translate({"resample": "cv2-lanczos"})
+
+
+def test_nms_per_class_loop_equals_the_offset_trick_over_all_boxes():
+    """The per-class greedy loop keeps exactly what one greedy pass over the offset boxes keeps."""
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 600, (3000, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 150, (3000, 2)).astype(np.float32)], 1)
+    probs = (rng.uniform(0, 1, (3000, 7)) ** 3).astype(np.float32)
+    obj = rng.uniform(0.5, 1, 3000).astype(np.float32)
+    for conf, max_det in ((0.25, 300), (0.01, 3000)):
+        idx, scores, classes = non_max_suppression(boxes, probs, obj, conf=conf, max_det=max_det)
+        s = probs.max(1) * obj
+        keep = np.flatnonzero(s > conf)
+        shifted = boxes[keep] + probs[keep].argmax(1)[:, None].astype(np.float32) * np.float32(7680)
+        want = keep[greedy_nms(shifted, s[keep], 0.45, max_det)]
+        np.testing.assert_array_equal(idx, want)
+    idx, _, _ = non_max_suppression(boxes, probs, obj, agnostic=True)
+    keep = np.flatnonzero(probs.max(1) * obj > 0.25)
+    np.testing.assert_array_equal(idx, keep[greedy_nms(boxes[keep], (probs.max(1) * obj)[keep], 0.45, 300)])

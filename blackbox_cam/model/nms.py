@@ -106,12 +106,14 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = IOU, max_keep
 
 def non_max_suppression(boxes: np.ndarray, probs: np.ndarray, objectness: np.ndarray, *, conf: float = CONF,
                         iou: float = IOU, max_det: int = MAX_DET, nms: bool = True, max_nms: int = MAX_NMS,
-                        max_wh: float = MAX_WH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        max_wh: float = MAX_WH, agnostic: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's detections: ``(candidate indices [K], scores [K], classes [K])``, best first.
 
     ``boxes`` [A, 4] x0 y0 x1 y1, ``probs`` [A, C], ``objectness`` [A] (see
     :class:`blackbox_cam.model.detections.Candidates`). ``nms=False`` keeps every candidate
     above ``conf`` (set-prediction heads, NMS-inside exports: Ultralytics' end2end path).
+    ``agnostic=True`` runs one NMS across classes (Ultralytics' ``agnostic_nms``; what
+    ``cv2.dnn.NMSBoxes`` does, e.g. NudeNet).
     """
     if probs.shape[1] == 0 or len(boxes) == 0:
         empty = np.zeros(0, np.int64)
@@ -125,7 +127,7 @@ def non_max_suppression(boxes: np.ndarray, probs: np.ndarray, objectness: np.nda
     if len(idx) > max_nms:
         idx = idx[np.argsort(-score[idx], kind="stable")[:max_nms]]
     b = boxes[idx].astype(np.float32)
-    shifted = b + (cls[idx].astype(np.float32) * np.float32(max_wh))[:, None]
-    apart = len(b) == 0 or float(b.max() - b.min()) < max_wh  # offset classes cannot overlap
+    shifted = b + (cls[idx].astype(np.float32) * np.float32(0 if agnostic else max_wh))[:, None]
+    apart = not agnostic and (len(b) == 0 or float(b.max() - b.min()) < max_wh)  # offset classes cannot overlap
     kept = idx[greedy_nms(shifted, score[idx], iou, max_det, cls[idx] if apart else None)]
     return kept.astype(np.int64), score[kept], cls[kept].astype(np.int64)
