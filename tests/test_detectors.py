@@ -475,3 +475,29 @@ def test_nms_per_class_loop_equals_the_offset_trick_over_all_boxes():
     idx, _, _ = non_max_suppression(boxes, probs, obj, agnostic=True)
     keep = np.flatnonzero(probs.max(1) * obj > 0.25)
     np.testing.assert_array_equal(idx, keep[greedy_nms(boxes[keep], (probs.max(1) * obj)[keep], 0.45, 300)])
+
+
+@pytest.mark.parametrize("resize, crop_pct", [("squash", None), ("crop", 0.5)])
+def test_to_image_boxes_inverts_squash_and_crop(resize, crop_pct):
+    """A box drawn on the model input lands where prepare() took those pixels from."""
+    det = bc.Detector(DET / "yolov8t.onnx", resize=resize, crop_pct=crop_pct)
+    h, w = 427, 640
+    pl = det.geometry.place((h, w), det.input_size)
+    x0, y0, x1, y1 = pl.box
+    whole = np.array([[0.0, 0.0, det.input_size[1], det.input_size[0]]])
+    np.testing.assert_allclose(det.to_image_boxes(whole, (h, w)), [[x0, y0, x1, y1]], atol=1e-3)
+    if resize == "crop":
+        assert 0 < x0 < x1 < w  # the crop keeps the middle: the input's edges are inside the image
+
+
+def test_detect_takes_arrays_pil_images_and_lists():
+    img = Image.open(IMAGES / "rocket.jpg").convert("RGB")
+    det = bc.Detector(DET / "yolov8t.onnx")
+    a = bc.detect(det, img)
+    b = bc.detect(det, np.asarray(img))
+    many = bc.detect(det, [IMAGES / "rocket.jpg", np.asarray(img)], progress=False)
+    assert len(many) == 2 and a.source is None
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_array_equal(many[0].boxes, a.boxes)
+    with pytest.raises(BlackboxCamError, match="pass them to Detector"):
+        bc.detect(det, img, resize="squash")
