@@ -501,3 +501,21 @@ def test_detect_takes_arrays_pil_images_and_lists():
     np.testing.assert_array_equal(many[0].boxes, a.boxes)
     with pytest.raises(BlackboxCamError, match="pass them to Detector"):
         bc.detect(det, img, resize="squash")
+
+
+def test_reader_without_metadata_needs_the_grid_to_match(tmp_path):
+    """Metadata stripped, a YOLOv8 head is still read from its [1, 4+C, anchors] shape because the
+    anchors are the input's 8/16/32 grid cells; a [1, 10, 1000] output (ten-crop scores) is not."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from blackbox_cam.model.signature import read_model
+
+    m = onnx.load(str(DET / "yolov8t.onnx"))
+    del m.metadata_props[:]
+    sig = read_model(m)
+    assert sig.task == "detector" and sig.detector.kind == "ultralytics" and sig.detector.num_classes == 20
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 320, 320])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10, 1000])
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    assert read_model(helper.make_model(g)).task == "classifier"
