@@ -519,3 +519,12 @@ def test_reader_without_metadata_needs_the_grid_to_match(tmp_path):
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10, 1000])
     g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
     assert read_model(helper.make_model(g)).task == "classifier"
+
+
+def test_layers_and_backend_line_say_the_task(tmp_path):
+    r = _cli(["layers", DET / "yolov8t.onnx"])
+    assert "# task: detector: output 'output0' [1, 24, 2100] and metadata task=detect" in r.output
+    r = _cli(["layers", ROOT / "models" / "efficientnet_lite0.onnx"])
+    assert "# task: classifier: output 'logits'" in r.output
+    r = _cli(["detect", DET / "yolov8t.onnx", IMAGES / "rocket.jpg", "--out", tmp_path / "o"])
+    assert any(ln.startswith("backend: ") and ", detector (ultralytics)" in ln for ln in r.output.splitlines())
