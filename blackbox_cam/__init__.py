@@ -10,6 +10,10 @@ shows itself in a notebook (``result.show()``, ``result.overlay()``) and ``resul
 writes what ``blackbox-cam explain`` writes. A folder or a list of images gives a list of
 results; :func:`plot_methods` draws several methods side by side. The lower-level pieces stay:
 ``Classifier``, ``explain_image(clf, load_image(path), "decam")``.
+
+Detectors: ``bc.detect("yolov8n.onnx", "street.jpg")`` (boxes drawn when shown),
+``bc.Detector(path).candidates(x)`` (every box before NMS), ``bc.open_model(path)`` (a
+classifier or a detector, as the model reader decides).
 """
 from __future__ import annotations
 
@@ -20,7 +24,11 @@ from .explainer.pipeline import Result, explain_image, resolve_target  # noqa: E
 from .io.images import load_image  # noqa: E402
 from .methods import METHODS, Explanation  # noqa: E402
 from .model.runtime import Classifier  # noqa: E402
-from .api import explain, load_model, plot_methods  # noqa: E402
+from .model.detector import Detector  # noqa: E402
+from .model.detections import Candidates, Detections  # noqa: E402
+from .model.open import open_model  # noqa: E402
+from .api import detect, explain, load_model, plot_methods  # noqa: E402
 
-__all__ = ["BlackboxCamError", "BudgetExceeded", "Classifier", "Explanation", "METHODS", "Result",
-           "explain", "explain_image", "load_model", "plot_methods", "load_image", "resolve_target", "__version__"]
+__all__ = ["BlackboxCamError", "BudgetExceeded", "Candidates", "Classifier", "Detections", "Detector", "Explanation",
+           "METHODS", "Result", "detect", "explain", "explain_image", "load_model", "open_model", "plot_methods",
+           "load_image", "resolve_target", "__version__"]
