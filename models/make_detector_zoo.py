@@ -37,7 +37,11 @@ the test images before export (printed).
 
 * Ultralytics files: Ultralytics' own predictor, ``YOLO(file, task="detect").predict(paths,
   conf=0.25, iou=0.45, max_det=300)`` (ONNX Runtime inside ``AutoBackend``; ``iou=0.45`` because
-  blackbox-cam's default is the issue's 0.45, Ultralytics' own predict default is 0.7). The
+  blackbox-cam's default is the issue's 0.45, Ultralytics' own predict default is 0.7). On the
+  ``dyn`` files with ``rect=False``: by default (``rect=True``) the predictor letterboxes each
+  image of a dynamic export only to the next multiple of 32, not to the metadata's imgsz, and
+  blackbox-cam has one input size per model (the counts with ``rect=True`` are in the manifest
+  as ``detections_default_rect``). The
   ``uint8`` files cannot go through ``AutoBackend`` (it feeds float 0..1), so they run
   Ultralytics' pieces by hand: ``LetterBox`` on the ``cv2.imread`` image, BGR -> RGB, the ONNX
   session, ``ultralytics.utils.nms.non_max_suppression`` and ``ultralytics.utils.ops.scale_boxes``;
@@ -331,9 +335,20 @@ def reference_ultralytics(path: Path, export: str, paths: list[Path], hw) -> dic
     from ultralytics import YOLO
     model = YOLO(str(path), task="detect")
     for p in paths:
-        r = model.predict(str(p), conf=CONF, iou=IOU, max_det=MAX_DET, imgsz=list(hw), verbose=False)[0]
+        r = model.predict(str(p), conf=CONF, iou=IOU, max_det=MAX_DET, imgsz=list(hw), verbose=False,
+                          rect=export != "dyn")[0]
         _put(out, p, r.boxes.xyxy.numpy(), r.boxes.conf.numpy(), r.boxes.cls.numpy())
     return out
+
+
+def rect_counts(path: Path, paths: list[Path], hw) -> list[int]:
+    """Detections per image from Ultralytics' predictor with its default ``rect=True``: on a
+    dynamic export each image is letterboxed only to the next multiple of 32 (``LetterBox(auto=True)``),
+    so the model sees another input than the imgsz letterbox (recorded in the manifest)."""
+    from ultralytics import YOLO
+    model = YOLO(str(path), task="detect")
+    return [len(model.predict(str(p), conf=CONF, iou=IOU, max_det=MAX_DET, imgsz=list(hw), verbose=False)[0].boxes)
+            for p in paths]
 
 
 def reference_ultralytics_uint8(path: Path, paths: list[Path], hw) -> dict[str, np.ndarray]:
@@ -630,6 +645,9 @@ def main() -> None:
         manifest["yolov5_fp16io"] = dict(manifest["yolov5_op17"], file="yolov5_fp16io.onnx", export="fp16io",
                                          exporter="the op17 file through onnxruntime float16.convert_float_to_float16"
                                                   "(keep_io_types=False)")
+        for name in ("yolov5_op13", "yolov5_op17", "yolov5_fp16io"):   # no metadata: YOLOv5's letterbox declared
+            manifest[name]["sidecar"] = {"resize": "letterbox", "resample": "cv2-linear", "uint8_resize": True,
+                                         "pad_color": [114, 114, 114], "preprocess": "unit"}
         d, hw = build_detr(paths)
         export_torch(d, torch.zeros(1, 3, *hw), OUT / "detr_op17.onnx", 17, ["images"], ["logits", "pred_boxes"],
                      dynamic={"images": {0: "batch"}, "logits": {0: "batch"}, "pred_boxes": {0: "batch"}})
@@ -652,6 +670,8 @@ def main() -> None:
         np.savez_compressed(REF / f"{name}.npz", **ref)
         counts = [len(ref[f"{p.name}/scores"]) for p in paths]
         entry["detections"] = dict(zip((p.name for p in paths), counts))
+        if entry["export"] == "dyn":
+            entry["detections_default_rect"] = dict(zip((p.name for p in paths), rect_counts(path, paths, hw)))
         print(f"{name:16s} {path.stat().st_size / 1e3:6.0f} kB  detections per image {counts}")
     (REF / "zoo.json").write_text(json.dumps({"images": [str(p.relative_to(ROOT)) for p in paths],
                                               "conf": CONF, "iou": IOU, "max_det": MAX_DET,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import onnx
 
 from ..errors import BlackboxCamError
 from .detections import NMS_INSIDE, Candidates, Detections, decode, ultralytics_metadata
@@ -71,7 +72,13 @@ class Detector(Model):
 
     def _default_sidecar(self) -> dict | None:
         meta = ultralytics_metadata([(p.key, p.value) for p in self.model.metadata_props])
-        return dict(ULTRALYTICS_SIDECAR) if meta.get("author") == "Ultralytics" else None
+        if meta.get("author") != "Ultralytics":
+            return None
+        side = dict(ULTRALYTICS_SIDECAR)
+        first = self.model.graph.input[0].type.tensor_type.elem_type if self.model.graph.input else 0
+        if first == onnx.TensorProto.UINT8:  # 0..255 pixels in, the graph scales them itself
+            side["preprocess"] = "raw"
+        return side
 
     @property
     def detector_layout(self):
