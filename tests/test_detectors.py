@@ -191,3 +191,185 @@ def test_detect_bad_thresholds_exit_2_nothing_written(tmp_path, flag, value, mes
     r = _cli(["detect", DET / "yolov8t.onnx", IMAGES / "rocket.jpg", "--out", out, flag, value])
     assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith(f"error: {message}")
     assert not out.exists()
+
+
+# -- the other families' layouts (models/detectors/make_heads.py) --------------------------------
+HEADS = {"yolov5s_head": ("yolov5", False), "yolox_raw": ("yolox", False), "detr_head": ("detr", False),
+         "trt_head": ("trt", True), "torchvision_head": ("torchvision", True), "nms7_head": ("nms-7", True)}
+
+
+def _canonical(boxes, scores, classes):
+    """Detections in a tie-free order: score, then class and corner. The grey padding of a
+    letterbox gives many cells the same score, and torch's descending argsort orders ties
+    arbitrarily, so equal-score detections are compared as a set."""
+    order = np.lexsort((np.round(boxes[:, 1], 2), np.round(boxes[:, 0], 2), classes, -np.round(scores, 5)))
+    return boxes[order], scores[order], classes[order]
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_family_layout_matches_its_own_post_processing(name):
+    """Each layout read from the graph alone and decoded like the family's own code: same boxes
+    within 1e-3 of the input size, scores within 1e-4, same classes, in the same order."""
+    kind, inside = HEADS[name]
+    det = bc.Detector(DET / f"{name}.onnx")
+    assert det.signature.task == "detector" and det.signature.detector.kind == kind, det.signature.task_reason
+    assert det.nms_inside is inside and det.num_classes == 3
+    ref = np.load(DET / f"{name}_ref.npz")
+    for i, im in enumerate(ref["images"]):
+        x = det.prepare(_image(str(im)))
+        cand = det.candidates(x[None])
+        if not inside:  # the raw head is exactly what the model returns
+            raw = det._raw(x[None])
+            np.testing.assert_array_equal(raw[0], ref[f"{i}_raw0"]) if name != "detr_head" else None
+        got = det.select(cand)[0]
+        assert len(got) == len(ref[f"{i}_scores"]) > 0
+        a = _canonical(got.boxes, got.scores, got.classes)
+        b = _canonical(ref[f"{i}_boxes"], ref[f"{i}_scores"], ref[f"{i}_classes"])
+        np.testing.assert_allclose(a[0], b[0], atol=1e-3 * det.input_size[0])
+        np.testing.assert_allclose(a[1], b[1], atol=1e-4)
+        np.testing.assert_array_equal(a[2], b[2])
+        if inside:  # candidates are the reported rows: one-hot class, score as objectness
+            assert set(np.unique(cand.probs)) <= {0.0, 1.0}
+            np.testing.assert_allclose(got.objectness, got.scores)
+
+
+# -- refused in one line ---------------------------------------------------------------------------
+def _with_metadata(tmp_path, name: str, **props) -> Path:
+    import onnx
+
+    m = onnx.load(str(DET / "yolov8t.onnx"))
+    for p in m.metadata_props:
+        if p.key in props:
+            p.value = props.pop(p.key)
+    onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, **props})
+    path = tmp_path / name
+    onnx.save(m, str(path))
+    return path
+
+
+def _unknown_detector(tmp_path) -> Path:
+    """A graph that says task=detect but whose output is [1, 5, 7, 9]: no layout of ours."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("heads", TensorProto.FLOAT, [1, 5, 7, 9])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 5, 7, 9])
+    nodes = [helper.make_node("GlobalAveragePool", ["images"], ["p"]), helper.make_node("Expand", ["p", "shape"], ["e"]),
+             helper.make_node("Slice", ["e", "st", "en", "ax"], ["heads"])]
+    inits = [shape, helper.make_tensor("st", TensorProto.INT64, [1], [0]), helper.make_tensor("en", TensorProto.INT64, [1], [5]),
+             helper.make_tensor("ax", TensorProto.INT64, [1], [1])]
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(m, {"author": "Ultralytics", "task": "detect"})
+    path = tmp_path / "unknown.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.mark.parametrize("case, message", [
+    ("segment", "an Ultralytics segment model (an instance-segmentation head"),
+    ("pose", "an Ultralytics pose model (a pose head"),
+    ("unknown", "match no known detector layout; declare it in the sidecar as \"detector\""),
+    ("two-inputs", "the model has 2 inputs (x0, x1)"),
+])
+def test_bad_models_refused_exit_2_nothing_written(tmp_path, case, message):
+    from conftest import linear_classifier
+
+    if case in ("segment", "pose"):
+        model = _with_metadata(tmp_path, f"{case}.onnx", task=case)
+    elif case == "unknown":
+        model = _unknown_detector(tmp_path)
+    else:
+        model = linear_classifier(tmp_path / "two.onnx", inputs=2)
+    import re
+
+    with pytest.raises(BlackboxCamError, match=re.escape(message)):
+        bc.open_model(model)
+    out = tmp_path / "out"
+    r = _cli(["detect", model, IMAGES / "rocket.jpg", "--out", out])
+    lines = [ln for ln in r.output.strip().splitlines() if not ln.startswith("\x1b")]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not out.exists()
+    if case == "unknown":
+        assert "'heads' [1, 5, 7, 9]" in lines[0]
+
+
+def test_sidecar_declares_a_layout(tmp_path):
+    """The YOLOv5 head read as declared: the same detections as read from its graph."""
+    import json
+    import shutil
+
+    model = tmp_path / "v5.onnx"
+    shutil.copy(DET / "yolov5s_head.onnx", model)
+    side = json.loads((DET / "yolov5s_head.json").read_text())
+    (tmp_path / "v5.json").write_text(json.dumps({**side, "detector": {"kind": "yolov5", "outputs": ["output0"]}}))
+    det = bc.Detector(model)
+    assert det.signature.task_reason.startswith("sidecar \"detector\" declares kind 'yolov5'")
+    ref = bc.Detector(DET / "yolov5s_head.onnx")
+    x = ref.prepare(_image("rocket.jpg"))[None]
+    np.testing.assert_array_equal(det.detect(x)[0].boxes, ref.detect(x)[0].boxes)
+    (tmp_path / "v5.json").write_text(json.dumps({**side, "detector": {"kind": "yolo9"}}))
+    with pytest.raises(BlackboxCamError, match="\"kind\" must be one of ultralytics, yolov5"):
+        bc.Detector(model)
+
+
+# -- verify ----------------------------------------------------------------------------------------
+def _vendor_csv(tmp_path, name: str = "yolov8t") -> Path:
+    """Ultralytics' own predictor's detections (stored) as the vendor CSV verify reads."""
+    ref = np.load(DET / f"{name}_ultralytics.npz")
+    names = bc.Detector(DET / f"{name}.onnx").labels
+    lines = ["image,label,score,x0,y0,x1,y1"]
+    for i, im in enumerate(ref["images"]):
+        for b, s, c in zip(ref[f"{i}_boxes"], ref[f"{i}_scores"], ref[f"{i}_classes"]):
+            lines.append(f"{IMAGES / str(im)},{names[c]},{s:.6f}," + ",".join(f"{v:.3f}" for v in b))
+    p = tmp_path / "vendor.csv"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def test_verify_detector_passes_on_the_vendors_own_detections(tmp_path):
+    r = _cli(["verify", DET / "yolov8t.onnx", "--expect", _vendor_csv(tmp_path), "--table", tmp_path / "t.csv"])
+    assert r.exit_code == 0, r.output
+    assert "149 matched, 0 missed, 0 extra" in r.output and "PASS" in r.output
+    assert (tmp_path / "t.csv").read_text().count("matched") == 149
+
+
+@pytest.mark.parametrize("wrong, named", [({"resample": "bilinear"}, '"resample": "cv2-linear"'),
+                                          ({"pad_color": [0, 0, 0]}, '"pad_color": [114, 114, 114]')])
+def test_verify_detector_names_the_single_step_that_differs(tmp_path, wrong, named):
+    import json
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(DET / "yolov8t.onnx", model)
+    from blackbox_cam.model.detector import ULTRALYTICS_SIDECAR
+
+    (tmp_path / "m.json").write_text(json.dumps({**ULTRALYTICS_SIDECAR, **wrong}))
+    r = _cli(["verify", model, "--expect", _vendor_csv(tmp_path), "--table", tmp_path / "t.csv"])
+    assert r.exit_code == 1 and "FAIL" in r.output
+    assert f"one change closes the gap" in r.output and named in r.output, r.output
+
+
+def test_nms_inside_export_explained_through_its_exposed_head(tmp_path):
+    """trt_head reports 100 boxes after a top-K; its YOLOv5 head before that is a tensor inside
+    the graph. Declared in the sidecar, it is exposed as an output and read: the candidates are
+    the whole head's (6300 boxes, the same as the bare YOLOv5 head export), not the K reported."""
+    import json
+    import shutil
+
+    model = tmp_path / "trt.onnx"
+    shutil.copy(DET / "trt_head.onnx", model)
+    side = json.loads((DET / "trt_head.json").read_text())
+    (tmp_path / "trt.json").write_text(json.dumps({**side, "detector": {"kind": "yolov5",
+                                                                         "outputs": ["/v5/Concat_6_output_0"]}}))
+    det = bc.Detector(model)
+    assert det.nms_inside is False and "1 exposed from inside the graph" in det.signature.task_reason
+    bare = bc.Detector(DET / "yolov5s_head.onnx")
+    x = bare.prepare(_image("rocket.jpg"))[None]
+    a, b = det.candidates(x), bare.candidates(x)
+    assert a.boxes.shape == (1, 6300, 4)
+    np.testing.assert_array_equal(a.probs, b.probs)
+    np.testing.assert_array_equal(det.select(a)[0].boxes, bare.select(b)[0].boxes)
+    (tmp_path / "trt.json").write_text(json.dumps({**side, "detector": {"kind": "yolov5", "outputs": ["nope"]}}))
+    with pytest.raises(BlackboxCamError, match=r"\['nope'\] are neither outputs"):
+        bc.Detector(model)

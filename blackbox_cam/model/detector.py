@@ -20,6 +20,7 @@ import onnx
 from ..errors import BlackboxCamError
 from .detections import NMS_INSIDE, Candidates, Detections, decode, shift_inside, ultralytics_metadata
 from .nms import CONF, IOU, MAX_DET, non_max_suppression
+from .labels import METADATA_KEYS, parse_labels
 from .runtime import Model
 
 #: The preprocessing of every Ultralytics export (its predictor's ``LetterBox(auto=False)`` for a
@@ -97,7 +98,7 @@ class Detector(Model):
         grey = np.full((self.input_size[0], self.input_size[1], 3), 127.0, np.float32)
         c = lay.num_classes or (len(lay.names) if lay.names else None)
         if c is None and lay.kind in NMS_INSIDE:
-            c = self._classes_from_labels()
+            c = self._classes_from_labels() or _classes_from_metadata(self.signature.metadata)
         self.num_classes = c
         try:
             cand = self._decode(self._raw(self.prepare(grey)[None]), 1)
@@ -216,6 +217,17 @@ class Detector(Model):
         lay = self.signature.detector
         return (f"Detector({str(self.path)!r}, kind={lay.kind}, input={self.input_size}, classes={self.num_classes}, "
                 f"nms_inside={lay.nms_inside}, backend={self.session.describe()!r})")
+
+
+def _classes_from_metadata(metadata) -> int | None:
+    """The number of class names in the metadata (``names``, ``labels``, ... as
+    :mod:`blackbox_cam.model.labels` reads them), for NMS-inside exports that report indices only."""
+    lower = {k.lower(): v for k, v in metadata}
+    for key in METADATA_KEYS:
+        names = parse_labels(lower[key]) if key in lower else None
+        if names:
+            return len(names)
+    return None
 
 
 def _pad(a: np.ndarray, width: int) -> np.ndarray:
