@@ -20,6 +20,10 @@ What it makes
   ``Detect`` decoding: ``xy = (2 sig - 0.5 + grid) stride``, ``wh = (2 sig)^2 anchor``) giving
   ``[B, A, 5+C]``, exported by ``torch.onnx.export`` (TorchScript) at opset 13 and 17 and as
   float16 in and out (``fp16io``, onnxruntime's converter with ``keep_io_types=False``);
+* **Ultralytics RT-DETR** from a yaml (a small conv backbone, rtdetr-l's AIFI/RepC3 neck and
+  ``RTDETRDecoder`` with 32 hidden channels and 30 queries), exported at opset 17 (its minimum is
+  16): in Ultralytics 8.4 the export holds the decoder's top-k rows ``[B, 30, 6]`` (cx, cy, w, h
+  normalised, score, class);
 * a **DETR-style head** built in torch (conv backbone, learned queries, one transformer decoder
   layer, ``logits [B, Q, C+1]`` with the no-object slot last, ``pred_boxes`` = sigmoid
   normalised cx, cy, w, h), exported at opset 17.
@@ -50,6 +54,8 @@ the test images before export (printed).
   ``utils/general.py`` of ultralytics/yolov5 v7.0 (``x[:, 5:] *= x[:, 4:5]``, best class, class
   offset 7680, ``torchvision.ops.nms``) and ``scale_boxes`` (Ultralytics 8.4's, which inverts
   the rounded padding exactly; YOLOv5's own keeps the unrounded half-padding, up to 0.5 px off);
+* RT-DETR: Ultralytics' ``RTDETRPredictor`` (a squash to the input, ``LetterBox(scale_fill=True)``),
+  its boxes clipped to the image (it leaves them unclipped; blackbox-cam clips every box);
 * DETR-style: torchvision's ``Resize`` on the PIL image (= Pillow bilinear), ImageNet
   normalisation, the ONNX session and DETR's ``PostProcess`` (softmax, drop the no-object slot,
   max, cx, cy, w, h -> x0, y0, x1, y1 times the image's width and height), keeping scores above
@@ -169,6 +175,87 @@ head:
   - [[16, 19, 22], 1, Detect, [nc]]
 """
 ULTRA = {"yolov8": (V8_YAML, (320, 320), 1), "yolo11": (V11_YAML, (256, 320), 2)}
+#: RT-DETR: a small conv backbone (rtdetr-l's HGNet is too large to be tiny) and rtdetr-l's own
+#: neck (AIFI, RepC3) and RTDETRDecoder: hidden 32, 30 queries, 2 points, 2 heads, 1 layer, FFN 64.
+RTDETR_YAML = """nc: {nc}
+scales:
+  z: [0.33, 0.125, 256]
+backbone:
+  - [-1, 1, Conv, [64, 3, 2]]
+  - [-1, 1, Conv, [128, 3, 2]]
+  - [-1, 1, Conv, [256, 3, 2]]
+  - [-1, 1, Conv, [256, 3, 2]]
+  - [-1, 1, Conv, [256, 3, 2]]
+head:
+  - [-1, 1, Conv, [256, 1, 1, None, 1, 1, False]]
+  - [-1, 1, AIFI, [64, 2]]
+  - [-1, 1, Conv, [256, 1, 1]]
+  - [-1, 1, nn.Upsample, [None, 2, "nearest"]]
+  - [3, 1, Conv, [256, 1, 1, None, 1, 1, False]]
+  - [[-2, -1], 1, Concat, [1]]
+  - [-1, 1, RepC3, [256]]
+  - [-1, 1, Conv, [256, 1, 1]]
+  - [-1, 1, nn.Upsample, [None, 2, "nearest"]]
+  - [2, 1, Conv, [256, 1, 1, None, 1, 1, False]]
+  - [[-2, -1], 1, Concat, [1]]
+  - [-1, 1, RepC3, [256]]
+  - [-1, 1, Conv, [256, 3, 2]]
+  - [[-1, 12], 1, Concat, [1]]
+  - [-1, 1, RepC3, [256]]
+  - [-1, 1, Conv, [256, 3, 2]]
+  - [[-1, 7], 1, Concat, [1]]
+  - [-1, 1, RepC3, [256]]
+  - [[16, 19, 22], 1, RTDETRDecoder, [nc, 32, 30, 2, 2, 1, 64]]
+"""
+
+
+def _squashed(paths: list[Path], hw: tuple[int, int]):
+    """RTDETRPredictor's ``LetterBox(scale_fill=True)``: ``cv2.resize`` to the input, RGB, 0..1."""
+    import cv2
+    import torch
+    ims = [cv2.resize(cv2.imread(str(p)), (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)[:, :, ::-1].transpose(2, 0, 1)
+           for p in paths]
+    return torch.from_numpy(np.stack(ims).astype(np.float32) / 255)
+
+
+def build_rtdetr(paths: list[Path], work: Path):
+    import torch
+    from ultralytics import RTDETR
+    cfg = work / "rtdetr-zoo.yaml"
+    cfg.write_text(RTDETR_YAML.format(nc=NC))
+    torch.manual_seed(3)
+    model = RTDETR(str(cfg))
+    hw = (320, 320)
+    batch = _squashed(paths, hw)
+    calibrate_bn(model.model, batch)
+    with torch.no_grad():
+        y = model.model(batch)[0]                       # [N, 30, 6]: cx, cy, w, h, score, class
+    p = y[..., 4].clamp(1e-7, 1 - 1e-7).numpy()
+    global TARGET
+    keep, TARGET = TARGET, 8
+    shift = _shift_for(np.log(p / (1 - p)))             # one constant on every class: the ranking is kept
+    TARGET = keep
+    with torch.no_grad():
+        for head in (model.model.model[-1].dec_score_head[-1], model.model.model[-1].enc_score_head):
+            head.bias += shift
+    print(f"rtdetr: class biases shifted by {shift:+.3f}")
+    return model, hw
+
+
+def reference_rtdetr(path: Path, paths: list[Path], hw) -> dict[str, np.ndarray]:
+    """Ultralytics' RTDETRPredictor; its boxes are not clipped to the image (YOLO's are, in
+    ``scale_boxes``): clipped here as blackbox-cam reports every box."""
+    from ultralytics import RTDETR
+    model = RTDETR(str(path))
+    out = {}
+    for p in paths:
+        r = model.predict(str(p), conf=CONF, max_det=MAX_DET, imgsz=list(hw), verbose=False)[0]
+        h, w = r.orig_shape
+        b = r.boxes.xyxy.numpy().copy()
+        b[:, [0, 2]] = b[:, [0, 2]].clip(0, w)
+        b[:, [1, 3]] = b[:, [1, 3]].clip(0, h)
+        _put(out, p, b, r.boxes.conf.numpy(), r.boxes.cls.numpy())
+    return out
 
 
 def _letterboxed(paths: list[Path], hw: tuple[int, int]):
@@ -631,6 +718,15 @@ def main() -> None:
                     manifest[name] = dict(entry, family=family, export=export, input_hw=list(hw),
                                           reference="ultralytics predictor" if export != "uint8" else
                                           "ultralytics LetterBox + non_max_suppression + scale_boxes")
+            rt, hw = build_rtdetr(paths, work)
+            f = Path(rt.export(format="onnx", imgsz=list(hw), opset=17, simplify=False))
+            import onnx
+            mo = onnx.load(f)
+            _stable_metadata(mo)
+            onnx.save(mo, OUT / "rtdetr_op17.onnx")
+            manifest["rtdetr_op17"] = {"file": "rtdetr_op17.onnx", "family": "rtdetr", "export": "op17",
+                                       "input_hw": list(hw), "exporter": f"ultralytics {_ultra_version()} "
+                                       "RTDETR(yaml).export(opset=17)", "reference": "ultralytics RTDETRPredictor"}
         finally:
             os.chdir(cwd)
         m, hw = build_v5(paths)
@@ -665,6 +761,8 @@ def main() -> None:
             ref = reference_ultralytics(path, entry["export"], paths, hw)
         elif entry["family"] == "yolov5":
             ref = reference_v5(path, paths, hw)
+        elif entry["family"] == "rtdetr":
+            ref = reference_rtdetr(path, paths, hw)
         else:
             ref = reference_detr(path, paths, hw)
         np.savez_compressed(REF / f"{name}.npz", **ref)

@@ -5,9 +5,9 @@ the same classes.
 
 ``models/make_detector_zoo.py`` (dev-only, needs torch and Ultralytics) builds Ultralytics
 YOLOv8 / YOLO11 (opset 13 and 17, ``dynamic=True``, ``nms=True``, the exporter's FP16, a uint8
-input), a YOLOv5-style ``[B, A, 5+C]`` head (opset 13, 17, float16 in and out) and a DETR-style
-head with random weights, and stores the references: Ultralytics' own predictor (or its
-LetterBox + non_max_suppression + scale_boxes for the uint8 input), YOLOv5's
+input), Ultralytics RT-DETR, a YOLOv5-style ``[B, A, 5+C]`` head (opset 13, 17, float16 in and
+out) and a DETR-style head with random weights, and stores the references: Ultralytics' own
+predictors (or its LetterBox + non_max_suppression + scale_boxes for the uint8 input), YOLOv5's
 ``non_max_suppression`` and DETR's ``PostProcess``, written from their code. These tests read
 only the stored files (no torch, no Ultralytics).
 """
@@ -88,12 +88,20 @@ def test_every_zoo_row_is_green_or_refused_by_name():
     names the file and what is not read (never a traceback, never silent boxes)."""
     assert set(REFUSED) <= set(MODELS)
     families = {e["family"] for e in MODELS.values()}
-    assert families == {"yolov8", "yolo11", "yolov5", "detr"}
+    assert families == {"yolov8", "yolo11", "rtdetr", "yolov5", "detr"}
     for name in REFUSED:
         with pytest.raises(bc.BlackboxCamError) as err:
             Detector(ZOO / MODELS[name]["file"])
         line = str(err.value)
         assert "\n" not in line and MODELS[name]["file"] in line, line
+
+
+def test_ultralytics_rtdetr_export_is_read_as_its_top_k_rows_and_squashed():
+    """Ultralytics 8.4 exports RT-DETR's decoder output as top-k rows (cx, cy, w, h, score, class),
+    and its predictor squashes the image (no letterbox): read as 5 classes, never as 2."""
+    det = Detector(ZOO / "rtdetr_op17.onnx")
+    assert det.signature.detector.kind == "rtdetr" and det.num_classes == 5
+    assert det.geometry.mode == "squash"
 
 
 def test_uint8_input_export_is_fed_pixels_not_unit_values():

@@ -454,6 +454,12 @@ def decode(layout: DetectorLayout, raw: Sequence[np.ndarray], input_hw: tuple[in
                           np.ascontiguousarray(out[..., 4]))
     if k == "rtdetr":
         out = np.asarray(raw[0], np.float32)
+        if out.shape[-1] == 6 and c is not None and c != 2:
+            # Ultralytics 8.4's RT-DETR export: the decoder's top-k rows (cx, cy, w, h, score, class),
+            # not [B, Q, 4+C] probabilities (RTDETRDecoder._postprocess; RTDETRPredictor reads them so)
+            valid = np.ones(out.shape[:2], bool)
+            return Candidates(_xyxy(out[..., :4], layout.box_format, hw), _one_hot(out[..., 5], c, valid),
+                              np.ascontiguousarray(out[..., 4]))
         return Candidates(_xyxy(out[..., :4], layout.box_format, hw), _probabilities(out[..., 4:], layout.scores),
                           np.ones(out.shape[:2], np.float32))
     if k == "centerface":

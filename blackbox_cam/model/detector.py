@@ -76,6 +76,9 @@ class Detector(Model):
         if meta.get("author") != "Ultralytics":
             return None
         side = dict(ULTRALYTICS_SIDECAR)
+        if meta.get("head") == "RTDETRDecoder":  # RTDETRPredictor: LetterBox(scale_fill=True), a squash
+            side["resize"] = "squash"
+            side.pop("pad_color")
         first = self.model.graph.input[0].type.tensor_type.elem_type if self.model.graph.input else 0
         if first == onnx.TensorProto.UINT8:  # 0..255 pixels in, the graph scales them itself
             side["preprocess"] = "raw"
