@@ -21,7 +21,7 @@ from blackbox_cam.model.nms import greedy_nms, non_max_suppression
 ROOT = Path(__file__).resolve().parents[1]
 DET = ROOT / "models" / "detectors"
 IMAGES = ROOT / "models" / "images"
-ULTRALYTICS = ("yolov8t", "yolo11t", "yolo26t")
+ULTRALYTICS = ("yolov8t", "yolo11t", "yolo26t", "yolov8t_nms")
 
 
 def _image(name: str) -> np.ndarray:
@@ -38,8 +38,9 @@ def test_reader_says_detector_and_why(ultra):
     sig = det.signature
     assert sig.task == "detector"
     assert "metadata task=detect" in sig.task_reason and sig.detector.outputs[0] in sig.task_reason
-    assert sig.detector.kind == ("nms-6" if name == "yolo26t" else "ultralytics")
-    assert sig.detector.nms_inside is (name == "yolo26t")
+    inside = name in ("yolo26t", "yolov8t_nms")
+    assert sig.detector.kind == ("nms-6" if inside else "ultralytics")
+    assert sig.detector.nms_inside is inside
     assert det.num_classes == 20 and det.labels[:2] == ["aeroplane", "bicycle"]
     assert det.labels_source == "metadata_props['names']"
 
@@ -72,7 +73,7 @@ def test_candidates_are_the_raw_head(ultra):
     assert det.queries == q + len(x)
     assert cand.boxes.dtype == np.float32 and cand.boxes.shape[:2] == cand.probs.shape[:2] == cand.objectness.shape
     raw = ref["0_raw0"]
-    if name == "yolo26t":
+    if name in ("yolo26t", "yolov8t_nms"):
         np.testing.assert_allclose(cand.boxes[0], raw[0, :, :4], atol=1e-3)
         np.testing.assert_allclose(cand.objectness[0], raw[0, :, 4], atol=1e-5)
         assert (cand.probs[0].argmax(1) == raw[0, :, 5]).all() and (cand.probs[0].sum(1) == 1).all()
@@ -373,3 +374,85 @@ def test_nms_inside_export_explained_through_its_exposed_head(tmp_path):
     (tmp_path / "trt.json").write_text(json.dumps({**side, "detector": {"kind": "yolov5", "outputs": ["nope"]}}))
     with pytest.raises(BlackboxCamError, match=r"\['nope'\] are neither outputs"):
         bc.Detector(model)
+
+
+def test_ultralytics_nms_export_read_before_its_nms(tmp_path):
+    """yolov8t_nms (Ultralytics nms=True: NonMaxSuppression inside, [1, 300, 6] out) read through
+    its Detect head tensor: the candidates and detections of the plain export of the same weights.
+    The exporter switches that head to corner boxes (``Detect.xyxy``), which the sidecar says."""
+    import json
+    import shutil
+
+    from blackbox_cam.model.detector import ULTRALYTICS_SIDECAR
+
+    model = tmp_path / "nms.onnx"
+    shutil.copy(DET / "yolov8t_nms.onnx", model)
+    head = "/model/model.22/Concat_3_output_0"
+    (tmp_path / "nms.json").write_text(json.dumps({**ULTRALYTICS_SIDECAR,
+                                                   "detector": {"kind": "ultralytics", "outputs": [head],
+                                                                "box_format": "xyxy"}}))
+    det, plain = bc.Detector(model), bc.Detector(DET / "yolov8t.onnx")
+    assert not det.nms_inside and det.labels == plain.labels
+    x = plain.prepare(_image("astronaut.png"))[None]
+    a, b = det.candidates(x), plain.candidates(x)
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)
+    assert len(det.select(a)[0]) == len(plain.select(b)[0]) == 72
+
+
+# -- OpenCV's geometry (issue 26 item 4) -----------------------------------------------------------
+@pytest.mark.parametrize("resample, flag", [("cv2-nearest", "INTER_NEAREST"), ("cv2-linear", "INTER_LINEAR"),
+                                            ("cv2-cubic", "INTER_CUBIC"), ("cv2-area", "INTER_AREA")])
+def test_cv2_filters_are_opencvs_own(resample, flag):
+    import cv2
+
+    from blackbox_cam.model.geometry import Geometry
+
+    img = np.asarray(Image.open(IMAGES / "rocket.jpg").convert("RGB"))
+    geo = Geometry(mode="squash", resample=resample, uint8=True)
+    got, _ = geo.to_input(img, (200, 300))
+    want = cv2.resize(img, (300, 200), interpolation=getattr(cv2, flag))
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    assert resample in geo.describe()
+
+
+def test_pad_anchor_top_left_is_copymakeborder_then_blobfromimage():
+    """OpenCV DNN samples: resize the longer side, pad right and bottom, blobFromImage(1/255, swapRB)."""
+    import cv2
+
+    from blackbox_cam.model.geometry import Geometry
+    from blackbox_cam.model.sidecar import translate
+
+    img = np.asarray(Image.open(IMAGES / "rocket.jpg").convert("RGB"))
+    pipe = translate({"preprocess": "unit", "resize": "letterbox", "resample": "cv2-linear", "uint8_resize": True,
+                      "pad_color": [0, 0, 0], "pad_anchor": "top-left"})
+    geo = Geometry(**pipe.geometry)
+    got, pl = geo.to_input(img, (320, 320))
+    bgr = img[..., ::-1]
+    nh = round(427 * 320 / 640)  # 214: the shorter side rounded, as Ultralytics' letterbox rounds it
+    small = cv2.resize(bgr, (320, nh), interpolation=cv2.INTER_LINEAR)
+    padded = cv2.copyMakeBorder(small, 0, 320 - nh, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    blob = cv2.dnn.blobFromImage(padded, 1 / 255.0, (320, 320), swapRB=True)
+    np.testing.assert_allclose(got.transpose(2, 0, 1)[None] / 255.0, blob, atol=1e-7)
+    assert pl.inner == (0, 0, nh, 320)
+
+
+def test_missing_opencv_named_in_one_line(monkeypatch):
+    import builtins
+
+    from blackbox_cam.model.geometry import Geometry
+
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "cv2" else real(name, *a, **k))
+    with pytest.raises(BlackboxCamError, match=r"needs OpenCV: pip install 'blackbox-cam\[opencv\]'"):
+        Geometry(resample="cv2-linear").to_input(np.zeros((10, 10, 3), np.uint8), (5, 5))
+
+
+def test_sidecar_refuses_bad_geometry_keys():
+    from blackbox_cam.model.sidecar import translate
+
+    with pytest.raises(BlackboxCamError, match='"pad_anchor" must be one of center, top-left'):
+        translate({"pad_anchor": "bottom"})
+    with pytest.raises(BlackboxCamError, match="or OpenCV's cv2-nearest, cv2-linear"):
+        translate({"resample": "cv2-lanczos"})

@@ -64,6 +64,9 @@ class Detector(Model):
     def __init__(self, path: str | os.PathLike, *, conf: float = CONF, iou: float = IOU,
                  max_detections: int = MAX_DET, **kwargs) -> None:
         check_thresholds(conf, iou, max_detections)
+        if kwargs.get("output") is not None:
+            raise BlackboxCamError(f"{path}: --output chooses a classifier's score output; a detector's outputs come "
+                                   "from its layout (declare them with the sidecar's \"detector\": {\"outputs\": [...]})")
         self.conf, self.iou, self.max_detections = float(conf), float(iou), int(max_detections)
         self._labels_arg = kwargs.get("labels")
         super().__init__(path, **kwargs)

@@ -16,8 +16,11 @@ Three vocabularies are understood, so the file a vendor already ships *is* a val
 * **ours**: ``preprocess`` presets, ``mean``/``std``/``scale`` (``(v / scale - mean) / std``,
   mean and std in the order the model receives the channels: RGB, or BGR with ``"bgr": true``,
   as Caffe/OpenCV code writes its ``MEAN_BGR``), ``resize``, ``crop_pct``, ``resample``,
-  ``uint8_resize``, ``pad_color``, ``jpeg_quality``, ``jpeg_at``, and ``bgr``, ``layout``,
-  ``labels``, ``input_size`` [H, W], ``output``, which combine with either vocabulary;
+  ``uint8_resize``, ``pad_color``, ``jpeg_quality``, ``jpeg_at``, ``pad_anchor`` (``center`` or
+  ``top-left``), ``resample`` also as OpenCV's ``cv2-nearest|cv2-linear|cv2-cubic|cv2-area``,
+  ``detector`` (a detector's output layout, :data:`blackbox_cam.model.detections.SIDECAR_KEYS`),
+  and ``bgr``, ``layout``, ``labels``, ``input_size`` [H, W], ``output``, which combine with
+  either vocabulary;
   ``"pad_first": true`` letterboxes the way OpenCV code does it when it pads the image to the
   input's aspect ratio at its own resolution (``cv2.copyMakeBorder``) and then resizes the whole
   canvas (``cv2.dnn.blobFromImage``), NudeNet for one.
