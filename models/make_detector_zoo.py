@@ -35,7 +35,8 @@ class convolution (YOLOv8/11: ``Detect.cv3[i][-1]``; YOLOv5: the objectness and 
 the test images before export (printed).
 
 ``tests/data/detector_zoo/``: three non-square crops in ``images/`` (the other test images are
-``models/images/*``), ``zoo.json`` (the manifest, with each image's path relative to the repository) and per export ``<name>.npz`` with, per image,
+``models/images/*``), ``zoo.json`` (the manifest, with each image's path relative to the
+repository) and per export ``<name>.npz`` with, per image,
 ``<image>/boxes`` (x0, y0, x1, y1 in the image's pixels), ``<image>/scores`` and
 ``<image>/classes``, made by that family's OWN code on the SAME ONNX file:
 

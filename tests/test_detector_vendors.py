@@ -127,7 +127,8 @@ def test_detect_command_on_a_vendor_detector_writes_its_records(tmp_path):
     records = json.loads((tmp_path / "detections.json").read_text())
     want = [r for r in csv.DictReader(open(HERE / "expected_centerface_tiny.csv")) if r["image"] == "images/group.png"]
     assert len(records) == 1 and len(records[0]["detections"]) == len(want) > 0
-    assert sum(line.startswith(str(HERE / "images" / "group.png") + ": face ") for line in out.output.splitlines()) == len(want)
+    prefix = str(HERE / "images" / "group.png") + ": face "
+    assert sum(line.startswith(prefix) for line in out.output.splitlines()) == len(want)
     assert (tmp_path / "group_detect.png").is_file()
 
 

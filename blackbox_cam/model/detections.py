@@ -532,5 +532,6 @@ def decode_centerface(raw: Sequence[np.ndarray], input_hw: tuple[int, int], stri
     s0, s1 = np.exp(scale[:, 0]) * stride, np.exp(scale[:, 1]) * stride
     x0 = np.minimum(np.maximum(0, (cx + offset[:, 1] + 0.5) * stride - s1 / 2), iw)
     y0 = np.minimum(np.maximum(0, (cy + offset[:, 0] + 0.5) * stride - s0 / 2), ih)
-    boxes = np.stack([x0, y0, np.minimum(x0 + s1, iw), np.minimum(y0 + s0, ih)], axis=-1).reshape(n, h * w, 4)
+    boxes = np.stack([x0, y0, np.minimum(x0 + s1, iw), np.minimum(y0 + s0, ih)], axis=-1)
+    boxes = boxes.reshape(n, h * w, 4)
     return Candidates(boxes.astype(np.float32), hm.reshape(n, h * w, 1).copy(), np.ones((n, h * w), np.float32))

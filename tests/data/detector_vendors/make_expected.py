@@ -97,7 +97,6 @@ def make_nudenet_tiny() -> Path:
     """YOLOv8 from yaml (models/make_detector_zoo.py's tiny scale) with 18 NudeNet classes,
     ``dynamic=True`` at 320 as NudeNet's ``320n.onnx``; class biases raised so a few boxes pass."""
     import os
-    import shutil
     import tempfile
 
     import torch
