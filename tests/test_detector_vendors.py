@@ -152,3 +152,28 @@ def test_pad_first_goes_with_letterbox_only(tmp_path):
     (tmp_path / "side.json").write_text(json.dumps(side))
     with pytest.raises(bc.BlackboxCamError, match='"pad_first" .* goes with "resize": "letterbox"'):
         Detector(HERE / "nudenet_tiny.onnx", sidecar=str(tmp_path / "side.json"))
+
+
+@pytest.mark.parametrize("anchor", ["top-left", "center"])
+def test_pad_first_is_copy_make_border_then_resize_and_inverts_exactly(anchor):
+    """``"pad_first"``: the image padded to the input's aspect ratio at its own resolution
+    (``cv2.copyMakeBorder``), then the canvas resized (``cv2.resize``, as ``blobFromImage``);
+    boxes map back with the canvas's exact scale, not the rounded resized size."""
+    import cv2
+
+    from blackbox_cam.model.geometry import PAD_ANCHORS, Geometry
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (213, 347, 3), dtype=np.uint8)
+    geo = Geometry(mode="letterbox", pad_first=True, centre=PAD_ANCHORS[anchor], resample="cv2-linear", uint8=True,
+                   pad_color=(0.0, 0.0, 0.0))
+    pad = 347 - 213
+    top = 0 if anchor == "top-left" else pad // 2
+    want = cv2.resize(cv2.copyMakeBorder(img, top, pad - top, 0, 0, cv2.BORDER_CONSTANT, value=0), (320, 320),
+                      interpolation=cv2.INTER_LINEAR)
+    got, pl = geo.to_input(img.astype(np.float32), (320, 320))
+    assert np.array_equal(got, want.astype(np.float32))
+    k = 347 / 320                                          # canvas pixels per input pixel, both axes
+    top_in, left_in, nh, nw = pl.inner
+    x0, y0, x1, y1 = pl.box
+    assert (x1 - x0) / nw == pytest.approx(k) and (y1 - y0) / nh == pytest.approx(k)
+    assert y0 + (0 - top_in) * k == pytest.approx(-top)    # input row 0 is canvas row 0
