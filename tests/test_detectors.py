@@ -456,3 +456,66 @@ def test_sidecar_refuses_bad_geometry_keys():
         translate({"pad_anchor": "bottom"})
     with pytest.raises(BlackboxCamError, match="or OpenCV's cv2-nearest, cv2-linear"):
         translate({"resample": "cv2-lanczos"})
+
+
+def test_nms_per_class_loop_equals_the_offset_trick_over_all_boxes():
+    """The per-class greedy loop keeps exactly what one greedy pass over the offset boxes keeps."""
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 600, (3000, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 150, (3000, 2)).astype(np.float32)], 1)
+    probs = (rng.uniform(0, 1, (3000, 7)) ** 3).astype(np.float32)
+    obj = rng.uniform(0.5, 1, 3000).astype(np.float32)
+    for conf, max_det in ((0.25, 300), (0.01, 3000)):
+        idx, scores, classes = non_max_suppression(boxes, probs, obj, conf=conf, max_det=max_det)
+        s = probs.max(1) * obj
+        keep = np.flatnonzero(s > conf)
+        shifted = boxes[keep] + probs[keep].argmax(1)[:, None].astype(np.float32) * np.float32(7680)
+        want = keep[greedy_nms(shifted, s[keep], 0.45, max_det)]
+        np.testing.assert_array_equal(idx, want)
+    idx, _, _ = non_max_suppression(boxes, probs, obj, agnostic=True)
+    keep = np.flatnonzero(probs.max(1) * obj > 0.25)
+    np.testing.assert_array_equal(idx, keep[greedy_nms(boxes[keep], (probs.max(1) * obj)[keep], 0.45, 300)])
+
+
+@pytest.mark.parametrize("resize, crop_pct", [("squash", None), ("crop", 0.5)])
+def test_to_image_boxes_inverts_squash_and_crop(resize, crop_pct):
+    """A box drawn on the model input lands where prepare() took those pixels from."""
+    det = bc.Detector(DET / "yolov8t.onnx", resize=resize, crop_pct=crop_pct)
+    h, w = 427, 640
+    pl = det.geometry.place((h, w), det.input_size)
+    x0, y0, x1, y1 = pl.box
+    whole = np.array([[0.0, 0.0, det.input_size[1], det.input_size[0]]])
+    np.testing.assert_allclose(det.to_image_boxes(whole, (h, w)), [[x0, y0, x1, y1]], atol=1e-3)
+    if resize == "crop":
+        assert 0 < x0 < x1 < w  # the crop keeps the middle: the input's edges are inside the image
+
+
+def test_detect_takes_arrays_pil_images_and_lists():
+    img = Image.open(IMAGES / "rocket.jpg").convert("RGB")
+    det = bc.Detector(DET / "yolov8t.onnx")
+    a = bc.detect(det, img)
+    b = bc.detect(det, np.asarray(img))
+    many = bc.detect(det, [IMAGES / "rocket.jpg", np.asarray(img)], progress=False)
+    assert len(many) == 2 and a.source is None
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_array_equal(many[0].boxes, a.boxes)
+    with pytest.raises(BlackboxCamError, match="pass them to Detector"):
+        bc.detect(det, img, resize="squash")
+
+
+def test_reader_without_metadata_needs_the_grid_to_match(tmp_path):
+    """Metadata stripped, a YOLOv8 head is still read from its [1, 4+C, anchors] shape because the
+    anchors are the input's 8/16/32 grid cells; a [1, 10, 1000] output (ten-crop scores) is not."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from blackbox_cam.model.signature import read_model
+
+    m = onnx.load(str(DET / "yolov8t.onnx"))
+    del m.metadata_props[:]
+    sig = read_model(m)
+    assert sig.task == "detector" and sig.detector.kind == "ultralytics" and sig.detector.num_classes == 20
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 320, 320])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10, 1000])
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    assert read_model(helper.make_model(g)).task == "classifier"

@@ -276,9 +276,10 @@ def _from_graph(outs: dict[str, tuple], meta: dict, model: onnx.ModelProto, sig)
             return None  # extra channels (masks, keypoints) without a task that says so: not ours to guess
         return lay("ultralytics", [name], "Ultralytics YOLOv8 layout ([B, 4+C, anchors], cx, cy, w, h px, per-class sigmoid)",
                    box_format="cxcywh", num_classes=nc)
-    if d1 is not None and d2 is not None and d1 < d2 and d2 >= 5 * d1 and d1 > 4:
-        return lay("ultralytics", [name], "[B, 4+C, anchors]: Ultralytics YOLOv8/v11 layout (cx, cy, w, h px, "
-                   "per-class sigmoid)", box_format="cxcywh", num_classes=d1 - 4)
+    grids = {_cells(hw, st) for st in ((8, 16, 32), (8, 16, 32, 64), (4, 8, 16, 32))}  # P3-P5, P6, P2 heads
+    if d1 is not None and d2 is not None and d1 > 4 and d2 in grids:
+        return lay("ultralytics", [name], f"[B, 4+C, {d2} = one anchor per cell of the input's grids]: Ultralytics "
+                   "YOLOv8/v11 layout (cx, cy, w, h px, per-class sigmoid)", box_format="cxcywh", num_classes=d1 - 4)
     if d2 is not None and d2 > 5 and (d1 is None or d1 > d2):  # [B, A, 5+C]
         one, three = _cells(hw, (8, 16, 32)), 3 * _cells(hw, (8, 16, 32))
         if d1 == one and not _has_op(model, "Exp"):
