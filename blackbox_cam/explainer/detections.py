@@ -78,8 +78,9 @@ def detect_image(detector, image: np.ndarray, *, image_size: tuple[int, int] | N
     ``image_size`` is the file's (H, W) when ``image`` was read reduced: boxes are given in the
     file's pixels."""
     x = detector.prepare(np.asarray(image, np.float32))
-    det = detector.detect(x[None], conf=conf, iou=iou, max_detections=max_detections)[0]
     hw = tuple(int(v) for v in image.shape[:2])
+    det = detector.detect(x[None], conf=conf, iou=iou, max_detections=max_detections,
+                          bounds=detector.image_bounds(hw)[None])[0]
     boxes = detector.to_image_boxes(det.boxes, hw)
     if image_size is not None and tuple(image_size) != hw:
         k = np.array([image_size[1] / hw[1], image_size[0] / hw[0]] * 2, np.float32)

