@@ -206,6 +206,10 @@ class Model:
                                        f"{self.signature.input_size[0]}x{self.signature.input_size[1]}; "
                                        "is it the model's own preprocessing file?")
             self._resize_input(tuple(pipe.input_size), source)
+        if self.geometry.auto_stride and self._spatial_fixed():
+            raise BlackboxCamError(f"{source}: \"letterbox_auto\" gives each image its own input size, but "
+                                   f"{self.path.name} fixes its input at {self.input_size[0]}x{self.input_size[1]}; "
+                                   "use it with a dynamic export (Ultralytics' dynamic=True) or drop the key")
         self._fixed_batch = self.signature.fixed_batch  # None once the batch is made symbolic
         if batch_size is not None and batch_size <= 0:
             raise BlackboxCamError(f"--batch-size must be a positive integer, got {batch_size}")
@@ -248,6 +252,12 @@ class Model:
         self._resized_from = old
         self.notes.append(f"note: {self.path.name} fixes its input at {old[0]}x{old[1]}; run at {source}'s "
                           f"{size[0]}x{size[1]} (its height and width made symbolic, as the vendor's code does)")
+
+    def _spatial_fixed(self) -> bool:
+        """Whether the graph fixes the input's height and width."""
+        d = self.signature.input_dims
+        hw = (d[2], d[3]) if self.signature.layout == "NCHW" else (d[1], d[2])
+        return all(isinstance(v, int) and v > 0 for v in hw)
 
     def _check_resized(self, source: str) -> None:
         h, w = self.input_size
@@ -378,10 +388,10 @@ class Model:
         the model always saw as that colour. Nothing changes where no padding is painted."""
         pl = self.geometry.place(image_hw, self.input_size)
         top, left, nh, nw = pl.inner
-        if self.geometry.pad_color is None or (nh, nw) == tuple(self.input_size):
+        if self.geometry.pad_color is None or (nh, nw) == tuple(pl.input_hw):
             yield
             return
-        mask = np.ones(tuple(self.input_size), bool)
+        mask = np.ones(tuple(pl.input_hw), bool)
         mask[top:top + nh, left:left + nw] = False
         old, self._padding = self._padding, (mask, np.asarray(x, np.float32)[:, mask].copy())
         try:
