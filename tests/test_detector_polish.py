@@ -260,6 +260,14 @@ def test_letterbox_auto_is_ultralytics_rect_on_a_dynamic_export(tmp_path, name):
         x = det.prepare(np.asarray(ours.image))
         assert x.shape[1:] == tuple(ref[f"{key}/input_hw"]), (key, x.shape)
         sizes_differ += x.shape[1:] != tuple(entry["input_hw"])
+        hw = ours.image.shape[:2]
+        with det.padding_kept(x, hw):  # the grey border of this image's own input stays painted
+            painted = det._counted(np.zeros_like(x))[0]
+        top, left, nh, nw = det.geometry.place(hw, det.input_size).inner
+        border = np.ones(x.shape[1:], bool)
+        border[top:top + nh, left:left + nw] = False
+        np.testing.assert_array_equal(painted[:, border], x[:, border])
+        assert not painted[:, ~border].any()
         boxes, scores, classes = (ref[f"{key}/{k}"] for k in ("boxes", "scores", "classes"))
         tol_px = 1e-3 * max(ours.image_size)
         box_gap, score_gap, missed, extra = _match(ours, boxes, scores, classes, tol_px)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -266,10 +267,12 @@ class Model:
                 self._run_outputs(np.zeros((1, self.channels, h, w), np.float32), list(self.output_names))
         except Exception as e:
             old = self._resized_from
+            node = re.search(r"node\. Name:'([^']+)'", str(e))
+            why = f"node '{node.group(1)}' fails" if node else str(e).splitlines()[0][:100]
             raise BlackboxCamError(
                 f"{self.path}: its graph fixes the input at {old[0]}x{old[1]} and does not run at {source}'s "
-                f"{h}x{w} ({str(e).splitlines()[0][:120]}); give the model's own size as input_size, or re-export "
-                "it at that size (onnx.tools.update_model_dims.update_inputs_outputs_dims only renames dims)") from None
+                f"{h}x{w} ({why}); give the model's own size as input_size, or re-export it at that size "
+                "(onnx.tools.update_model_dims.update_inputs_outputs_dims only renames dims)") from None
 
     def _batch_checked_outputs(self) -> list[str] | None:
         """The outputs compared when a fixed batch is made symbolic (None: keep the fixed batch)."""
