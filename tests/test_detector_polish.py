@@ -228,7 +228,8 @@ def test_fixed_size_that_the_graph_cannot_change_is_refused(tmp_path):
 # -- 5. dynamic Ultralytics exports: letterboxed to imgsz, said in one line ----------------------
 def test_dynamic_ultralytics_export_says_it_is_letterboxed_to_imgsz(tmp_path):
     r = _cli(["detect", DET / "zoo" / "yolov8_dyn.onnx", IMAGES / "coffee.png", "--out", tmp_path / "a"])
-    assert r.exit_code == 0 and "dynamic Ultralytics export: every image is letterboxed to its imgsz 320x320" in r.output
+    assert r.exit_code == 0, r.output
+    assert "dynamic Ultralytics export: every image is letterboxed to its imgsz 320x320" in r.output
     assert "rect=False" in r.output
     fixed = _cli(["detect", DET / "zoo" / "yolov8_op17.onnx", IMAGES / "coffee.png", "--out", tmp_path / "b"])
     assert fixed.exit_code == 0 and "rect=" not in fixed.output

@@ -3,15 +3,17 @@
 The vendor's detections come as a CSV with header ``image,label,score,x0,y0,x1,y1`` (boxes in
 the image's pixels, ``label`` a class name or index; image paths relative to the CSV's folder
 or ``--images``); a row with the image alone (``img.png,,,,,,``), or an image given on the
-command line that the CSV does not list, says the vendor found nothing there. Per image, each vendor detection (best score first) is matched to the
-unmatched detection of ours of the same class with the largest IoU, if that IoU is at least
-0.5 (the PASCAL VOC matching rule, Everingham et al. 2010); what is left is *missed* (vendor
-only) or *extra* (ours only). A run passes when nothing is missed or extra, every matched box
-has IoU >= ``min_iou`` (0.9) and every score is within ``score_gap`` (0.02).
+command line that the CSV does not list, says the vendor found nothing there. Per image, each
+vendor detection (best score first) is matched to the unmatched detection of ours of the same
+class with the largest IoU, if that IoU is at least 0.5 (the PASCAL VOC matching rule,
+Everingham et al. 2010); what is left is *missed* (vendor only) or *extra* (ours only). A run
+passes when nothing is missed or extra, every matched box has IoU >= ``min_iou`` (0.9) and
+every score is within ``score_gap`` (0.02).
 
 On failure the usual single-step suspects of :func:`blackbox_cam.jobs.verify.job.suspects`
 (channel order, scale, resize mode, filter including OpenCV's, pad colour including
-Ultralytics' grey 114, pad anchor, pad before or after the resize) are tried and the single change that passes is named.
+Ultralytics' grey 114, pad anchor, pad before or after the resize) are tried and the single
+change that passes is named.
 """
 from __future__ import annotations
 
