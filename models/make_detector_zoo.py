@@ -45,8 +45,9 @@ repository) and per export ``<name>.npz`` with, per image,
   blackbox-cam's default is the issue's 0.45, Ultralytics' own predict default is 0.7). On the
   ``dyn`` files with ``rect=False``: by default (``rect=True``) the predictor letterboxes each
   image of a dynamic export only to the next multiple of 32, not to the metadata's imgsz, and
-  blackbox-cam has one input size per model (the counts with ``rect=True`` are in the manifest
-  as ``detections_default_rect``). The
+  blackbox-cam's default is one input size per model (the counts with ``rect=True`` are in the
+  manifest as ``detections_default_rect``; its sidecar key ``"letterbox_auto": true`` gives
+  ``rect=True``, checked by ``make_detector_rect_refs.py``'s references). The
   ``uint8`` files cannot go through ``AutoBackend`` (it feeds float 0..1), so they run
   Ultralytics' pieces by hand: ``LetterBox`` on the ``cv2.imread`` image, BGR -> RGB, the ONNX
   session, ``ultralytics.utils.nms.non_max_suppression`` and ``ultralytics.utils.ops.scale_boxes``;

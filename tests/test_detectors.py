@@ -190,7 +190,9 @@ def test_detect_command_writes_json_and_overlays_and_resumes(tmp_path):
 def test_detect_bad_thresholds_exit_2_nothing_written(tmp_path, flag, value, message):
     out = tmp_path / "out"
     r = _cli(["detect", DET / "yolov8t.onnx", IMAGES / "rocket.jpg", "--out", out, flag, value])
-    assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith(f"error: {message}")
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), r.output
+    assert "Traceback" not in r.output and isinstance(r.exception, SystemExit)
     assert not out.exists()
 
 
@@ -290,6 +292,7 @@ def test_bad_models_refused_exit_2_nothing_written(tmp_path, case, message):
     r = _cli(["detect", model, IMAGES / "rocket.jpg", "--out", out])
     lines = [ln for ln in r.output.strip().splitlines() if not ln.startswith("\x1b")]
     assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in r.output and isinstance(r.exception, SystemExit)
     assert not out.exists()
     if case == "unknown":
         assert "'heads' [1, 5, 7, 9]" in lines[0]

@@ -83,6 +83,8 @@ def announce_backend(clf: Any) -> None:
     task = clf.signature.task
     what = f", {task} ({clf.signature.detector.kind})" if task == "detector" else ""
     click.echo(f"backend: {clf.session.describe()}, batch {clf.batch_size}{what}{why}", err=True)
+    for note in getattr(clf, "notes", ()):
+        click.echo(note, err=True)
 
 
 

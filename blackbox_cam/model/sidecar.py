@@ -23,7 +23,10 @@ Three vocabularies are understood, so the file a vendor already ships *is* a val
   either vocabulary;
   ``"pad_first": true`` letterboxes the way OpenCV code does it when it pads the image to the
   input's aspect ratio at its own resolution (``cv2.copyMakeBorder``) and then resizes the whole
-  canvas (``cv2.dnn.blobFromImage``), NudeNet for one.
+  canvas (``cv2.dnn.blobFromImage``), NudeNet for one;
+  ``"letterbox_auto": true`` (or a stride, e.g. 64) pads a letterbox only to the next multiple of
+  the stride (32 for ``true``), each image its own input size: Ultralytics' predictor
+  (``LetterBox(auto=True)``, ``rect=True``) on a dynamic export.
 
 An unknown key is refused with the nearest valid one ("did you mean"); a Hugging Face or timm
 key whose step is not implemented is refused by name when it would do something, never ignored.
@@ -45,7 +48,7 @@ PRESET_NAMES = ("imagenet", "unit", "symmetric", "raw")
 #: Our own keys (any vocabulary may add the ones in OWN_ANYWHERE).
 OWN_KEYS = {"preprocess", "mean", "std", "scale", "resize", "crop_pct"}
 OWN_ANYWHERE = {"bgr", "layout", "labels", "input_size", "output", "resample", "uint8_resize", "pad_color",
-                "jpeg_quality", "jpeg_at", "pad_anchor", "pad_first", "detector"}
+                "jpeg_quality", "jpeg_at", "pad_anchor", "pad_first", "letterbox_auto", "detector"}
 HF_KEYS = {"do_resize", "size", "do_center_crop", "crop_size", "do_rescale", "rescale_factor", "do_normalize",
            "image_mean", "image_std", "do_convert_rgb", "do_flip_channel_order", "default_to_square"}
 #: Hugging Face keys that only name things (no step).
@@ -216,6 +219,10 @@ def problems(data: dict[str, Any]) -> list[str]:
         probs.append(f'"pad_anchor" must be one of {", ".join(PAD_ANCHORS)}, got {json.dumps(data["pad_anchor"])}')
     if "pad_first" in data and not isinstance(data["pad_first"], bool):
         probs.append(f'"pad_first" must be true or false, got {json.dumps(data["pad_first"])}')
+    if "letterbox_auto" in data and not (isinstance(data["letterbox_auto"], bool)
+                                         or (_int(data["letterbox_auto"]) and data["letterbox_auto"] > 0)):
+        probs.append(f'"letterbox_auto" must be true, false or a stride (a positive integer, e.g. 32), got '
+                     f'{json.dumps(data["letterbox_auto"])}')
     if "detector" in data and not isinstance(data["detector"], dict):
         probs.append(f'"detector" must be an object such as {{"kind": "yolov5"}}, got {json.dumps(data["detector"])}')
     if "interpolation" in data and data["interpolation"] not in FILTERS:
@@ -308,6 +315,8 @@ def _own(data: dict[str, Any], geo: dict[str, Any]) -> None:
         geo["centre"] = PAD_ANCHORS[data["pad_anchor"]]
     if "pad_first" in data:
         geo["pad_first"] = bool(data["pad_first"])
+    if data.get("letterbox_auto"):  # true: Ultralytics' stride 32 (the largest of every YOLO detect head)
+        geo["auto_stride"] = 32 if data["letterbox_auto"] is True else int(data["letterbox_auto"])
 
 
 def translate(data: dict[str, Any], source: str = "sidecar") -> Pipeline:

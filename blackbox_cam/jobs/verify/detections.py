@@ -2,22 +2,24 @@
 
 The vendor's detections come as a CSV with header ``image,label,score,x0,y0,x1,y1`` (boxes in
 the image's pixels, ``label`` a class name or index; image paths relative to the CSV's folder
-or ``--images``). Per image, each vendor detection (best score first) is matched to the
-unmatched detection of ours of the same class with the largest IoU, if that IoU is at least
-0.5 (the PASCAL VOC matching rule, Everingham et al. 2010); what is left is *missed* (vendor
-only) or *extra* (ours only). A run passes when nothing is missed or extra, every matched box
-has IoU >= ``min_iou`` (0.9) and every score is within ``score_gap`` (0.02).
+or ``--images``); a row with the image alone (``img.png,,,,,,``), or an image given on the
+command line that the CSV does not list, says the vendor found nothing there. Per image, each
+vendor detection (best score first) is matched to the unmatched detection of ours of the same
+class with the largest IoU, if that IoU is at least 0.5 (the PASCAL VOC matching rule,
+Everingham et al. 2010); what is left is *missed* (vendor only) or *extra* (ours only). A run
+passes when nothing is missed or extra, every matched box has IoU >= ``min_iou`` (0.9) and
+every score is within ``score_gap`` (0.02).
 
 On failure the usual single-step suspects of :func:`blackbox_cam.jobs.verify.job.suspects`
 (channel order, scale, resize mode, filter including OpenCV's, pad colour including
-Ultralytics' grey 114, pad anchor) are tried and the single change that passes is named.
+Ultralytics' grey 114, pad anchor, pad before or after the resize) are tried and the single
+change that passes is named.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -64,16 +66,29 @@ class DetectionReport:
                 f"{self.max_box_gap:.4f}, largest score gap {self.max_score_gap:.4f}")
 
 
-def read_expected_boxes(path: str | Path, detector, images: str | Path | None = None) -> dict[Path, list[ExpectedBox]]:
-    """The vendor's detections by image file (every image of the CSV, even one with no rows left
-    after a header-only line, is checked by the caller)."""
+def read_expected_boxes(path: str | Path, detector, images: str | Path | None = None,
+                        also: Sequence[str | Path] = ()) -> dict[Path, list[ExpectedBox]]:
+    """The vendor's detections by image file.
+
+    A row with the image and every other field empty (``img.png,,,,,,``) says the vendor found
+    nothing there: the image is checked, and whatever we find in it is *extra*. ``also``: images
+    given on the command line; one the CSV does not list is taken the same way (nothing found)."""
     p = existing_file(path, "an --expect CSV")
     base = Path(images) if images is not None else p.parent
     rows = read_csv_rows(p, "--expect", COLUMNS, ",".join(COLUMNS))
-    out: dict[Path, list[ExpectedBox]] = defaultdict(list)
+    out: dict[Path, list[ExpectedBox]] = {}
     lower = [n.lower() for n in detector.labels] if detector.labels else []
     for line, row in rows:
         where = f"{p}:{line}"
+        img = Path(row["image"])
+        key = img if img.is_absolute() else base / img
+        rest = [row[k] for k in COLUMNS[1:]]
+        if not any(rest):  # the vendor found nothing on this image
+            out.setdefault(key, [])
+            continue
+        if not all(rest):
+            raise BlackboxCamError(f"{where}: give label, score and box, or leave all six empty for an image where "
+                                   f"the vendor found nothing; got {dict(zip(COLUMNS[1:], rest))}")
         name = row["label"]
         if name.lstrip("-").isdigit():
             c = int(name)
@@ -87,11 +102,24 @@ def read_expected_boxes(path: str | Path, detector, images: str | Path | None = 
             vals = [float(row[k]) for k in ("score", "x0", "y0", "x1", "y1")]
         except ValueError:
             raise BlackboxCamError(f"{where}: score and box must be numbers, got {[row[k] for k in COLUMNS[2:]]}") from None
-        img = Path(row["image"])
-        out[img if img.is_absolute() else base / img].append(ExpectedBox(c, vals[0], tuple(vals[1:])))
+        out.setdefault(key, []).append(ExpectedBox(c, vals[0], tuple(vals[1:])))
+    listed = {_same(k) for k in out}
+    for a in also:
+        if _same(Path(a)) not in listed:
+            out[Path(a)] = []
+            listed.add(_same(Path(a)))
     if not out:
-        raise BlackboxCamError(f"{p}: no detections listed (header {','.join(COLUMNS)})")
-    return dict(out)
+        raise BlackboxCamError(f"{p}: no images listed (header {','.join(COLUMNS)}; a row with the image and empty "
+                               "fields for one where the vendor found nothing)")
+    return out
+
+
+def _same(p: Path) -> str:
+    """One spelling per file, so an image given twice (CSV and command line) is checked once."""
+    try:
+        return str(p.resolve())
+    except OSError:
+        return str(p)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -154,7 +182,8 @@ def _report(rows: list[dict[str, Any]], min_iou: float, score_gap: float) -> Det
 
 def detector_suspects(detector) -> list[Suspect]:
     """:func:`~blackbox_cam.jobs.verify.job.suspects` plus the steps detector vendors differ in:
-    OpenCV's filters, Ultralytics' grey 114 padding and the pad anchor (centre or top-left)."""
+    OpenCV's filters, Ultralytics' grey 114 padding, the pad anchor (centre or top-left) and, for
+    a letterbox, padding before the resize (``"pad_first"``, as NudeNet) or after."""
     geo, pp = detector.geometry, detector.preprocessing
     out = suspects(pp, geo, detector.pipeline.vocabulary, tuple(detector.input_size))
     for f in CV2_FILTERS:
@@ -164,6 +193,9 @@ def detector_suspects(detector) -> list[Suspect]:
         out.append(Suspect('"pad_color": [114, 114, 114] (Ultralytics\' grey)', pp, replace(geo, pad_color=(114.0,) * 3)))
     anchor = "top-left" if geo.centre != "topleft" else "center"
     out.append(Suspect(f'"pad_anchor": "{anchor}"', pp, replace(geo, centre="topleft" if anchor == "top-left" else "torchvision")))
+    if geo.mode == "letterbox" and geo.size is None:  # pad to the input's aspect first, then resize (NudeNet)
+        out.append(Suspect(f'"pad_first": {"false" if geo.pad_first else "true"}', pp,
+                           replace(geo, pad_first=not geo.pad_first)))
     return out
 
 
