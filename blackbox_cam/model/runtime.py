@@ -329,7 +329,8 @@ class Classifier:
     def _function_cf(self, image: np.ndarray) -> np.ndarray:
         """The function's output for one image as ``(C, H, W)`` float64 (for the probes)."""
         from .vendor_fn import channels_first
-        out = self.preprocess_fn.preprocess(image, self._fn_expect, self.input_dtype, what="a probe image")
+        h, w = image.shape[:2]
+        out = self.preprocess_fn.preprocess(image, self._fn_expect, self.input_dtype, what=f"a {w}x{h} probe image")
         return channels_first(out, self.layout)
 
     def _takes_floats(self) -> bool:
@@ -355,14 +356,9 @@ class Classifier:
         self.preprocess_fn.preprocess(u8, self._fn_expect, self.input_dtype, what=f"the {hw[1]}x{hw[0]} image")
         if hw not in self._fn_checked:
             grey = np.full(u8.shape, 127, np.uint8)
-            try:
-                out = self.preprocess_fn.fn(grey)
-                shape = list(np.asarray(out).shape)
-            except Exception:
-                shape = None
             self.preprocess_fn.preprocess(grey, self._fn_expect, self.input_dtype,
                                           what=f"a grey {hw[1]}x{hw[0]} image (another image of the same size "
-                                               f"gave {list(self._fn_expect)}; shape {shape})")
+                                               f"gave {list(self._fn_expect)})")
             self._fn_checked[hw] = True
 
     def _function_feed(self, x: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ Three steps, each writing next to this script into ``ppocr/``:
 
 ``images`` (any Python with Pillow): text lines rendered with Pillow's DejaVu fonts from real text
     (the opening sentences of Darwin's *On the Origin of Species*, 1859, public domain), dark on
-    light and light on dark, short (padded right by the vendor) and long (squashed to 192), each
+    light and light on dark, short (``Beagle``, ``Darwin, 1859``: under 4:1, padded right by the
+    vendor) and long (over 4:1, squashed to 192 wide), each
     also rotated 180 degrees (``*_180.png``): the classifier's two classes.
 
 ``vendor WHEEL_DIR`` (a venv of its own: the wheel needs plain ``onnxruntime``, which must never
@@ -30,7 +31,8 @@ Three steps, each writing next to this script into ``ppocr/``:
 
         PYTHONPATH=$PWD:<torchvision stand-in> python tests/data/vendors/make_ppocr.py gradcam
 
-    converts the ONNX file to torch with ``onnx2torch``, feeds it the vendor function's output
+    converts the ONNX file to torch with ``onnx2torch`` (its ``Constant`` weights moved to
+    initializers first, which onnx2torch needs), feeds it the vendor function's output
     for each image and writes pytorch-grad-cam's ``GradCAM`` map at the last feature map before
     pooling for the vendor's top-1 class (``ClassifierOutputTarget``, on the Softmax output the
     graph ends in) into ``gradcam_reference.npz`` (key = image name, a [48, 192] map at the
@@ -53,13 +55,17 @@ TEXT = ["When on board H.M.S. Beagle, as naturalist,",
         "in the distribution of the inhabitants",
         "of South America",
         "and in the geological relations",
-        "Origin of Species"]
+        "Origin of Species",
+        "Beagle",
+        "Darwin, 1859"]
 STYLES = [("DejaVuSans.ttf", 28, (20, 20, 20), (250, 250, 245)),
           ("DejaVuSerif.ttf", 22, (30, 30, 90), (235, 235, 225)),
           ("DejaVuSansMono.ttf", 20, (10, 10, 10), (255, 255, 255)),
           ("DejaVuSans-Bold.ttf", 34, (240, 240, 240), (40, 60, 80)),
           ("DejaVuSerif-Bold.ttf", 26, (60, 20, 20), (245, 240, 220)),
-          ("DejaVuSansCondensed.ttf", 30, (0, 0, 0), (210, 220, 230))]
+          ("DejaVuSansCondensed.ttf", 30, (0, 0, 0), (210, 220, 230)),
+          ("DejaVuSerif.ttf", 30, (20, 20, 20), (250, 250, 250)),
+          ("DejaVuSans.ttf", 24, (30, 30, 30), (225, 230, 215))]
 GRADCAM_LAYER = "last feature map before pooling"
 
 
@@ -117,7 +123,7 @@ def gradcam() -> None:
     sys.path.insert(0, str(MODEL.parent))
     from ppocr_cls_fn import preprocess
 
-    net = convert(onnx.load(str(MODEL))).eval()
+    net = convert(_constants_as_initializers(onnx.load(str(MODEL)))).eval()
     layer = _last_map_module(net)
     refs = {}
     for p in sorted((HERE / "images").glob("*.png")):
@@ -128,6 +134,22 @@ def gradcam() -> None:
             refs[p.name] = cam(input_tensor=x, targets=[ClassifierOutputTarget(top)])[0].astype(np.float32)
     np.savez_compressed(HERE / "gradcam_reference.npz", **refs)
     print(f"{len(refs)} maps at {type(layer).__name__} -> {HERE / 'gradcam_reference.npz'}")
+
+
+def _constants_as_initializers(m):
+    """Paddle's export keeps every weight in a ``Constant`` node; onnx2torch wants initializers
+    (the same tensors moved, the math unchanged)."""
+    from onnx import numpy_helper
+
+    keep = []
+    for n in m.graph.node:
+        if n.op_type == "Constant" and n.attribute[0].name == "value":
+            m.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(n.attribute[0].t), n.output[0]))
+        else:
+            keep.append(n)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    return m
 
 
 def _last_map_module(net):
@@ -141,7 +163,7 @@ def _last_map_module(net):
         net(torch.zeros(1, 3, 48, 192))
     for h in hooks:
         h.remove()
-    maps = [(n, m, s) for n, m, s in seen if len(s) == 4 and s[2] > 1]
+    maps = [(n, m, s) for n, m, s in seen if len(s) == 4 and s[2] * s[3] > 1]
     name, module, shape = maps[-1]
     print(f"layer {name} {shape}")
     return module
