@@ -172,11 +172,13 @@ def test_bad_function_is_one_line_exit_2_nothing_written(tmp_path, case):
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["explain", str(model), str(img), "-m", "gradcam", "--out", str(out),
                                   "--preprocess-fn", f"{tmp_path / 'f.py'}:f"])
-    assert r.exit_code == 2, r.output
+    # wrong on the probes at load: exit 2 before any image; wrong only on this image: the batch records
+    # the image as failed (exit 1) and goes on; either way one line and no map
+    assert r.exit_code == (1 if case == "unsteady" else 2), r.output
     err = [ln for ln in r.output.splitlines() if ln.startswith("error")]
     assert len(err) == 1 and BAD[case][1] in err[0], r.output
     assert "Traceback" not in r.output
-    assert not list(out.glob("*.npy")) if out.exists() else True
+    assert not out.exists() or not list(out.glob("*.npy"))
 
 
 @pytest.mark.parametrize("spec, message", [
