@@ -7,8 +7,8 @@ Three steps, each writing next to this script into ``ppocr/``:
 
 ``images`` (any Python with Pillow): text lines rendered with Pillow's DejaVu fonts from real text
     (the opening sentences of Darwin's *On the Origin of Species*, 1859, public domain), dark on
-    light and light on dark, short (``Beagle``, ``Darwin, 1859``: under 4:1, padded right by the
-    vendor) and long (over 4:1, squashed to 192 wide), each
+    light and light on dark, short (``Beagle``: under 4:1, padded right by the vendor) and long
+    (over 4:1, squashed to 192 wide), each
     also rotated 180 degrees (``*_180.png``): the classifier's two classes.
 
 ``vendor WHEEL_DIR`` (a venv of its own: the wheel needs plain ``onnxruntime``, which must never
