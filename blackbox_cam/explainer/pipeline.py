@@ -214,6 +214,9 @@ def make_result(clf, explanation: Explanation, saliency: np.ndarray, predicted: 
     record = getattr(clf, "pipeline_record", None)
     pipe = record() if record is not None and (clf.preprocess_fn or clf.postprocess_fn
                                                or clf.score_kind != "probability") else None
+    geo = getattr(clf, "geometry", None)
+    if pipe is not None and getattr(geo, "probed", False) and image is not None:
+        pipe["geometry"] = geo.describe(image.shape[:2])  # what the probes found for this image's size
     return Result(explanation, saliency, int(predicted), float(predicted_score), int(target), float(score),
                   image=image, se=se, pipeline=pipe, label=label(target) if label else None,
                   predicted_label=label(predicted) if label else None,

@@ -558,7 +558,8 @@ class Classifier:
                                  f"limit {self._limit}")
         outs, logits = [], []
         for i in range(0, n, self.batch_size):
-            raw, z = self._run_all(x[i:i + self.batch_size])
+            chunk = x[i:i + self.batch_size]
+            raw, z = self._run_all(chunk) if self._logits_name else (self._run(chunk), None)
             outs.append(_as_scores(raw))
             if z is not None:
                 logits.append(_as_scores(np.asarray(z)))
