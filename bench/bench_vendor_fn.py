@@ -49,13 +49,17 @@ def main() -> None:
     out = {"load_before": os.getloadavg(), "budget": a.budget, "cases": {}}
     for name, im in images.items():
         times: dict[str, list[float]] = {"sidecar": [], "function": []}
+        cpu: dict[str, list[float]] = {"sidecar": [], "function": []}
         for _ in range(a.repeats):
             for kind, clf in (("sidecar", side), ("function", fn)):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 explain_image(clf, im, "decam", budget=a.budget, seed=0)
                 times[kind].append(time.perf_counter() - t)
+                cpu[kind].append(time.process_time() - c)
         case = {"sidecar_s": times["sidecar"], "function_s": times["function"],
+                "sidecar_cpu_s": cpu["sidecar"], "function_cpu_s": cpu["function"],
                 "ratio_of_medians": statistics.median(times["function"]) / statistics.median(times["sidecar"]),
+                "cpu_ratio_of_medians": statistics.median(cpu["function"]) / statistics.median(cpu["sidecar"]),
                 "feed_ms_per_query": {"sidecar": per_query_ms(side, im), "function": per_query_ms(fn, im)}}
         out["cases"][name] = case
         print(name, json.dumps(case), flush=True)

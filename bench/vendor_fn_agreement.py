@@ -34,10 +34,11 @@ FN = f"{ROOT / 'models/efficientnet_lite0_fn.py'}:preprocess"
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=int, default=500)
+    ap.add_argument("--images", default="astronaut.png,chelsea.png,coffee.png,rocket.jpg")
     a = ap.parse_args()
     side, fn = Classifier(MODEL), Classifier(MODEL, preprocess_fn=FN)
     rows, load0 = [], os.getloadavg()
-    for p in sorted((ROOT / "models/images").glob("*.*g")):
+    for p in [ROOT / "models/images" / n for n in a.images.split(",")]:
         im = load_image(p)
         x = side.prepare(im)
         for method in ("gradcam", "decam", "rise", "occlusion"):

@@ -8,6 +8,7 @@ these tests need neither.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -35,7 +36,8 @@ EFFNET = ROOT / "models" / "efficientnet_lite0.onnx"
 EFFNET_FN = ROOT / "models" / "efficientnet_lite0_fn.py"
 PLANTED = ROOT / "models" / "planted" / "planted.onnx"
 
-cv2 = pytest.importorskip("cv2")  # the vendor's function uses OpenCV (opencv-python-headless)
+#: the vendor's function uses OpenCV (opencv-python-headless, in the test extra)
+needs_cv2 = pytest.mark.skipif(importlib.util.find_spec("cv2") is None, reason="the vendor's function needs OpenCV")
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +56,7 @@ def text_mask(image: np.ndarray) -> np.ndarray:
 
 
 # -- the vendor model, through verify --------------------------------------------------------------
+@needs_cv2
 def test_verify_with_the_vendors_function_passes_and_says_what_it_imports(tmp_path):
     r = CliRunner().invoke(main, ["verify", str(PPOCR), "--expect", str(DATA / "expected_ppocr_cls.csv"),
                                   "--table", str(tmp_path / "v.csv")])
@@ -65,6 +68,7 @@ def test_verify_with_the_vendors_function_passes_and_says_what_it_imports(tmp_pa
     assert "labels: " in r.output and "read as JSON list" in r.output
 
 
+@needs_cv2
 def test_the_closest_declarative_sidecar_does_not_pass(tmp_path):
     side = tmp_path / "closest.json"
     side.write_text(json.dumps({"preprocess": "symmetric", "resize": "squash", "bgr": True, "input_size": [48, 192]}))
@@ -75,6 +79,7 @@ def test_the_closest_declarative_sidecar_does_not_pass(tmp_path):
     assert float(re.search(r"largest log-odds gap ([0-9.]+)", r.output).group(1)) > 1.0
 
 
+@needs_cv2
 def test_probed_geometry_finds_the_vendors_fit_and_right_padding(ppocr):
     short = load_image(DATA / "images" / "line6.png")       # "Beagle": under 4:1, padded right
     h, w = short.shape[:2]
@@ -89,6 +94,7 @@ def test_probed_geometry_finds_the_vendors_fit_and_right_padding(ppocr):
     assert "no padding" in ppocr.geometry.place(long.shape[:2]).describe()
 
 
+@needs_cv2
 def test_gradcam_through_the_probed_geometry_equals_pytorch_grad_cam(ppocr):
     ref = np.load(DATA / "gradcam_reference.npz")
     assert len(ref.files) == 16
@@ -103,6 +109,7 @@ def test_gradcam_through_the_probed_geometry_equals_pytorch_grad_cam(ppocr):
         np.testing.assert_allclose(res.saliency, on_image, atol=1e-4, err_msg=name)
 
 
+@needs_cv2
 def test_black_box_map_is_image_sized_and_on_the_text():
     """The line pasted on a blank canvas twice its width (as a loose crop would be): the vendor's
     signal is the text, so DE-CAM's map must put most of its mass on the text's half."""
@@ -122,6 +129,7 @@ def test_black_box_map_is_image_sized_and_on_the_text():
     assert text.flat[np.argmax(res.saliency)]
 
 
+@needs_cv2
 def test_saturated_probability_warns_and_names_the_flag():
     clf = Classifier(PPOCR)
     im = load_image(DATA / "images" / "line3_180.png")

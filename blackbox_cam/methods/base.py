@@ -41,7 +41,8 @@ class Explanation:
     ----------
     saliency : float32 array (H, W) in [0, 1] at the model's input size, high = important for ``target``.
     target : class index explained.
-    score : the target's probability on the unmasked image.
+    score : the target's probability on the unmasked image (its log-odds when the classifier
+        explains ``score_kind == "log-odds"``, ``params["score"]`` then says so).
     queries : images the model was asked to score for this explanation, the unmasked prediction
         included; this is what the budget limits. White-box methods: 1 (the unmasked prediction);
         their gradient run is a second graph, not a query of the black box, and is not counted.

@@ -583,10 +583,11 @@ class Classifier:
 
     def probabilities_and_explained(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(probabilities, explained scores)`` from one counted run."""
+        if self.score_kind == "probability":  # through probabilities() -> scores(), the one counted path
+            p = self.probabilities(x)
+            return p, np.asarray(p, np.float64)
         raw, z = self._counted(x)
         p = self.as_probabilities(raw)
-        if self.score_kind == "probability":
-            return p.astype(np.float32), np.asarray(p, np.float64)
         return p.astype(np.float32), self._log_odds(raw, z, p)
 
     def _log_odds(self, raw: np.ndarray, z: np.ndarray | None, p: np.ndarray) -> np.ndarray:
