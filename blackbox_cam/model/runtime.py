@@ -180,11 +180,20 @@ class Classifier:
         ONNX Runtime, on CUDA when a GPU initialises, else on CPU (:data:`~blackbox_cam.model.backends.AUTO_REASON`).
     batch_size : images per model call; the backend's choice for the input size when omitted.
     input_size : ``(H, W)`` for models whose spatial input dims are symbolic.
-    labels : file with one class name per line.
+    labels : a labels file: one name per line, a JSON list, an index -> name mapping (also Hugging
+        Face's ``config.json`` ``id2label``) or a name -> index mapping (Keras' ``class_indices``);
+        the format is detected (:attr:`labels_format`), see :mod:`blackbox_cam.model.labels`.
     resize : ``squash | crop | letterbox``, how images reach the input size (:mod:`blackbox_cam.model.geometry`).
     crop_pct : the kept fraction of the scaled image (default 0.875 for ``crop``, 1 otherwise, as timm/torchvision).
     sidecar : the sidecar file (ours, a Hugging Face ``preprocessor_config.json`` or a timm config);
         default ``<model>.json``, else ``preprocessor_config.json`` beside the model.
+    preprocess_fn : the vendor's own preprocessing, ``"FILE.py:NAME"`` or a callable (``preprocess=``
+        a callable is the same): one ``H x W x 3`` uint8 RGB image -> the model's input for it. The
+        methods then work on the image itself (:meth:`prepare`), the geometry and the baseline
+        colour are probed (:mod:`blackbox_cam.model.vendor_fn`). Importing a file runs its code.
+    postprocess_fn, postprocess : the model's raw outputs for a batch (a list) -> ``[N, classes]``.
+    score : ``probability`` (default) or ``log-odds``: what :meth:`explained_scores` gives the
+        black-box methods (:attr:`score_source` says from what).
     """
 
     input_name = _fact("input_name")
