@@ -26,8 +26,9 @@ Three steps, each writing next to this script into ``ppocr/``:
     ``vendor_labels.txt`` (the vendor's own ``cls_res`` label and score per image, for the record).
 
 ``gradcam`` (the dev environment: torch CPU, ``pip install onnx2torch grad-cam --no-deps`` with
-    their light deps, and a torchvision stand-in on ``PYTHONPATH``, e.g. ``/work/devstubs``: only
-    ``torchvision.transforms`` is imported by pytorch-grad-cam's package, never used here)::
+    their light deps, and a torchvision stand-in on ``PYTHONPATH`` when torchvision is not
+    installed: a ``torchvision`` package whose ``transforms`` and ``ops`` import (pytorch-grad-cam
+    imports ``transforms``, onnx2torch ``ops.roi_align`` at package import; neither is called here))::
 
         PYTHONPATH=$PWD:<torchvision stand-in> python tests/data/vendors/make_ppocr.py gradcam
 
