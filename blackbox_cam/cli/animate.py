@@ -94,6 +94,10 @@ def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: s
     items = expand_inputs(images)
     out = ensure_dir(out_dir)
     clf = load_classifier(model, kw)
+    if clf.preprocess_fn is not None and any(METHODS[m].whitebox for m in names):
+        raise BlackboxCamError(f"animate draws white-box maps layer by layer in the model's input space; with "
+                               f"{clf.preprocess_fn.name} that is not placed on the image yet: animate DE-CAM's "
+                               "search (-m decam), or explain -m gradcam for the final map")
     attention = [m for m in names if m in ATTENTION_METHODS]
     if attention:  # a model without global attention stops here, once
         bind_all(attention, None, {}, clf.input_size, clf=clf)

@@ -80,6 +80,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     cache = MapCache(out, clf)
     with book:  # explain.json is complete on disk when the loop ends, Ctrl-C included
         failed = 0
+        size_said: dict = {}  # image sizes whose probed geometry was said
         for item in items:
             if item.skip:
                 click.echo(item.error, err=True)
@@ -117,6 +118,9 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
                 ex = res.explanation
                 rec = result_record(res, image=str(item.path), model=str(model), cached=hit, image_size=size,
                                     seconds=ex.seconds if hit else round(time.perf_counter() - t0, 3))
+                if getattr(clf, "preprocess_fn", None) is not None and size_said.setdefault(image.shape[:2], False) is False:
+                    size_said[image.shape[:2]] = True  # the probed geometry, once per image size
+                    click.echo(f"{item.name}: {clf.geometry.describe(image.shape[:2])}", err=True)
                 if ex.warning:  # a map with no information is written, and said to be one
                     click.echo(f"warning: {item.name}: {ex.warning}", err=True)
                 commit_result(book, rec, res, stem=item.path.stem if item.origin == "arg" else item.stem(),

@@ -15,7 +15,7 @@ import click
 
 from ..jobs.gate.job import MAX_FAIL_RATE, MAX_SHARE, MIN_SHARE
 from ..methods import METHODS
-from .options import classifier_kwargs, method_kwargs, method_options, methods_option, model_options, run_options
+from .options import announce_pipeline, classifier_kwargs, method_kwargs, method_options, methods_option, model_options, run_options
 
 
 @click.command()
@@ -83,6 +83,7 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
     items = expand_inputs(inputs)
     check_inputs(items, forbid_r, require_r)
     clf = Classifier(model, **classifier_kwargs(kw))
+    announce_pipeline(clf)
     bind_all(methods, budget, options, clf=clf)
     if junit is not None:
         ensure_dir(junit.parent)

@@ -10,6 +10,7 @@ import click
 
 from ..jobs.global_.executors import DEFAULT_START_TIMEOUT
 from ..methods import METHODS
+from ..errors import BlackboxCamError
 from .options import announce_backend, budget_help, classifier_kwargs, method_kwargs, method_options, model_options
 
 
@@ -73,6 +74,10 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
     bind_all([method], budget, options)  # options and budget checked before the model is loaded
     ckw = classifier_kwargs(kw)
     clf = Classifier(model, **ckw)
+    if clf.preprocess_fn is not None:
+        raise BlackboxCamError(f"global averages maps in the model's input space across images; with "
+                               f"{clf.preprocess_fn.name} the maps are in each image's own pixels, which global "
+                               "does not aggregate yet (--postprocess-fn and --score work here)")
     bind_all([method], budget, options, clf=clf)
     announce_backend(clf)
     t0 = time.perf_counter()

@@ -44,6 +44,17 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                           "(default: <model>.json, else preprocessor_config.json beside the model)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help="Images per model call (default: chosen from the input size)."),
+        click.option("--preprocess-fn", "preprocess_fn", default=None, metavar="FILE.py:NAME",
+                     help="The vendor's own preprocessing function: one H x W x 3 uint8 RGB image -> the model's "
+                          "input. It replaces the resize/normalisation keys; importing it runs its code "
+                          "(default: the sidecar's \"preprocess_fn\", relative to the sidecar)."),
+        click.option("--postprocess-fn", "postprocess_fn", default=None, metavar="FILE.py:NAME",
+                     help="The vendor's function from the model's raw outputs (a list, one array per output) "
+                          "to the scores to explain [N, classes] (default: the sidecar's \"postprocess_fn\")."),
+        click.option("--score", "score", type=click.Choice(["probability", "log-odds"]), default=None,
+                     help="What the black-box methods and metrics explain: the target's probability, or its "
+                          "log-odds (from the logits before the graph's final Softmax; keeps moving where a "
+                          "sure model's probability has saturated) (default: the sidecar's \"score\", else probability)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -66,7 +77,8 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def classifier_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     """Pop the model options out of a command's keyword arguments."""
     return {k: kw.pop(k) for k in ("preprocess", "bgr", "layout", "output", "labels", "device", "backend",
-                                    "batch_size", "resize", "crop_pct", "sidecar") if k in kw}
+                                    "batch_size", "resize", "crop_pct", "sidecar", "preprocess_fn",
+                                    "postprocess_fn", "score") if k in kw}
 
 
 def load_classifier(model: Any, kw: dict[str, Any]) -> Any:
@@ -85,6 +97,22 @@ def announce_backend(clf: Any) -> None:
     click.echo(f"backend: {clf.session.describe()}, batch {clf.batch_size}{what}{why}", err=True)
     for note in getattr(clf, "notes", ()):
         click.echo(note, err=True)
+    announce_pipeline(clf)
+
+
+def announce_pipeline(clf: Any) -> None:
+    """The trust line: which vendor files were imported (their code ran, like a ``conftest.py``),
+    what was probed, the labels' format and the score explained (stderr)."""
+    for f in (getattr(clf, "preprocess_fn", None), getattr(clf, "postprocess_fn", None)):
+        if f is not None and f.file is not None:
+            click.echo(f"imported {f.file} for {f.kind} {f.name.split(':')[-1]} (sha256 {f.sha256[:16]}): its code "
+                       "ran, like a conftest.py; use only a sidecar you trust", err=True)
+    if getattr(clf, "preprocess_fn", None) is not None:
+        click.echo(f"pipeline: {clf.describe_pipeline()}", err=True)
+    if getattr(clf, "labels_format", None) and clf.labels_format != "one name per line":
+        click.echo(f"labels: {clf.labels_source} read as {clf.labels_format}", err=True)
+    if getattr(clf, "score_kind", "probability") != "probability":
+        click.echo(f"score: {clf.score_source}", err=True)
 
 
 

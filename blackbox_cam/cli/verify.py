@@ -82,8 +82,9 @@ def verify(model: Path, also: tuple[Path, ...], expect: Path, images: Path | Non
     clf = load_classifier(model, kw)
     expected = read_expected(expect, clf, images)
     announce_backend(clf)
-    click.echo(f"pipeline: {clf.geometry.describe()}; {clf.preprocessing.describe()}"
-               + (f" (from {clf.sidecar_file})" if clf.sidecar_file else " (no sidecar)"), err=True)
+    if getattr(clf, "preprocess_fn", None) is None:  # else announce_backend said the function's line
+        click.echo(f"pipeline: {clf.geometry.describe()}; {clf.preprocessing.describe()}"
+                   + (f" (from {clf.sidecar_file})" if clf.sidecar_file else " (no sidecar)"), err=True)
     rep = run_verify(clf, expected, tolerance, try_suspects=suspects)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rep.rows[0]), lineterminator="\n")

@@ -53,6 +53,7 @@ class Result(Shows):
     backend: dict[str, Any] | None = None  # what ran the model (explain.json's "backend")
     cached: bool = False                   # rebuilt from a map cache (no query made)
     se: np.ndarray | None = None           # per-pixel standard error at the image's size (black-box)
+    pipeline: dict[str, Any] | None = None  # vendor functions (file, SHA-256) and --score, when not the default
 
     @property
     def method(self) -> str:
@@ -165,17 +166,21 @@ class Scored:
     """One image scored once: every method explaining it shares this prediction and target."""
 
     image: np.ndarray      # H x W x 3 RGB float, 0..255, original size
-    x: np.ndarray          # model space (C, H, W) at the input size
+    x: np.ndarray          # model space (C, H, W) at the input size (the image itself with a preprocess_fn)
     probs: np.ndarray      # class probabilities of the unmasked image
     target: int
+    value: float | None = None  # the explained score of the target (probability or log-odds, --score)
 
 
 def score_image(clf, image: np.ndarray, target: str | int | None = None) -> Scored:
     """Prepare ``image``, score it (one query) and resolve ``target`` against that prediction."""
     x = clf.prepare(image)
-    probs = clf.probabilities(x[None])[0]
+    both = getattr(clf, "probabilities_and_explained", None)
+    probs, values = both(x[None]) if both is not None else (clf.probabilities(x[None]), None)
+    probs = probs[0]
     check_finite(probs, "the model's scores for the image")
-    return Scored(image, x, probs, resolve_target(clf, target, probs))
+    t = resolve_target(clf, target, probs)
+    return Scored(image, x, probs, t, None if values is None else float(values[0, t]))
 
 
 def explain_scored(clf, scored: Scored, call: Call, *, seed: int = 0) -> Result:
@@ -184,12 +189,18 @@ def explain_scored(clf, scored: Scored, call: Call, *, seed: int = 0) -> Result:
     The unmasked prediction of ``scored`` counts once in every explanation's queries and budget.
     """
     keep = getattr(clf, "padding_kept", None)
+    geo = getattr(clf, "geometry", None)
+    if call.spec.whitebox and getattr(geo, "probed", False):
+        geo.place(scored.image.shape[:2])  # a function that is no resampling: one line before the gradient run
+    value = scored.value if scored.value is not None else float(scored.probs[scored.target])
     with keep(scored.x, scored.image.shape[:2]) if keep is not None else contextlib.nullcontext():
-        expl = call.run(clf, scored.x, scored.target, seed=seed, score=float(scored.probs[scored.target]))
+        expl = call.run(clf, scored.x, scored.target, seed=seed, score=value)
     pred = int(np.argmax(scored.probs))
     check_finite(expl.saliency, f"the {call.spec.name} map")
-    sal = np.clip(map_to_image(clf, expl.saliency, scored.image.shape[:2]), 0.0, 1.0).astype(np.float32)
-    return make_result(clf, expl, sal, pred, float(scored.probs[pred]), scored.target, expl.score, scored.image)
+    sal = np.clip(map_to_image(clf, expl.saliency, scored.image.shape[:2], model_space=call.spec.whitebox),
+                  0.0, 1.0).astype(np.float32)
+    return make_result(clf, expl, sal, pred, float(scored.probs[pred]), scored.target,
+                       float(scored.probs[scored.target]), scored.image)
 
 
 def make_result(clf, explanation: Explanation, saliency: np.ndarray, predicted: int, predicted_score: float,
@@ -200,17 +211,28 @@ def make_result(clf, explanation: Explanation, saliency: np.ndarray, predicted: 
     se = None
     if explanation.se is not None:
         se = np.maximum(map_to_image(clf, explanation.se, saliency.shape), 0.0).astype(np.float32)
+    record = getattr(clf, "pipeline_record", None)
+    pipe = record() if record is not None and (clf.preprocess_fn or clf.postprocess_fn
+                                               or clf.score_kind != "probability") else None
+    geo = getattr(clf, "geometry", None)
+    if pipe is not None and getattr(geo, "probed", False) and image is not None:
+        pipe["geometry"] = geo.describe(image.shape[:2])  # what the probes found for this image's size
     return Result(explanation, saliency, int(predicted), float(predicted_score), int(target), float(score),
-                  image=image, se=se, label=label(target) if label else None,
+                  image=image, se=se, pipeline=pipe, label=label(target) if label else None,
                   predicted_label=label(predicted) if label else None,
                   model=str(clf.path) if getattr(clf, "path", None) is not None else None,
                   backend=session.record() if hasattr(session, "record") else None)
 
 
-def map_to_image(clf, saliency: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+def map_to_image(clf, saliency: np.ndarray, image_hw: tuple[int, int], *, model_space: bool | None = None) -> np.ndarray:
     """A model-resolution map on the ``image_hw`` image, through the classifier's resize rule
-    (:mod:`blackbox_cam.model.geometry`: zeros where a crop hid the image from the model)."""
-    return getattr(clf, "geometry", Geometry()).to_image(saliency, image_hw)
+    (:mod:`blackbox_cam.model.geometry`: zeros where a crop hid the image from the model). With
+    a ``preprocess_fn`` the geometry is probed (:class:`~blackbox_cam.model.vendor_fn.FunctionGeometry`):
+    black-box maps are already on the image, white-box ones (``model_space``) go through the probe."""
+    geo = getattr(clf, "geometry", Geometry())
+    if getattr(geo, "probed", False):
+        return geo.to_image(saliency, image_hw, model_space)
+    return geo.to_image(saliency, image_hw)
 
 
 def check_finite(values: np.ndarray, what: str) -> None:

@@ -36,6 +36,8 @@ def result_record(res, *, image: str, model: str | None = None, seconds: float |
                 "map_size": list(res.saliency.shape)})
     if "search" in ex.extra:  # DE-CAM: population, generations, best fitness per generation
         rec["search"] = ex.extra["search"]
+    if getattr(res, "pipeline", None):  # vendor functions with their SHA-256, and --score
+        rec["pipeline"] = res.pipeline
     if ex.warning:  # a map with no information (constant / all zero) is written, and said to be one
         rec["warning"] = ex.warning
     if ex.uncertainty is not None:  # how sure the map is, and why --budget auto stopped

@@ -378,6 +378,9 @@ class MapCache:
             "output": getattr(clf, "output_name", None),
             "provider": (getattr(clf, "providers", None) or ["?"])[0],
         }
+        record = getattr(clf, "pipeline_record", None)
+        if record is not None and (clf.preprocess_fn or clf.postprocess_fn or clf.score_kind != "probability"):
+            self._model_facts["pipeline"] = record()   # the functions' SHA-256 and --score
         self.hits = 0
         self.misses = 0
 
@@ -482,7 +485,8 @@ def explain_cached(clf: Any, image: np.ndarray, method: str | Call, *, cache: Ma
         if hit is not None:
             ex = Explanation(hit.saliency, hit.target, hit.score, hit.queries, hit.seconds, hit.params, hit.method,
                              warning=hit.warning, se=hit.se, uncertainty=hit.uncertainty)
-            sal = np.clip(map_to_image(clf, hit.saliency, image.shape[:2]), 0.0, 1.0).astype(np.float32)
+            sal = np.clip(map_to_image(clf, hit.saliency, image.shape[:2], model_space=call.spec.whitebox),
+                          0.0, 1.0).astype(np.float32)
             res = make_result(clf, ex, sal, hit.predicted, hit.predicted_score, hit.target, hit.score, image)
             res.cached = True
             return res, True

@@ -41,7 +41,8 @@ class Explanation:
     ----------
     saliency : float32 array (H, W) in [0, 1] at the model's input size, high = important for ``target``.
     target : class index explained.
-    score : the target's probability on the unmasked image.
+    score : the target's probability on the unmasked image (its log-odds when the classifier
+        explains ``score_kind == "log-odds"``, ``params["score"]`` then says so).
     queries : images the model was asked to score for this explanation, the unmasked prediction
         included; this is what the budget limits. White-box methods: 1 (the unmasked prediction);
         their gradient run is a second graph, not a query of the black box, and is not counted.
@@ -206,13 +207,17 @@ class Call:
         paid = score is not None
         with clf.limit(None if self.budget is None else self.budget - paid):
             if score is None:
-                score = float(clf.probabilities(x[None])[0, target])
+                from .perturb import explained_scores
+                score = float(explained_scores(clf, x[None])[0, target])
             inner = None if self.budget is None else self.budget - 1
             rounds = None if self.auto is None or inner is None else Rounds(self.auto, self.budget)
             more = {"auto": rounds} if self.spec.anytime else {}
             out = self.spec.hook(clf, x, int(target), budget=inner, seed=seed, score=float(score),
                                  **self.options, **more)
         run = {} if self.spec.whitebox else {"budget": "auto" if rounds else self.budget, "seed": seed}
+        kind = getattr(clf, "score_kind", "probability")
+        if kind != "probability" and not self.spec.whitebox:
+            run["score"] = kind
         params = {**run, **self.options, **out.params}
         extra = dict(out.extra)
         unc = extra.pop("uncertainty", None)
@@ -226,6 +231,8 @@ class Call:
             summary["auto"]["queries"] = queries
         warning = flat_map_warning(out.saliency, self.spec.name, self.spec.whitebox, float(score),
                                    params.get("layer")) or no_information(summary, self.spec.name, float(score))
+        if warning and not self.spec.whitebox and kind == "probability" and "saturated" in warning:
+            warning += "; --score log-odds keeps moving where a saturated probability cannot"
         return Explanation(saliency=out.saliency, target=int(target), score=float(score),
                            queries=queries, seconds=time.perf_counter() - t0,
                            params=params, method=self.spec.name, extra=extra, warning=warning,

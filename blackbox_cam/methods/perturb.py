@@ -22,6 +22,14 @@ BASELINE_OPTION = Option("baseline", str, "zeros", "What removed pixels become: 
 MAX_BATCH_BYTES = 32 * 2 ** 20
 
 
+def explained_scores(clf, batch: np.ndarray) -> np.ndarray:
+    """What the black-box methods explain for a batch, ``(N, classes)``: the classifier's
+    probabilities or log-odds (``--score``; :meth:`Classifier.explained_scores`), or the
+    probabilities of a classifier-like object that offers only those."""
+    fn = getattr(clf, "explained_scores", None)
+    return fn(batch) if fn is not None else clf.probabilities(batch)
+
+
 def batch_capacity(clf, image_shape: tuple[int, ...], limit: int | None = None) -> int:
     """Images per model call: the classifier's batch size, cut to ``limit`` (the masks there are
     to score) and to :data:`MAX_BATCH_BYTES` of float32 input."""
@@ -53,6 +61,6 @@ class MaskScorer:
             j = min(n, i + step)
             batch = compose(self.x, self.base, masks[i:j], cell, None if offsets is None else offsets[i:j],
                             smooth=smooth, invert=invert, out=self._buf)
-            out[i:j] = self.clf.probabilities(batch)[:, self.target]
+            out[i:j] = explained_scores(self.clf, batch)[:, self.target]
         return out
 

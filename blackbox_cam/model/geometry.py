@@ -254,23 +254,31 @@ class Geometry:
     def to_image(self, saliency: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """A model-resolution map back on the original ``image_hw`` image; zeros where unseen."""
         pl = self.place(image_hw, saliency.shape[:2])
-        top, left, nh, nw = pl.inner
-        inner = saliency[top:top + nh, left:left + nw]
-        h, w = pl.image_hw
-        x0, y0, x1, y1 = pl.box
-        if (x0, y0, x1, y1) == (0.0, 0.0, float(w), float(h)):
-            return resize_map(inner, (h, w))
-        # original pixels whose centres lie inside the box, and that span in map coordinates
-        r0, r1 = max(0, math.ceil(y0 - 0.5)), min(h, math.ceil(y1 - 0.5))
-        c0, c1 = max(0, math.ceil(x0 - 0.5)), min(w, math.ceil(x1 - 0.5))
-        out = np.zeros((h, w), np.float32)
-        if r1 <= r0 or c1 <= c0:
-            return out
-        ky, kx = nh / (y1 - y0), nw / (x1 - x0)
-        mbox = (max(0.0, (c0 - x0) * kx), max(0.0, (r0 - y0) * ky),
-                min(float(nw), (c1 - x0) * kx), min(float(nh), (r1 - y0) * ky))
-        out[r0:r1, c0:c1] = resize_map(inner, (r1 - r0, c1 - c0), box=mbox)
+        return placed_to_image(saliency, pl.image_hw, pl.box, pl.inner)
+
+
+def placed_to_image(saliency: np.ndarray, image_hw: tuple[int, int], box: tuple[float, float, float, float],
+                    inner: tuple[int, int, int, int]) -> np.ndarray:
+    """A model-resolution map on the ``image_hw`` image, for content ``inner`` of the model input
+    showing the image region ``box`` (a declared :class:`Placement` or one probed from a vendor
+    function): bilinear onto ``box``, zeros where the model never saw the image, padding cut out."""
+    top, left, nh, nw = inner
+    inner = saliency[top:top + nh, left:left + nw]
+    h, w = int(image_hw[0]), int(image_hw[1])
+    x0, y0, x1, y1 = box
+    if (x0, y0, x1, y1) == (0.0, 0.0, float(w), float(h)):
+        return resize_map(inner, (h, w))
+    # original pixels whose centres lie inside the box, and that span in map coordinates
+    r0, r1 = max(0, math.ceil(y0 - 0.5)), min(h, math.ceil(y1 - 0.5))
+    c0, c1 = max(0, math.ceil(x0 - 0.5)), min(w, math.ceil(x1 - 0.5))
+    out = np.zeros((h, w), np.float32)
+    if r1 <= r0 or c1 <= c0:
         return out
+    ky, kx = nh / (y1 - y0), nw / (x1 - x0)
+    mbox = (max(0.0, (c0 - x0) * kx), max(0.0, (r0 - y0) * ky),
+            min(float(nw), (c1 - x0) * kx), min(float(nh), (r1 - y0) * ky))
+    out[r0:r1, c0:c1] = resize_map(inner, (r1 - r0, c1 - c0), box=mbox)
+    return out
 
 
 def resample(image: np.ndarray, size: tuple[int, int], filt: int | str = FILTERS["bilinear"]) -> np.ndarray:

@@ -15,7 +15,7 @@ import onnx
 
 from ..errors import BlackboxCamError, existing_file
 from .detector import Detector
-from .runtime import Classifier
+from .runtime import FN_KEYS, Classifier
 from .sidecar import find_sidecar, load_sidecar, translate
 from .signature import read_model
 
@@ -24,8 +24,10 @@ DETECTOR_ONLY = ("conf", "iou", "max_detections")
 
 
 def model_task(path: str | os.PathLike, *, sidecar: str | os.PathLike | None = None, output: str | int | None = None,
-               layout: str | None = None, input_size: tuple[int, int] | None = None) -> tuple[str, str]:
-    """``(task, reason)`` of the model file: ``classifier`` or ``detector`` and the one-line why."""
+               layout: str | None = None, input_size: tuple[int, int] | None = None,
+               function: bool = False) -> tuple[str, str]:
+    """``(task, reason)`` of the model file: ``classifier`` or ``detector`` and the one-line why
+    (``function``: a ``preprocess_fn`` makes the input size, so none is needed here)."""
     p = existing_file(path, "an .onnx model")
     try:
         proto = onnx.load(str(p), load_external_data=False)
@@ -34,8 +36,9 @@ def model_task(path: str | os.PathLike, *, sidecar: str | os.PathLike | None = N
                                "export it again with torch.onnx.export or tf2onnx") from None
     found = find_sidecar(p, sidecar)
     side = load_sidecar(found)
-    pipe = translate(side, str(found or p.with_suffix(".json")))
-    sig = read_model(proto, layout=layout or side.get("layout"), input_size=input_size or pipe.input_size,
+    pipe = translate({k: v for k, v in side.items() if k not in FN_KEYS}, str(found or p.with_suffix(".json")))
+    sized = (1, 1) if function or side.get("preprocess_fn") else None  # the function's output sets it later
+    sig = read_model(proto, layout=layout or side.get("layout"), input_size=input_size or pipe.input_size or sized,
                      output=output if output is not None else side.get("output"), source=str(p),
                      detector=side.get("detector"))
     return sig.task, sig.task_reason
@@ -45,7 +48,8 @@ def open_model(path: str | os.PathLike, **kw: Any) -> Classifier | Detector:
     """A :class:`Classifier` or a :class:`Detector` for ``path``, as the model reader decides
     (``kw``: their keyword arguments; ``conf``/``iou``/``max_detections`` only for a detector)."""
     task, _ = model_task(path, sidecar=kw.get("sidecar"), output=kw.get("output"), layout=kw.get("layout"),
-                         input_size=kw.get("input_size"))
+                         input_size=kw.get("input_size"),
+                         function=kw.get("preprocess_fn") is not None or callable(kw.get("preprocess")))
     if task == "detector":
         return Detector(path, **kw)
     given = sorted(k for k in DETECTOR_ONLY if k in kw)

@@ -16,7 +16,7 @@ import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import onnx
@@ -29,7 +29,17 @@ from .detections import expose
 from .labels import labels_from_metadata, read_labels_file
 from .preprocess import Preprocessing, resolve
 from .sidecar import find_sidecar, load_sidecar, translate
-from .signature import ModelSignature, graph_inputs, read_model
+from .signature import ModelSignature, graph_inputs, read_model, softmax_tail
+from .vendor_fn import Baseline, FunctionGeometry, VendorFunction, load_function, probe_baseline
+
+SCORES = ("probability", "log-odds")
+#: The sidecar keys of this module (not preprocessing steps).
+FN_KEYS = ("preprocess_fn", "postprocess_fn", "score")
+#: Probabilities are clipped to [P_CLIP, 1 - P_CLIP] before log(p / (1 - p)) when no logits exist.
+P_CLIP = 1e-12
+#: Sidecar keys a ``preprocess_fn`` replaces (a sidecar that sets both is refused).
+FN_REPLACES = ("preprocess", "mean", "std", "scale", "resize", "crop_pct", "resample", "uint8_resize", "pad_color",
+               "jpeg_quality", "jpeg_at", "bgr", "input_size")
 
 
 
@@ -138,6 +148,27 @@ def _as_scores(out: np.ndarray) -> np.ndarray:
     return out
 
 
+def log_odds_rows(z: np.ndarray) -> np.ndarray:
+    """Every class's log-odds from logits ``z (N, C)``: ``z_c - logsumexp(z_j, j != c)``, exact
+    (``np.logaddexp.accumulate`` from both ends, no ``1 - p`` cancellation): 27.63 at p = 1 - 1e-12."""
+    z = np.asarray(z, np.float64)
+    if z.shape[1] == 1:
+        return z.copy()
+    pre = np.logaddexp.accumulate(z, axis=1)
+    suf = np.logaddexp.accumulate(z[:, ::-1], axis=1)[:, ::-1]
+    others = np.full_like(z, -np.inf)
+    others[:, 1:] = pre[:, :-1]
+    others[:, :-1] = np.logaddexp(others[:, :-1], suf[:, 1:])
+    return z - others
+
+
+def log_odds_of_probabilities(p: np.ndarray) -> np.ndarray:
+    """``log(p / (1 - p))`` with ``p`` clipped to [:data:`P_CLIP`, 1 - :data:`P_CLIP`] (a model
+    that gives only probabilities: beyond the clip the log-odds cannot be told apart)."""
+    p = np.clip(np.asarray(p, np.float64), P_CLIP, 1.0 - P_CLIP)
+    return np.log(p) - np.log1p(-p)
+
+
 def _fact(name: str) -> property:
     return property(lambda self: getattr(self.signature, name),
                     doc=f"``signature.{name}``: read once from the graph by :func:`~blackbox_cam.model.signature.read_model`.")
@@ -168,7 +199,11 @@ class Model:
                  layout: str | None = None, output: str | int | None = None, device: str = "auto",
                  batch_size: int | None = None, input_size: tuple[int, int] | None = None,
                  labels: str | os.PathLike | None = None, backend: str = "auto", resize: str | None = None,
-                 crop_pct: float | None = None, sidecar: str | os.PathLike | None = None) -> None:
+                 crop_pct: float | None = None, sidecar: str | os.PathLike | None = None,
+                 preprocess_fn: str | Callable[[np.ndarray], np.ndarray] | None = None,
+                 postprocess_fn: str | Callable[[list[np.ndarray]], np.ndarray] | None = None,
+                 postprocess: Callable[[list[np.ndarray]], np.ndarray] | None = None,
+                 score: str | None = None) -> None:
         self.path = Path(path)
         self.model = load_onnx(self.path)
         self.sidecar_file = find_sidecar(self.path, sidecar)
@@ -178,7 +213,17 @@ class Model:
             default = self._default_sidecar()
             if default:
                 self.sidecar, source = default, f"{self.path.name}'s metadata ({self.default_sidecar_reason})"
-        pipe = translate(self.sidecar, source)
+        if callable(preprocess):  # Python: preprocess=callable is the vendor's function
+            preprocess_fn, preprocess = preprocess, None
+        self.preprocess_fn, self.postprocess_fn = self._load_functions(preprocess_fn, postprocess or postprocess_fn, source)
+        self.score_kind = self._score_kind(score, source)
+        if self.preprocess_fn is not None:
+            given = [f for f, v in (("--preprocess", preprocess), ("--bgr/--rgb", bgr), ("--resize", resize),
+                                    ("--crop-pct", crop_pct), ("input_size", input_size)) if v is not None]
+            if given:
+                raise BlackboxCamError(f"{self.preprocess_fn.name} is the whole pipeline; {', '.join(given)} "
+                                       "cannot be combined with it (the function resizes and normalises)")
+        pipe = translate({k: v for k, v in self.sidecar.items() if k not in FN_KEYS}, source)
         self.pipeline = pipe
         self.preprocessing: Preprocessing = resolve(pipe, preprocess=preprocess, bgr=bgr, source=source)
         geo = dict(pipe.geometry)
@@ -189,9 +234,10 @@ class Model:
             geo.pop("size", None)
             geo["crop_pct"] = crop_pct
         self.geometry = Geometry(**geo)
+        self.baseline: Baseline | None = None
         self.signature: ModelSignature = read_model(
             self.model, layout=layout or self.sidecar.get("layout"),
-            input_size=input_size or pipe.input_size,
+            input_size=input_size or pipe.input_size or ((1, 1) if self.preprocess_fn else None),
             output=output if output is not None else self.sidecar.get("output"), source=str(self.path),
             detector=self.sidecar.get("detector"))
         self._check_task()
@@ -199,7 +245,9 @@ class Model:
             self.model = expose(self.model, self.signature.detector.exposed)  # the head before an inner NMS
         self.notes: list[str] = []  # one-line remarks on how the file is run, printed by the commands
         self._resized_from: tuple[int, int] | None = None
-        if pipe.input_size is not None and tuple(self.signature.input_size) != tuple(pipe.input_size) \
+        if self.preprocess_fn is not None:
+            self._set_up_function(layout)
+        elif pipe.input_size is not None and tuple(self.signature.input_size) != tuple(pipe.input_size) \
                 and resize is None and crop_pct is None:
             if not self.resizable_input:
                 raise BlackboxCamError(f"{source}: the sidecar's steps make {pipe.input_size[0]}x{pipe.input_size[1]} "
@@ -220,6 +268,7 @@ class Model:
         self.on_queries = None  # optional callback(n) after each scored batch (progress bars)
         self._limit: int | None = None
         self._padding: tuple[np.ndarray, np.ndarray] | None = None  # see padding_kept()
+        self._logits_name: str | None = None  # the tensor before the final Softmax/Sigmoid (log-odds)
         self._make_sessions()
         if self._resized_from is not None:
             self._check_resized(source)
@@ -291,16 +340,145 @@ class Model:
     def _read_labels(self, labels: str | os.PathLike | None) -> None:
         """Class names: ``labels`` (a file), else the sidecar's ``labels``, else the metadata."""
         self.labels_source: str | None = None
+        self.labels_format: str | None = None
         side = self.sidecar.get("labels")
         if labels is not None or side:
             p = Path(labels) if labels is not None else self.path.parent / side
-            self.labels, self.labels_source = read_labels_file(p, self.num_classes), str(p)
+            self.labels, self.labels_format = read_labels_file(p, self.num_classes, with_format=True)
+            self.labels_source = str(p)
         else:  # neither --labels nor the sidecar names a file: the model's own metadata, if any
             found = labels_from_metadata(dict(self.signature.metadata), self.num_classes)
             self.labels = found[1] if found else None
             self.labels_source = f"metadata_props[{found[0]!r}]" if found else None
 
     # -- set-up -------------------------------------------------------------------------------
+    def _load_functions(self, pre, post, source: str) -> tuple[VendorFunction | None, VendorFunction | None]:
+        """The vendor functions: the argument (a callable, or FILE.py:NAME relative to the working
+        folder), else the sidecar's key (FILE.py:NAME relative to the sidecar)."""
+        base = self.sidecar_file.parent if self.sidecar_file is not None else None
+        out = []
+        for arg, key in ((pre, "preprocess_fn"), (post, "postprocess_fn")):
+            side = self.sidecar.get(key)
+            if arg is not None:
+                out.append(load_function(arg, key, None, f"--{key.replace('_', '-')}"))
+            elif side is not None:
+                if not isinstance(side, str):
+                    raise BlackboxCamError(f'{source}: "{key}" must be "FILE.py:NAME", got {side!r}')
+                out.append(load_function(side, key, base, source))
+            else:
+                out.append(None)
+        if out[0] is not None:
+            conflict = sorted(k for k in self.sidecar if k not in FN_KEYS + ("labels", "output", "layout")
+                              and not k.startswith("_"))
+            if conflict and (pre is None or self.sidecar.get("preprocess_fn") is not None):
+                raise BlackboxCamError(f"{source}: sets \"preprocess_fn\" and {', '.join(conflict)}; the function is "
+                                       "the whole pipeline (resize, layout, normalisation): keep one")
+        return out[0], out[1]
+
+    def _score_kind(self, score: str | None, source: str) -> str:
+        kind = score if score is not None else self.sidecar.get("score", "probability")
+        if kind not in SCORES:
+            where = "--score" if score is not None else f'{source}: "score"'
+            raise BlackboxCamError(f"{where} must be one of {', '.join(SCORES)}, got {kind!r}")
+        return kind
+
+    def _set_up_function(self, layout: str | None) -> None:
+        """The model's input size from the function's output on a probe image, the baseline
+        colour and the geometry prober (see :mod:`blackbox_cam.model.vendor_fn`)."""
+        import time
+
+        fn, sig = self.preprocess_fn, self.signature
+        expect = list(sig.input_dims[1:])
+        expect = [d if isinstance(d, int) and d > 0 else None for d in expect]
+        probe = np.full((224, 224, 3), 127, np.uint8)
+        t0 = time.perf_counter()
+        out = fn.preprocess(probe, expect, sig.input_dtype, what="a 224x224 grey probe image")
+        self.function_ms = (time.perf_counter() - t0) * 1e3
+        hw = (out.shape[1], out.shape[2]) if sig.layout == "NCHW" else (out.shape[0], out.shape[1])
+        self._fn_expect = [sig.channels] + list(hw) if sig.layout == "NCHW" else list(hw) + [sig.channels]
+        self.signature = read_model(self.model, layout=layout or self.sidecar.get("layout"), input_size=hw,
+                                    output=self.signature.output_name, source=str(self.path),
+                                    detector=self.sidecar.get("detector"))
+        self._fn_checked: dict[tuple[int, int], bool] = {}
+        self.baseline = probe_baseline(self._function_cf, (64, 64))
+        self.geometry = FunctionGeometry(self._function_cf, fn.name)
+        self.function_floats = self._takes_floats()
+        self._pool = None
+        if self.function_ms > 2.0 and (os.cpu_count() or 1) > 1:  # slow: threads (NumPy, OpenCV, Pillow release the GIL)
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+
+    def _function_cf(self, image: np.ndarray) -> np.ndarray:
+        """The function's output for one image as ``(C, H, W)`` float64 (for the probes)."""
+        from .vendor_fn import channels_first
+        h, w = image.shape[:2]
+        out = self.preprocess_fn.preprocess(image, self._fn_expect, self.input_dtype, what=f"a {w}x{h} probe image")
+        return channels_first(out, self.layout)
+
+    def _takes_floats(self) -> bool:
+        """Whether masked images may reach the function as float32 pixels, unrounded: true when a
+        fractional image lands half way between its two 8-bit neighbours (the function treats
+        pixels linearly: resizing, normalising); else masked images are rounded to 8 bits."""
+        rng = np.random.default_rng(0)
+        lo = rng.integers(0, 255, size=(40, 56, 3)).astype(np.uint8)
+        try:
+            a, b = self._function_cf(lo), self._function_cf(lo + 1)
+            mid = self._function_cf(lo.astype(np.float32) + 0.5)
+        except BlackboxCamError:
+            return False
+        step = float(np.abs(b - a).mean())
+        return step > 0 and abs(float((mid - (a + b) / 2).mean())) < 0.1 * step and \
+            float(np.abs(mid - (a + b) / 2).mean()) < 0.5 * step
+
+    def _check_function_on(self, image: np.ndarray) -> None:
+        """Run the function on an unmasked image (and, once per size, on a grey one of that size):
+        a wrong output is one line before any map is made."""
+        hw = tuple(image.shape[:2])
+        u8 = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        self.preprocess_fn.preprocess(u8, self._fn_expect, self.input_dtype, what=f"the {hw[1]}x{hw[0]} image")
+        if hw not in self._fn_checked:
+            grey = np.full(u8.shape, 127, np.uint8)
+            self.preprocess_fn.preprocess(grey, self._fn_expect, self.input_dtype,
+                                          what=f"a grey {hw[1]}x{hw[0]} image (another image of the same size "
+                                               f"gave {list(self._fn_expect)})")
+            self._fn_checked[hw] = True
+
+    def _function_feed(self, x: np.ndarray) -> np.ndarray:
+        """A work-space batch (images minus the baseline colour, channels first) through the function."""
+        colour = np.asarray(self.baseline.colour, np.float32)
+
+        def one(xi: np.ndarray) -> np.ndarray:
+            img = xi.transpose(1, 2, 0) + colour
+            img = np.clip(img, 0.0, 255.0)
+            img = img.astype(np.float32) if self.function_floats else np.rint(img).astype(np.uint8)
+            return self.preprocess_fn.preprocess(img, self._fn_expect, self.input_dtype, what="a masked image")
+
+        x = np.asarray(x, np.float32)
+        outs = list(self._pool.map(one, x)) if self._pool is not None and len(x) > 1 else [one(xi) for xi in x]
+        return np.ascontiguousarray(np.stack(outs), dtype=self.input_dtype)
+
+    def pipeline_record(self) -> dict[str, Any]:
+        """JSON-ready: the vendor functions (file and SHA-256) and the score explained, for
+        ``explain.json`` and the map cache key (a changed function is a changed pipeline)."""
+        rec: dict[str, Any] = {"score": self.score_kind}
+        for key in ("preprocess_fn", "postprocess_fn"):
+            f = getattr(self, key)
+            if f is not None:
+                rec[key] = f.record()
+        if self.baseline is not None:
+            rec["baseline_colour"] = [round(v, 3) for v in self.baseline.colour]
+            rec["function_floats"] = bool(self.function_floats)
+        return rec
+
+    def describe_pipeline(self) -> str:
+        """One line: the declared steps, or the vendor function with its probed facts."""
+        if self.preprocess_fn is None:
+            return f"{self.geometry.describe()}; {self.preprocessing.describe()}"
+        pix = "float pixels" if self.function_floats else "8-bit pixels"
+        return (f"{self.preprocess_fn.describe()} (imported from {self.preprocess_fn.file or 'Python'}); "
+                f"{self.baseline.describe()}; masked images passed as {pix}; model input "
+                f"{self.input_size[0]}x{self.input_size[1]} {self.layout}")
+
     def _make_sessions(self) -> None:
         """Compile the model on the chosen backend; a fixed batch becomes symbolic where that is exact."""
         self._loop = False
@@ -348,11 +526,23 @@ class Model:
 
     # -- model space ----------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """``H x W x 3`` RGB float [0, 255] -> ``(C, H, W)`` model space at the input size."""
+        """``H x W x 3`` RGB float [0, 255] -> ``(C, H, W)`` model space at the input size.
+
+        With a ``preprocess_fn`` the space the methods work in is the **image itself** (its own
+        size, channels first) shifted by the baseline colour, so that the black-box methods mask
+        the image before the function and their ``zeros`` baseline is the colour the function
+        maps to model zero; the function runs on the unmasked image here first, checked."""
+        if self.preprocess_fn is not None:
+            img = np.asarray(image, np.float32)
+            self._check_function_on(img)
+            return np.ascontiguousarray((img - np.asarray(self.baseline.colour, np.float32)).transpose(2, 0, 1))
         return geometry_prepare(image, self.input_size, self.geometry, self.preprocessing, self.channels)
 
     def to_feed(self, x: np.ndarray) -> np.ndarray:
-        """Model-space batch ``(N, C, H, W)`` -> the model's layout and dtype."""
+        """Model-space batch ``(N, C, H, W)`` -> the model's layout and dtype (with a
+        ``preprocess_fn``: each image of the batch through the function)."""
+        if self.preprocess_fn is not None:
+            return self._function_feed(x)
         if self.layout == "NHWC":
             x = x.transpose(0, 2, 3, 1)
         if self.input_dtype == np.uint8:
@@ -389,6 +579,9 @@ class Model:
         """Within the block, every scored input keeps ``x``'s painted padding (a letterbox's
         ``pad_color``): the perturbation methods mask the image, not the vendor's border, which
         the model always saw as that colour. Nothing changes where no padding is painted."""
+        if self.preprocess_fn is not None:  # the function paints its padding after the masks: nothing to keep
+            yield
+            return
         pl = self.geometry.place(image_hw, self.input_size)
         top, left, nh, nw = pl.inner
         if self.geometry.pad_color is None or (nh, nw) == tuple(pl.input_hw):
@@ -447,9 +640,46 @@ class Classifier(Model):
 
     task = "classifier"
 
+    def _make_sessions(self) -> None:
+        super()._make_sessions()
+        if self.score_kind == "log-odds" and self.postprocess_fn is None:
+            self._expose_logits()
+
+    def _expose_logits(self) -> None:
+        """Add the input of the graph's final Softmax (or a binary head's Sigmoid) as a second
+        output, as the gradient path exposes tensors, so log-odds come from the logits themselves
+        (exact where the probability has saturated to 1 in float32)."""
+        tail = softmax_tail(self.model.graph, self.output_name) or softmax_tail(self.model.graph, self.output_name,
+                                                                                 "Sigmoid")
+        if tail is None:
+            return
+        name = tail[0].input[0]
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        if self.signature.fixed_batch is not None and self._fixed_batch is None:  # as the scoring session was rewritten
+            m = symbolic_dims(m, None, {0: "batch"}, outputs_from=0, outputs_to=1)
+        if name not in [o.name for o in m.graph.output]:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+        try:
+            sess = self.session.compile_like(m)
+        except Exception as e:  # pragma: no cover - a backend that cannot return the tensor
+            raise BackendError(f"{self.path}: cannot expose the logits {name!r} before the final "
+                               f"{tail[0].op_type} for --score log-odds ({str(e).splitlines()[0][:160]})") from None
+        self.session, self._logits_name = sess, name
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         """Raw class-score output for a model-space batch, not counted."""
-        return self._run_outputs(x, [self.output_name])[0]
+        return self._run_all(x)[0]
+
+    def _run_all(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(scores, logits)`` for a model-space batch, not counted: the class scores (through
+        ``postprocess_fn`` when given) and, for ``--score log-odds``, the exposed logits."""
+        if self.postprocess_fn is not None:
+            outs = self._run_outputs(x, list(self.output_names))
+            return self.postprocess_fn.postprocess(outs, len(x)), None
+        names = [self.output_name] + ([self._logits_name] if self._logits_name else [])
+        outs = self._run_outputs(x, names)
+        return outs[0], (outs[1] if self._logits_name else None)
 
     def _probe(self) -> None:
         """One run on a grey image: number of classes, and whether scores are probabilities.
@@ -476,12 +706,13 @@ class Classifier(Model):
             seen = np.concatenate([out[:, 0], _as_scores(self._run(np.stack(
                 [self.prepare(im) for im in self._plain_images()])))[:, 0]])
             in_unit = bool(np.all(np.isfinite(seen)) and seen.min() >= 0.0 and seen.max() <= 1.0)
-            self.outputs_probabilities = self.signature.sigmoid or in_unit
+            self.outputs_probabilities = (self.signature.sigmoid and self.postprocess_fn is None) or in_unit
             return
         self.num_classes = int(out.shape[1])
         row = out[0].astype(np.float64)
         sums_to_one = bool(np.all(row >= -1e-6) and np.all(row <= 1 + 1e-6) and abs(row.sum() - 1) < 1e-3)
-        self.outputs_probabilities = self.signature.softmax or sums_to_one
+        softmax = self.signature.softmax and self.postprocess_fn is None
+        self.outputs_probabilities = softmax or sums_to_one
 
     def _plain_images(self) -> list[np.ndarray]:
         colours = [(0, 0, 0), (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255)]
@@ -489,21 +720,69 @@ class Classifier(Model):
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Raw outputs ``(N, classes)`` for a model-space batch; counts ``N`` queries against the budget."""
+        return self._scores_and_logits(x)[0]
+
+    def _scores_and_logits(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`scores` and the exposed logits (``None`` when there are none), counted once."""
         x = self._counted(x)
         n = len(x)
-        outs = []
+        outs, logits = [], []
         for i in range(0, n, self.batch_size):
-            outs.append(_as_scores(self._run(x[i:i + self.batch_size])))
+            chunk = x[i:i + self.batch_size]
+            raw, z = self._run_all(chunk) if self._logits_name else (self._run(chunk), None)
+            outs.append(_as_scores(raw))
+            if z is not None:
+                logits.append(_as_scores(np.asarray(z)))
             if self.on_queries is not None:
                 self.on_queries(len(outs[-1]))
         self.queries += n
         out = np.concatenate(outs).astype(np.float32, copy=False)
+        z = np.concatenate(logits).astype(np.float64) if logits else None
         bad = ~np.isfinite(out).all(axis=1)
         if bad.any():  # an honest error for this image, not a NaN class picked as top-1
             raise BlackboxCamError(f"{self.path}: output '{self.output_name}' holds NaN/inf for {int(bad.sum())} of "
                                    f"{n} image(s); the model (or its preprocessing: zero std? wrong --preprocess?) "
                                    "gives no usable scores for this image")
-        return out
+        return out, z
+
+    def explained_scores(self, x: np.ndarray) -> np.ndarray:
+        """What the methods explain, ``(N, classes)`` float64, counted like :meth:`scores`: the
+        class probabilities (``score="probability"``) or every class's log-odds
+        (``score="log-odds"``, :attr:`score_source` says from what)."""
+        return self.probabilities_and_explained(x)[1]
+
+    def probabilities_and_explained(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(probabilities, explained scores)`` from one counted run."""
+        if self.score_kind == "probability":  # through probabilities() -> scores(), the one counted path
+            p = self.probabilities(x)
+            return p, np.asarray(p, np.float64)
+        raw, z = self._scores_and_logits(x)
+        p = self.as_probabilities(raw)
+        return p.astype(np.float32), self._log_odds(raw, z, p)
+
+    def _log_odds(self, raw: np.ndarray, z: np.ndarray | None, p: np.ndarray) -> np.ndarray:
+        if self.binary:
+            if z is not None or not self.outputs_probabilities:
+                t = (z if z is not None else raw)[:, 0].astype(np.float64)
+                return np.stack([-t, t], axis=1)
+            return log_odds_of_probabilities(p)
+        if z is not None:
+            return log_odds_rows(z)
+        if not self.outputs_probabilities:
+            return log_odds_rows(raw)
+        return log_odds_of_probabilities(p)
+
+    @property
+    def score_source(self) -> str:
+        """One line: what the explained score is read from."""
+        if self.score_kind == "probability":
+            return "probability of the target"
+        if self._logits_name:
+            return f"log-odds from the logits {self._logits_name!r} before the graph's final Softmax/Sigmoid (exact)"
+        if not self.outputs_probabilities:
+            return "log-odds from the model's logits (exact)"
+        return (f"log-odds log(p / (1 - p)) from the probabilities, clipped to [{P_CLIP:g}, 1 - {P_CLIP:g}] "
+                "(the graph exposes no logits)")
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, classes)``: the output itself if it already is one, else its

@@ -48,7 +48,8 @@ PRESET_NAMES = ("imagenet", "unit", "symmetric", "raw")
 #: Our own keys (any vocabulary may add the ones in OWN_ANYWHERE).
 OWN_KEYS = {"preprocess", "mean", "std", "scale", "resize", "crop_pct"}
 OWN_ANYWHERE = {"bgr", "layout", "labels", "input_size", "output", "resample", "uint8_resize", "pad_color",
-                "jpeg_quality", "jpeg_at", "pad_anchor", "pad_first", "letterbox_auto", "detector"}
+                "jpeg_quality", "jpeg_at", "pad_anchor", "pad_first", "letterbox_auto", "detector",
+                "preprocess_fn", "postprocess_fn", "score"}
 HF_KEYS = {"do_resize", "size", "do_center_crop", "crop_size", "do_rescale", "rescale_factor", "do_normalize",
            "image_mean", "image_std", "do_convert_rgb", "do_flip_channel_order", "default_to_square"}
 #: Hugging Face keys that only name things (no step).
@@ -243,6 +244,12 @@ def problems(data: dict[str, Any]) -> list[str]:
         if key in data and data[key] is not None and not (_size_dict(data[key]) or (_int(data[key]) and data[key] > 0)):
             probs.append(f'"{key}" must be {{"height": H, "width": W}}, {{"shortest_edge": S}} or '
                          f'{{"longest_edge": L}} (Hugging Face), got {json.dumps(data[key])}')
+    for key in ("preprocess_fn", "postprocess_fn"):
+        v = data.get(key)
+        if key in data and not (isinstance(v, str) and ":" in v and v.rpartition(":")[0].endswith(".py")):
+            probs.append(f'"{key}" must be "FILE.py:NAME" (relative to the sidecar), got {json.dumps(v)}')
+    if "score" in data and data["score"] not in ("probability", "log-odds"):
+        probs.append(f'"score" must be "probability" or "log-odds", got {json.dumps(data["score"])}')
     probs += _mixes(data)
     return probs
 

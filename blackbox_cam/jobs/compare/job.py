@@ -301,7 +301,10 @@ def _run_method(clf, ir: ImageResult, scored: Scored, call: Call, seed: int,
     t0 = time.perf_counter()
     row: dict[str, Any] = {"image": ir.name, "method": method, "target": ir.target, "label": ir.label,
                            "target_probability": res.score}
-    row.update(score_map(clf, x, res.explanation.saliency, ir.target, settings))
+    # the map in the space of x: the model's input, or, with a preprocess_fn, the image itself (a
+    # white-box map then comes back through the probed geometry, as res.saliency)
+    work = res.explanation.saliency if res.explanation.saliency.shape == x.shape[1:] else res.saliency
+    row.update(score_map(clf, x, work, ir.target, settings))
     if ir.box is not None:  # boxes are in pixels of the original image: score the map at that size
         row.update(score_box(res.saliency, ir.box, settings.tolerance))
     unc = res.explanation.uncertainty or {}
@@ -311,7 +314,7 @@ def _run_method(clf, ir: ImageResult, scored: Scored, call: Call, seed: int,
     row["seconds"] = float(res.explanation.seconds)
     row["metric_seconds"] = time.perf_counter() - t0
     ir.maps[method] = res.saliency
-    ir.model_maps[method] = res.explanation.saliency
+    ir.model_maps[method] = work
     res.source, res.stem, res.image_size = ir.path, ir.stem, ir.size   # so res.save() names it as explain does
     ir.results[method] = res
     return row

@@ -34,7 +34,10 @@ class Expected:
 
 def _class_index(clf, name: str, where: str) -> int:
     name = name.strip()
-    if name.lstrip("-").isdigit():
+    numeric = bool(clf.labels) and all(n.strip().lstrip("-").isdigit() for n in clf.labels)
+    if numeric and name in [n.strip() for n in clf.labels]:  # labels that are all numbers ("0", "180"): the label
+        idx = [n.strip() for n in clf.labels].index(name)
+    elif name.lstrip("-").isdigit():
         idx = int(name)
     elif clf.labels and name.lower() in [n.lower() for n in clf.labels]:
         idx = [n.lower() for n in clf.labels].index(name.lower())
