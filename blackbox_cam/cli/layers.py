@@ -55,6 +55,12 @@ def layers(model: Path, show_all: bool, tokens: str) -> None:
         click.echo(f"# transformer: {facts.grid.label()} (from {source}), {attention}")
         if facts.why:
             click.echo(f"# default {facts.default}: {facts.why}")
+    try:  # what the model reader decides (classifier or detector) and why
+        from ..model.signature import read_model
+        sig = read_model(onnx_model, source=str(model))
+        click.echo(f"# task: {sig.task}: {sig.task_reason}")
+    except BlackboxCamError as e:
+        click.echo(f"# task: not read ({e})")
     if not any(r.is_default for r in every):
         maps = [r.name for r in every if r.role == "map" and not r.plumbing][-3:]
         click.echo("no default layer: no global pooling or flatten head reads a feature map; pick one with "
