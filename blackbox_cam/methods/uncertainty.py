@@ -212,12 +212,13 @@ class PixelMoments:
     targets' shared ``sum M`` (D-RISE's per-pixel normalisation) and a few scalars: memory does
     not grow with the number of masks. Masks with an even draw index form half A. All sums of a
     batch come from two passes of one kernel over the masks, whatever ``T``
-    (:func:`~.masks.accumulate` with a weight matrix). Arrays are ``(T, H, W)``; :attr:`fm` and the
-    others keep that shape, ``T = 1`` included.
+    (:func:`~.masks.accumulate` with a weight matrix). With ``targets`` given, arrays are
+    ``(T, H, W)`` (``T = 1`` included); without (one target, the original interface) :meth:`halves`
+    and :meth:`centred` return ``(H, W)`` maps.
     """
 
-    def __init__(self, size: tuple[int, int], targets: int = 1) -> None:
-        self.size, self.t = size, int(targets)
+    def __init__(self, size: tuple[int, int], targets: int | None = None) -> None:
+        self.size, self.t, self._flat = size, int(targets or 1), targets is None
         t = self.t
         self._linear = np.zeros((3 * t + 1,) + tuple(size))  # the sums linear in M, one kernel pass per batch
         self.fm, self.fm_a, self.f2m = self._linear[:t], self._linear[t:2 * t], self._linear[2 * t:3 * t]
@@ -244,7 +245,8 @@ class PixelMoments:
     def halves(self, p: float) -> tuple[np.ndarray, np.ndarray]:
         """The maps of half A and half B (each the RISE mean over its own masks), ``(T, H, W)``."""
         na, nb = max(self.n_a, 1), max(self.n - self.n_a, 1)
-        return self.fm_a / (na * p), (self.fm - self.fm_a) / (nb * p)
+        a, b = self.fm_a / (na * p), (self.fm - self.fm_a) / (nb * p)
+        return (a[0], b[0]) if self._flat else (a, b)
 
     def centred(self, p: float) -> tuple[np.ndarray, np.ndarray]:
         """``(effect, se)``: the mean of ``f_i (M_i / p - 1)`` (the RISE map minus the mean score:
@@ -254,10 +256,12 @@ class PixelMoments:
         mean = (self.fm / p - sf) / n
         second = (self.f2m2 / p ** 2 - 2 * self.f2m / p + sf2) / n
         var = np.maximum(second - mean ** 2, 0.0) * n / max(n - 1, 1)
-        return mean, np.sqrt(var / n)
+        return (mean[0], np.sqrt(var / n)[0]) if self._flat else (mean, np.sqrt(var / n))
 
     def settled(self, auto: Rounds, queries: int, p: float) -> bool:
         """``--budget auto``'s rule over all targets: the least stable target's halves decide."""
         a, b = self.halves(p)
+        if self._flat:
+            return auto.settled(queries, a, b)
         worst = min(range(self.t), key=lambda k: reliability(a[k], b[k]))
         return auto.settled(queries, a[worst], b[worst])
