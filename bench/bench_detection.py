@@ -1,0 +1,248 @@
+"""Per-detection maps: faithfulness on the planted-cue detector, and what explaining a detection costs.
+
+Not a test: it prints tables (the README's "Explaining a detection") and writes JSON to
+bench/results/. Two parts:
+
+``faithfulness`` (default)
+    The planted-cue detector (models/planted_detector.py: a YOLO-style head in Ultralytics'
+    ``[B, 4 + C, A]`` layout whose class *and* existence are decided by a 7 x 7 px mark in a
+    corner of each shape, while the box covers the whole shape) on its held-out scenes
+    (heldout.npz, seed 2, never trained on). Every detection matched to a planted object
+    (IoU >= 0.5, same class) is explained, all detections of a scene from one query set, by each
+    method at the same budget; per detection:
+
+    * ``pointing``: the map's peak within ``TOLERANCE`` px of the mark's box (pointing game,
+      Zhang et al. 2018; 4 px = half a D-RISE grid cell at 128 px);
+    * ``energy``: the share of the map's mass inside the mark's box (Wang et al. 2020);
+    * ``deletion`` / ``insertion``: the RISE causal curves (Petsiuk et al. 2018) with the
+      detection's D-RISE similarity as the score, ``2 W`` pixels per step (65 points).
+
+    Means with 95 % percentile-bootstrap intervals over detections (2000 resamples, seed 0), and
+    the paired difference DE-CAM - D-RISE per detection with its interval. ``--joint`` also runs
+    DE-CAM once per detection (each with the full budget) on scenes with several detections, to
+    measure what explaining them together from one search costs in faithfulness.
+
+``cost`` (``--cost MODEL``)
+    Seconds and peak memory (each case in a fresh child process: ``ru_maxrss``) of ``drise``,
+    ``decam`` and ``occlusion`` at ``--budget`` queries explaining 1 and 5 detections of one
+    image from one query set (the top detections of a random-weight YOLOv8n export at 320 x 320:
+    what is measured is the cost, not the map), and the ratio 5 / 1.
+
+    python bench/bench_detection.py                       # faithfulness, 1000 queries
+    python bench/bench_detection.py --cost /tmp/yolov8n_320.onnx
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from blackbox_cam.explainer.detection import choose_targets, explain_detections, score_detections  # noqa: E402
+from blackbox_cam.methods import METHODS  # noqa: E402
+from blackbox_cam.methods.targets import box_iou  # noqa: E402
+from blackbox_cam.metrics import energy_in_region, pointing_game  # noqa: E402
+from blackbox_cam.metrics.detection import detection_deletion, detection_insertion  # noqa: E402
+from blackbox_cam.model.detector import Detector  # noqa: E402
+
+PLANTED = ROOT / "models/planted_detector/planted_detector.onnx"
+HELDOUT = ROOT / "models/planted_detector/heldout.npz"
+TOLERANCE = 4.0
+BLACKBOX = ("drise", "decam", "occlusion")
+WHITEBOX = ("gradcam", "eigencam")  # the detection-gradcam branch's, when they explain detections
+
+
+def bootstrap(values, n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95 % percentile-bootstrap interval."""
+    v = np.asarray(values, np.float64)
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n, len(v)))].mean(axis=1)
+    return float(v.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def matched(scored, held, i: int):
+    """Positions of detections matched to a planted object (IoU >= 0.5, same class) and their cue boxes."""
+    k = int(held["count"][i])
+    gt, cues, cls = held["boxes"][i, :k], held["cues"][i, :k], held["classes"][i, :k]
+    keep, cue = [], []
+    used = set()
+    if len(scored) and k:
+        ov = box_iou(scored.image_boxes, gt)
+        for d in range(len(scored)):
+            j = int(ov[d].argmax())
+            if ov[d, j] >= 0.5 and j not in used and int(scored.detections.classes[d]) == int(cls[j]):
+                used.add(j)
+                keep.append(d)
+                cue.append(cues[j])
+    return keep, cue, k
+
+
+def faithfulness(args) -> dict:
+    det = Detector(PLANTED, device="cpu")
+    held = np.load(HELDOUT)
+    methods = [m for m in BLACKBOX + WHITEBOX if m in METHODS and "detection" in METHODS[m].kinds]
+    calls = {m: METHODS[m].bind(None if METHODS[m].whitebox else args.budget, det.input_size) for m in methods}
+    rows: dict[str, list[dict]] = {m: [] for m in methods}
+    joint: list[dict] = []
+    n_obj = n_det = n_match = 0
+    t_all = time.perf_counter()
+    scenes = range(min(args.scenes, len(held["images"])))
+    for i in scenes:
+        image = held["images"][i].astype(np.float32)
+        scored = score_detections(det, image)
+        keep, cues, k = matched(scored, held, i)
+        n_obj, n_det, n_match = n_obj + k, n_det + len(scored), n_match + len(keep)
+        if not keep:
+            continue
+        targets = choose_targets(det, scored).select(keep)
+
+        def score_fn(batch, targets=targets):
+            return targets.scores(det, batch)
+
+        for m in methods:
+            t0, q0 = time.perf_counter(), det.queries
+            results = explain_detections(det, scored, calls[m], targets, seed=args.seed)
+            secs, queries = time.perf_counter() - t0, results[0].explanation.queries
+            for col, (res, cue) in enumerate(zip(results, cues)):
+                sal = res.saliency
+                row = {"scene": i, "detection": keep[col], "pointing": float(pointing_game(sal, cue, tolerance=TOLERANCE)),
+                       "energy": energy_in_region(sal, cue), "queries": queries, "seconds": secs,
+                       "targets": len(results)}
+                if not args.no_curves:
+                    row["deletion"] = detection_deletion(score_fn, scored.x, sal, col, step=2 * sal.shape[1]).auc
+                    row["insertion"] = detection_insertion(score_fn, scored.x, sal, col, step=2 * sal.shape[1]).auc
+                rows[m].append(row)
+            del q0
+        if args.joint and len(keep) > 1 and "decam" in methods:
+            for col in range(len(keep)):
+                res = explain_detections(det, scored, calls["decam"], targets.select([col]), seed=args.seed)[0]
+                joint.append({"scene": i, "detection": keep[col],
+                              "pointing": float(pointing_game(res.saliency, cues[col], tolerance=TOLERANCE)),
+                              "energy": energy_in_region(res.saliency, cues[col])})
+        print(f"scene {i}: {len(scored)} detection(s), {len(keep)} matched ({time.perf_counter() - t_all:.0f} s)",
+              flush=True)
+    return {"methods": methods, "rows": rows, "joint": joint, "objects": n_obj, "detections": n_det,
+            "matched": n_match, "budget": args.budget, "tolerance": TOLERANCE,
+            "seconds": time.perf_counter() - t_all}
+
+
+def report(out: dict) -> None:
+    keys = ["pointing", "energy", "deletion", "insertion"]
+    print(f"\nplanted-cue detector, {out['matched']} matched detections of {out['objects']} planted objects "
+          f"({out['detections']} detections), budget {out['budget']} queries per image (all its detections "
+          f"from one query set), pointing tolerance {out['tolerance']:g} px\n")
+    print("| method | pointing on the cue | energy in the cue | deletion (lower better) | insertion | s / image |")
+    print("|---|---|---|---|---|---|")
+    for m in out["methods"]:
+        rs = out["rows"][m]
+        if not rs:
+            continue
+        cells = []
+        for k in keys:
+            if k not in rs[0]:
+                cells.append("-")
+                continue
+            mu, lo, hi = bootstrap([r[k] for r in rs])
+            cells.append(f"{mu:.3f} [{lo:.3f}, {hi:.3f}]")
+        per_image = {r["scene"]: r["seconds"] for r in rs}
+        print(f"| {m} | " + " | ".join(cells) + f" | {np.mean(list(per_image.values())):.1f} |")
+    if "decam" in out["rows"] and "drise" in out["rows"] and out["rows"]["decam"]:
+        print("\npaired per detection, DE-CAM - D-RISE (95 % bootstrap interval):\n")
+        for k in keys:
+            if k not in out["rows"]["decam"][0]:
+                continue
+            d = [a[k] - b[k] for a, b in zip(out["rows"]["decam"], out["rows"]["drise"])]
+            mu, lo, hi = bootstrap(d)
+            better = (mu < 0) if k == "deletion" else (mu > 0)
+            verdict = "DE-CAM ahead" if better and (hi < 0 if k == "deletion" else lo > 0) else (
+                "D-RISE ahead" if (lo > 0 if k == "deletion" else hi < 0) else "no difference beyond the interval")
+            print(f"- {k}: {mu:+.3f} [{lo:+.3f}, {hi:+.3f}]: {verdict}")
+    if out["joint"]:
+        sel = {(r["scene"], r["detection"]) for r in out["joint"]}
+        together = [r for r in out["rows"]["decam"] if (r["scene"], r["detection"]) in sel]
+        print(f"\nDE-CAM on scenes with several detections ({len(sel)} detections): one search for all of them "
+              "(budget per image) vs one search per detection (budget per detection)")
+        for k in ("pointing", "energy"):
+            a, b = bootstrap([r[k] for r in together]), bootstrap([r[k] for r in out["joint"]])
+            print(f"- {k}: together {a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}], separately {b[0]:.3f} [{b[1]:.3f}, {b[2]:.3f}]")
+
+
+def one_cost(model: str, image: str, method: str, targets: int, budget: int) -> dict:
+    det = Detector(model, device="cpu", conf=0.0, max_detections=targets)
+    from blackbox_cam.io.images import read_image
+    img, _ = read_image(image)
+    scored = score_detections(det, img)
+    chosen = choose_targets(det, scored)
+    call = METHODS[method].bind(budget, det.input_size)
+    t0 = time.perf_counter()
+    res = explain_detections(det, scored, call, chosen, seed=0)
+    secs = time.perf_counter() - t0
+    return {"method": method, "targets": chosen.count, "seconds": secs, "queries": res[0].explanation.queries,
+            "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def cost(args) -> dict:
+    out = []
+    for method in BLACKBOX:
+        for t in (1, 5):
+            cmd = [sys.executable, __file__, "--one", method, str(t), "--cost", args.cost, "--budget", str(args.budget)]
+            r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            if r.returncode:
+                print(r.stderr[-2000:])
+                raise SystemExit(1)
+            out.append(json.loads(r.stdout.strip().splitlines()[-1]))
+            print(out[-1], flush=True)
+    print(f"\n{Path(args.cost).name}, {args.budget} queries, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}\n")
+    print("| method | 1 detection (s) | 5 detections (s) | ratio | peak memory, 5 detections |")
+    print("|---|---|---|---|---|")
+    for method in BLACKBOX:
+        a, b = [r for r in out if r["method"] == method]
+        print(f"| {method} | {a['seconds']:.1f} | {b['seconds']:.1f} | {b['seconds'] / a['seconds']:.2f} | "
+              f"{b['maxrss_mib']:.0f} MiB |")
+    return {"cases": out, "model": args.cost, "budget": args.budget, "load": os.getloadavg(),
+            "cpu": platform.processor() or platform.machine()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--budget", type=int, default=1000)
+    ap.add_argument("--scenes", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-curves", action="store_true")
+    ap.add_argument("--joint", action="store_true")
+    ap.add_argument("--cost", default=None, metavar="MODEL")
+    ap.add_argument("--image", default=str(ROOT / "models/images/astronaut.png"))
+    ap.add_argument("--one", nargs=2, default=None)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one_cost(args.cost, args.image, args.one[0], int(args.one[1]), args.budget)))
+        return
+    res_dir = ROOT / "bench/results"
+    res_dir.mkdir(exist_ok=True)
+    load = os.getloadavg()
+    if args.cost:
+        out = cost(args)
+        name = "detection_cost.json"
+    else:
+        out = faithfulness(args)
+        report(out)
+        name = "detection_faithfulness.json"
+    out["load_before"] = load
+    out["load_after"] = os.getloadavg()
+    (res_dir / name).write_text(json.dumps(out, indent=1))
+    print(f"\nload average before {load[0]:.1f}, after {out['load_after'][0]:.1f} (2 cores, shared); "
+          f"-> bench/results/{name}")
+
+
+if __name__ == "__main__":
+    main()
