@@ -287,6 +287,26 @@ def detector_levels(model) -> tuple:
     return st["levels"]
 
 
+def head_levels(clf_or_model) -> tuple:
+    """``(detector layout, levels)`` of a detector, model or path (``(None, ())`` for a classifier):
+    what ``blackbox-cam layers`` says about where a detector's candidates come from."""
+    if hasattr(clf_or_model, "model") and hasattr(clf_or_model, "input_name"):
+        return _detgrad.layout_of(clf_or_model), detector_levels(clf_or_model)
+    g = _gradients()
+    model = g.prepare_model(clf_or_model)
+    try:
+        sig = read_model(model)
+    except BlackboxCamError:
+        return None, ()
+    lay = getattr(sig, "detector", None)
+    axis = None if lay is None else _detgrad.CANDIDATE_AXIS.get(lay.kind)
+    if axis is None:
+        return lay, ()
+    model = g.prepare_model(model, signature=sig)
+    return lay, g.detector_levels(model, lay.outputs[0], axis, tuple(sig.input_size),
+                                  g.candidate_layers(model, layout=sig.layout))
+
+
 def detection_layer(model, candidate: int, layer: str | None = "auto"):
     """``(LayerInfo, level)`` for a detection: ``auto`` is the neck map of the candidate's level
     (the map the head's branches for that level start from); a named layer is any map."""
