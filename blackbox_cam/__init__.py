@@ -20,7 +20,11 @@ from .explainer.pipeline import Result, explain_image, resolve_target  # noqa: E
 from .io.images import load_image  # noqa: E402
 from .methods import METHODS, Explanation  # noqa: E402
 from .model.runtime import Classifier  # noqa: E402
-from .api import explain, load_model, plot_methods  # noqa: E402
+from .model.detector import Detector  # noqa: E402
+from .model.detections import Candidates, Detections  # noqa: E402
+from .model.open import open_model  # noqa: E402
+from .api import detect, explain, load_model, plot_methods  # noqa: E402
 
-__all__ = ["BlackboxCamError", "BudgetExceeded", "Classifier", "Explanation", "METHODS", "Result",
-           "explain", "explain_image", "load_model", "plot_methods", "load_image", "resolve_target", "__version__"]
+__all__ = ["BlackboxCamError", "BudgetExceeded", "Candidates", "Classifier", "Detections", "Detector", "Explanation",
+           "METHODS", "Result", "detect", "explain", "explain_image", "load_model", "open_model", "plot_methods",
+           "load_image", "resolve_target", "__version__"]

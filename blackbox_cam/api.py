@@ -213,3 +213,49 @@ def plot_methods(model: str | os.PathLike | Classifier, image: Any,
 
 
 __all__ = ["MODEL_OPTIONS", "explain", "load_model", "plot_methods"]
+
+
+def detect(model: str | os.PathLike | Any, image: Any, *, conf: float | None = None, iou: float | None = None,
+           max_detections: int | None = None, progress: bool = True, **options: Any):
+    """Detect objects in ``image`` with ``model``: an
+    :class:`~blackbox_cam.jobs.detect.ImageDetections` (boxes and labels drawn when shown), or a
+    list of them for a folder, a manifest or a list.
+
+    ``model`` is an ``.onnx`` path (opened as a :class:`~blackbox_cam.model.detector.Detector`
+    with ``options``) or a Detector; ``conf``/``iou``/``max_detections`` default to the
+    detector's (Ultralytics' 0.25 / 0.45 / 300). Boxes are in the image file's pixels.
+    """
+    from .jobs.detect import detect_image
+    from .model.detector import Detector, check_thresholds
+
+    det = model if isinstance(model, Detector) else None
+    if det is None:
+        if not isinstance(model, (str, os.PathLike)):
+            raise BlackboxCamError(f"model must be an .onnx path or a blackbox_cam.Detector, not {type(model).__name__}")
+        det = Detector(model, **options)
+    elif options:
+        raise BlackboxCamError(f"{', '.join(sorted(options))}: model options load a model from its file; "
+                               "the model is already loaded, so pass them to Detector(...) instead")
+    check_thresholds(det.conf if conf is None else conf, det.iou if iou is None else iou,
+                     det.max_detections if max_detections is None else max_detections)
+    inputs, many = _inputs(image)
+    if many and not inputs:
+        raise BlackboxCamError(f"{image}: no images to detect in")
+    steps: Iterable[_Input] = inputs
+    if many and progress:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            from tqdm.auto import tqdm
+
+        steps = tqdm(inputs, desc="detect", unit="image")
+    results = []
+    for inp in steps:
+        try:
+            img, size = inp.read()
+            results.append(detect_image(det, img, image_size=tuple(int(v) for v in size), conf=conf, iou=iou,
+                                        max_detections=max_detections, source=inp.source, stem=inp.stem))
+        except BlackboxCamError as e:
+            where = inp.source or "image"
+            raise BlackboxCamError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
+    return results if many else results[0]
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._group import main
 from .animate import animate
 from .compare import compare
+from .detect import detect
 from .explain import explain
 from .gate import gate
 from .global_ import global_
@@ -18,7 +19,7 @@ from .layers import layers
 from .verify import verify
 
 # each command registers here, one line each
-for _cmd in (explain, layers, compare, gate, global_, animate, verify):
+for _cmd in (explain, layers, compare, gate, global_, animate, verify, detect):
     main.add_command(_cmd)
 
 __all__ = ["main"]

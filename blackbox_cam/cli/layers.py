@@ -60,6 +60,12 @@ def layers(model: Path, show_all: bool, tokens: str) -> None:
         click.echo(f"# transformer: {facts.grid.label()} (from {source}), {attention}")
         if facts.why:
             click.echo(f"# default {facts.default}: {facts.why}")
+    try:  # what the model reader decides (classifier or detector) and why
+        from ..model.signature import read_model
+        sig = read_model(onnx_model, source=str(model))
+        click.echo(f"# task: {sig.task}: {sig.task_reason}")
+    except BlackboxCamError as e:
+        click.echo(f"# task: not read ({e})")
     if head is not None:
         if levels and all(lv.neck for lv in levels):
             click.echo(f"# detector ({head.kind}, output {head.outputs[0]!r}): its candidates come from "

@@ -80,7 +80,9 @@ def announce_backend(clf: Any) -> None:
     """Say once, on stderr, which backend and device run the model (after the options are checked,
     so a bad option is still the only line)."""
     why = f" ({AUTO_REASON})" if clf.backend_request == "auto" and clf.session.device == "cpu" else ""
-    click.echo(f"backend: {clf.session.describe()}, batch {clf.batch_size}{why}", err=True)
+    task = clf.signature.task
+    what = f", {task} ({clf.signature.detector.kind})" if task == "detector" else ""
+    click.echo(f"backend: {clf.session.describe()}, batch {clf.batch_size}{what}{why}", err=True)
 
 
 

@@ -48,6 +48,12 @@ DEFAULT_CROP_PCT = 0.875  # torchvision's ImageNet recipe (256 -> 224) and timm'
 #: Pillow's resampling filters by name; the numbers are Pillow's (and Hugging Face's ``resample``) codes.
 FILTERS = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
 FILTER_NAMES = {v: k for k, v in FILTERS.items()}
+#: OpenCV's ``cv2.resize`` interpolations by name (detector vendors preprocess with OpenCV): no
+#: antialiasing when shrinking (except ``area``), half-pixel centres, OpenCV's rounding of uint8.
+CV2_FILTERS = ("cv2-nearest", "cv2-linear", "cv2-cubic", "cv2-area")
+#: Where a letterbox puts the image: centred, or at the top-left corner (padding right and bottom,
+#: as ``cv2.copyMakeBorder(img, 0, pad_y, 0, pad_x)`` then ``cv2.dnn.blobFromImage`` does).
+PAD_ANCHORS = {"center": "torchvision", "top-left": "topleft"}
 CENTRES = ("torchvision", "hf", "topleft")
 JPEG_AT = ("crop", "resize")
 
@@ -78,7 +84,7 @@ class Geometry:
     mode: str = "squash"
     crop_pct: float | None = None          # None: 0.875 for crop, 1.0 for squash and letterbox
     size: int | tuple[int, int] | None = None
-    resample: int = FILTERS["bilinear"]
+    resample: int | str = FILTERS["bilinear"]  # a Pillow code, or one of CV2_FILTERS
     uint8: bool = False                    # resize 8-bit pixels (Pillow "RGB"), as PIL pipelines do
     pad_color: tuple[float, float, float] | None = None
     centre: str = "torchvision"
@@ -91,9 +97,10 @@ class Geometry:
         if self.crop_pct is not None and not (isinstance(self.crop_pct, (int, float)) and 0 < self.crop_pct <= 1):
             raise BlackboxCamError(f"crop_pct must be a number in (0, 1] (0.875 = shorter side to 256 for a "
                                    f"224 input), got {self.crop_pct!r}")
-        if self.resample not in FILTER_NAMES:
+        if self.resample not in FILTER_NAMES and self.resample not in CV2_FILTERS:
             raise BlackboxCamError(f"resample {self.resample!r} is not a Pillow filter; choose one of "
-                                   + ", ".join(f"{v} ({k})" for k, v in FILTERS.items()))
+                                   + ", ".join(f"{v} ({k})" for k, v in FILTERS.items()) + ", or OpenCV's "
+                                   + ", ".join(CV2_FILTERS))
         if self.centre not in CENTRES or self.jpeg_at not in JPEG_AT:
             raise BlackboxCamError(f"centre must be one of {CENTRES} and jpeg_at one of {JPEG_AT}")
         if self.size is not None:
@@ -109,7 +116,9 @@ class Geometry:
     def describe(self) -> str:
         """One line: what the steps are (for ``verify`` and records)."""
         parts = [self.mode + (f" to {self.size}" if self.size else f", crop_pct {self.pct:g}"),
-                 FILTER_NAMES[self.resample], "8-bit" if self.uint8 else "float"]
+                 FILTER_NAMES.get(self.resample, self.resample), "8-bit" if self.uint8 else "float"]
+        if self.centre == "topleft":
+            parts.append("top-left")
         if self.pad_color is not None:
             parts.append(f"pad {list(self.pad_color)}")
         if self.jpeg_quality:
@@ -206,14 +215,17 @@ class Geometry:
         return out
 
 
-def resample(image: np.ndarray, size: tuple[int, int], filt: int = FILTERS["bilinear"]) -> np.ndarray:
+def resample(image: np.ndarray, size: tuple[int, int], filt: int | str = FILTERS["bilinear"]) -> np.ndarray:
     """``image`` (H x W x C) resized to ``size = (H, W)`` with Pillow's filter ``filt``, with
     Pillow's antialiasing (the filter widens when shrinking). uint8 images are resized as 8-bit
     ``RGB``/``L`` images (Pillow rounds each pass to 8 bits, as PIL-based vendors get); float
-    images channel by channel in Pillow's 32-bit float mode."""
+    images channel by channel in Pillow's 32-bit float mode. A ``cv2-*`` name (:data:`CV2_FILTERS`)
+    resizes with OpenCV's ``cv2.resize`` itself, on uint8 or float32 pixels as given."""
     h, w = int(size[0]), int(size[1])
     if image.shape[:2] == (h, w):
         return image
+    if isinstance(filt, str):
+        return cv2_resize(image, (h, w), filt)
     if image.dtype == np.uint8:
         if image.shape[2] == 3:
             return np.asarray(Image.fromarray(image, "RGB").resize((w, h), filt))
@@ -223,6 +235,21 @@ def resample(image: np.ndarray, size: tuple[int, int], filt: int = FILTERS["bili
     for c in range(image.shape[2]):
         out[:, :, c] = Image.fromarray(np.ascontiguousarray(image[:, :, c], np.float32), mode="F").resize((w, h), filt)
     return out
+
+
+def cv2_resize(image: np.ndarray, size: tuple[int, int], filt: str) -> np.ndarray:
+    """OpenCV's ``cv2.resize(image, (W, H), interpolation=...)`` for one of :data:`CV2_FILTERS`;
+    needs the ``opencv`` extra (``pip install blackbox-cam[opencv]``)."""
+    try:
+        import cv2
+    except ImportError:
+        raise BlackboxCamError(f"resample {filt!r} needs OpenCV: pip install 'blackbox-cam[opencv]' "
+                               "(opencv-python-headless)") from None
+    flags = {"cv2-nearest": cv2.INTER_NEAREST, "cv2-linear": cv2.INTER_LINEAR, "cv2-cubic": cv2.INTER_CUBIC,
+             "cv2-area": cv2.INTER_AREA}
+    img = np.ascontiguousarray(image if image.dtype == np.uint8 else image.astype(np.float32))
+    out = cv2.resize(img, (int(size[1]), int(size[0])), interpolation=flags[filt])
+    return out[:, :, None] if out.ndim == 2 else out
 
 
 def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:

@@ -117,34 +117,18 @@ def _fact(name: str) -> property:
                     doc=f"``signature.{name}``: read once from the graph by :func:`~blackbox_cam.model.signature.read_model`.")
 
 
-class Classifier:
-    """An ONNX image classifier seen from outside: scores for images, within a query budget.
+class Model:
+    """What every ONNX image model shares, whatever its output: the file, the sidecar, the
+    pipeline (geometry + normalisation), the signature, the backend sessions, batching, labels,
+    the query count and budget, and the painted padding kept while perturbing.
 
-    What the graph says about the model (input, layout, size, outputs, softmax tail) is read
-    once into :attr:`signature` (:class:`~blackbox_cam.model.signature.ModelSignature`); the
-    attributes ``input_name``, ``input_dtype``, ``layout``, ``channels``, ``input_size``,
-    ``output_name`` and ``output_names`` are views of it.
-
-    Parameters
-    ----------
-    path : the ``.onnx`` file. A sidecar (``<model>.json`` or ``preprocessor_config.json`` beside it,
-        see :mod:`blackbox_cam.model.sidecar`) supplies preprocessing, layout, labels and output;
-        the keyword arguments below override it.
-    preprocess : ``imagenet | unit | symmetric | raw`` (see :mod:`blackbox_cam.model.preprocess`).
-    bgr : feed channels as BGR.
-    layout : ``NCHW`` or ``NHWC``; detected from the input shape when omitted.
-    output : name or index of the output holding the class scores (models with several outputs).
-    device : ``auto | cpu | cuda``.
-    backend : ``auto | onnxruntime | openvino`` (see :mod:`blackbox_cam.model.backends`); ``auto`` is
-        ONNX Runtime, on CUDA when a GPU initialises, else on CPU (:data:`~blackbox_cam.model.backends.AUTO_REASON`).
-    batch_size : images per model call; the backend's choice for the input size when omitted.
-    input_size : ``(H, W)`` for models whose spatial input dims are symbolic.
-    labels : file with one class name per line.
-    resize : ``squash | crop | letterbox``, how images reach the input size (:mod:`blackbox_cam.model.geometry`).
-    crop_pct : the kept fraction of the scaled image (default 0.875 for ``crop``, 1 otherwise, as timm/torchvision).
-    sidecar : the sidecar file (ours, a Hugging Face ``preprocessor_config.json`` or a timm config);
-        default ``<model>.json``, else ``preprocessor_config.json`` beside the model.
+    Subclasses say what the output is: :class:`Classifier` (class scores) and
+    :class:`blackbox_cam.model.detector.Detector` (candidate boxes). Each names its
+    :attr:`task` (``signature.task`` must match) and implements :meth:`_probe`; the keyword
+    arguments are the same (see :class:`Classifier`).
     """
+
+    task = ""
 
     input_name = _fact("input_name")
     input_dtype = _fact("input_dtype")
@@ -164,6 +148,10 @@ class Classifier:
         self.sidecar_file = find_sidecar(self.path, sidecar)
         self.sidecar = load_sidecar(self.sidecar_file)
         source = str(self.sidecar_file or self.path.with_suffix(".json"))
+        if self.sidecar_file is None:
+            default = self._default_sidecar()
+            if default:
+                self.sidecar, source = default, f"{self.path.name}'s metadata ({self.default_sidecar_reason})"
         pipe = translate(self.sidecar, source)
         self.pipeline = pipe
         self.preprocessing: Preprocessing = resolve(pipe, preprocess=preprocess, bgr=bgr, source=source)
@@ -178,7 +166,9 @@ class Classifier:
         self.signature: ModelSignature = read_model(
             self.model, layout=layout or self.sidecar.get("layout"),
             input_size=input_size or pipe.input_size,
-            output=output if output is not None else self.sidecar.get("output"), source=str(self.path))
+            output=output if output is not None else self.sidecar.get("output"), source=str(self.path),
+            detector=self.sidecar.get("detector"))
+        self._check_task()
         if pipe.input_size is not None and tuple(self.signature.input_size) != tuple(pipe.input_size) \
                 and resize is None and crop_pct is None:
             raise BlackboxCamError(f"{source}: the sidecar's steps make {pipe.input_size[0]}x{pipe.input_size[1]} "
@@ -199,6 +189,27 @@ class Classifier:
         auto = self.session.auto_batch(bytes_per_image)
         self.batch_size = batch_size or (auto if self._fixed_batch is None else self._fixed_batch)
         self._probe()
+        self._read_labels(labels)
+
+    def _default_sidecar(self) -> dict | None:
+        """The pipeline to use when no sidecar file exists (a family whose preprocessing is fixed,
+        e.g. Ultralytics' letterbox); None: the presets' defaults."""
+        return None
+
+    default_sidecar_reason = ""
+
+    def _check_task(self) -> None:
+        if self.signature.task != self.task:
+            from_ = {"detector": "Detector (bc.Detector, bc.open_model, blackbox-cam detect)",
+                     "classifier": "Classifier (bc.Classifier, bc.open_model, blackbox-cam explain)"}
+            raise BlackboxCamError(f"{self.path}: a {self.signature.task}, not a {self.task} "
+                                   f"({self.signature.task_reason}); open it as a {from_[self.signature.task]}")
+
+    def _probe(self) -> None:  # pragma: no cover - every subclass has one
+        raise NotImplementedError
+
+    def _read_labels(self, labels: str | os.PathLike | None) -> None:
+        """Class names: ``labels`` (a file), else the sidecar's ``labels``, else the metadata."""
         self.labels_source: str | None = None
         side = self.sidecar.get("labels")
         if labels is not None or side:
@@ -251,6 +262,111 @@ class Classifier:
         x = rng.uniform(0, 255, size=(self.input_size[0], self.input_size[1], 3)).astype(np.float32)
         return self.to_feed(np.stack([self.prepare(x * (0.5 + 0.5 * i / max(1, n - 1))) for i in range(n)]))
 
+    # -- model space ----------------------------------------------------------------------------
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """``H x W x 3`` RGB float [0, 255] -> ``(C, H, W)`` model space at the input size."""
+        return geometry_prepare(image, self.input_size, self.geometry, self.preprocessing, self.channels)
+
+    def to_feed(self, x: np.ndarray) -> np.ndarray:
+        """Model-space batch ``(N, C, H, W)`` -> the model's layout and dtype."""
+        if self.layout == "NHWC":
+            x = x.transpose(0, 2, 3, 1)
+        if self.input_dtype == np.uint8:
+            x = np.clip(np.rint(x), 0, 255)
+        return np.ascontiguousarray(x, dtype=self.input_dtype)
+
+    def _run_outputs(self, x: np.ndarray, names: list[str]) -> list[np.ndarray]:
+        """The raw outputs ``names`` for a model-space batch, not counted (the fixed-batch loop when needed)."""
+        step = self._fixed_batch if self._loop else None
+        return run_batched(self.session, {self.input_name: self.to_feed(x)}, names, step, fixed=self._loop)
+
+    def _counted(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as a float32 batch with the kept padding painted, counted against the budget."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        if self._padding is not None:  # painted padding is the vendor's, not the image's: never perturbed
+            mask, values = self._padding
+            x = x.copy()
+            x[:, :, mask] = values
+        n = len(x)
+        if self._limit is not None and self.queries + n > self._limit:
+            raise BudgetExceeded(f"query budget exhausted: {self.queries} used, {n} more asked, "
+                                 f"limit {self._limit}")
+        return x
+
+    @property
+    def providers(self) -> list[str]:
+        """ONNX Runtime's execution providers, or ``[<backend>:<DEVICE>]`` for another backend."""
+        return list(getattr(self.session, "providers", [f"{self.session.name}:{self.session.device.upper()}"]))
+
+    @contextlib.contextmanager
+    def padding_kept(self, x: np.ndarray, image_hw: tuple[int, int]) -> Iterator[None]:
+        """Within the block, every scored input keeps ``x``'s painted padding (a letterbox's
+        ``pad_color``): the perturbation methods mask the image, not the vendor's border, which
+        the model always saw as that colour. Nothing changes where no padding is painted."""
+        pl = self.geometry.place(image_hw, self.input_size)
+        top, left, nh, nw = pl.inner
+        if self.geometry.pad_color is None or (nh, nw) == tuple(self.input_size):
+            yield
+            return
+        mask = np.ones(tuple(self.input_size), bool)
+        mask[top:top + nh, left:left + nw] = False
+        old, self._padding = self._padding, (mask, np.asarray(x, np.float32)[:, mask].copy())
+        try:
+            yield
+        finally:
+            self._padding = old
+
+    @contextlib.contextmanager
+    def limit(self, budget: int | None) -> Iterator[None]:
+        """Within the block, at most ``budget`` more queries; more raises :class:`BudgetExceeded`."""
+        old = self._limit
+        self._limit = None if budget is None else self.queries + int(budget)
+        try:
+            yield
+        finally:
+            self._limit = old
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if self.labels else str(index)
+
+
+class Classifier(Model):
+    """An ONNX image classifier seen from outside: scores for images, within a query budget.
+
+    What the graph says about the model (input, layout, size, outputs, softmax tail) is read
+    once into :attr:`signature` (:class:`~blackbox_cam.model.signature.ModelSignature`); the
+    attributes ``input_name``, ``input_dtype``, ``layout``, ``channels``, ``input_size``,
+    ``output_name`` and ``output_names`` are views of it.
+
+    Parameters
+    ----------
+    path : the ``.onnx`` file. A sidecar (``<model>.json`` or ``preprocessor_config.json`` beside it,
+        see :mod:`blackbox_cam.model.sidecar`) supplies preprocessing, layout, labels and output;
+        the keyword arguments below override it.
+    preprocess : ``imagenet | unit | symmetric | raw`` (see :mod:`blackbox_cam.model.preprocess`).
+    bgr : feed channels as BGR.
+    layout : ``NCHW`` or ``NHWC``; detected from the input shape when omitted.
+    output : name or index of the output holding the class scores (models with several outputs).
+    device : ``auto | cpu | cuda``.
+    backend : ``auto | onnxruntime | openvino`` (see :mod:`blackbox_cam.model.backends`); ``auto`` is
+        ONNX Runtime, on CUDA when a GPU initialises, else on CPU (:data:`~blackbox_cam.model.backends.AUTO_REASON`).
+    batch_size : images per model call; the backend's choice for the input size when omitted.
+    input_size : ``(H, W)`` for models whose spatial input dims are symbolic.
+    labels : file with one class name per line.
+    resize : ``squash | crop | letterbox``, how images reach the input size (:mod:`blackbox_cam.model.geometry`).
+    crop_pct : the kept fraction of the scaled image (default 0.875 for ``crop``, 1 otherwise, as timm/torchvision).
+    sidecar : the sidecar file (ours, a Hugging Face ``preprocessor_config.json`` or a timm config);
+        default ``<model>.json``, else ``preprocessor_config.json`` beside the model.
+    """
+
+    task = "classifier"
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """Raw class-score output for a model-space batch, not counted."""
+        return self._run_outputs(x, [self.output_name])[0]
+
     def _probe(self) -> None:
         """One run on a grey image: number of classes, and whether scores are probabilities.
 
@@ -287,43 +403,10 @@ class Classifier:
         colours = [(0, 0, 0), (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255)]
         return [np.broadcast_to(np.asarray(c, np.float32), self.input_size + (3,)).copy() for c in colours]
 
-    # -- model space ----------------------------------------------------------------------------
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """``H x W x 3`` RGB float [0, 255] -> ``(C, H, W)`` model space at the input size."""
-        return geometry_prepare(image, self.input_size, self.geometry, self.preprocessing, self.channels)
-
-    def to_feed(self, x: np.ndarray) -> np.ndarray:
-        """Model-space batch ``(N, C, H, W)`` -> the model's layout and dtype."""
-        if self.layout == "NHWC":
-            x = x.transpose(0, 2, 3, 1)
-        if self.input_dtype == np.uint8:
-            x = np.clip(np.rint(x), 0, 255)
-        return np.ascontiguousarray(x, dtype=self.input_dtype)
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """Raw outputs for a model-space batch, not counted (the fixed-batch loop when needed)."""
-        step = self._fixed_batch if self._loop else None
-        return run_batched(self.session, {self.input_name: self.to_feed(x)}, [self.output_name],
-                           step, fixed=self._loop)[0]
-
-    @property
-    def providers(self) -> list[str]:
-        """ONNX Runtime's execution providers, or ``[<backend>:<DEVICE>]`` for another backend."""
-        return list(getattr(self.session, "providers", [f"{self.session.name}:{self.session.device.upper()}"]))
-
     def scores(self, x: np.ndarray) -> np.ndarray:
         """Raw outputs ``(N, classes)`` for a model-space batch; counts ``N`` queries against the budget."""
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[None]
-        if self._padding is not None:  # painted padding is the vendor's, not the image's: never perturbed
-            mask, values = self._padding
-            x = x.copy()
-            x[:, :, mask] = values
+        x = self._counted(x)
         n = len(x)
-        if self._limit is not None and self.queries + n > self._limit:
-            raise BudgetExceeded(f"query budget exhausted: {self.queries} used, {n} more asked, "
-                                 f"limit {self._limit}")
         outs = []
         for i in range(0, n, self.batch_size):
             outs.append(_as_scores(self._run(x[i:i + self.batch_size])))
@@ -354,37 +437,6 @@ class Classifier:
         z = s.astype(np.float64) - s.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
-
-    @contextlib.contextmanager
-    def padding_kept(self, x: np.ndarray, image_hw: tuple[int, int]) -> Iterator[None]:
-        """Within the block, every scored input keeps ``x``'s painted padding (a letterbox's
-        ``pad_color``): the perturbation methods mask the image, not the vendor's border, which
-        the model always saw as that colour. Nothing changes where no padding is painted."""
-        pl = self.geometry.place(image_hw, self.input_size)
-        top, left, nh, nw = pl.inner
-        if self.geometry.pad_color is None or (nh, nw) == tuple(self.input_size):
-            yield
-            return
-        mask = np.ones(tuple(self.input_size), bool)
-        mask[top:top + nh, left:left + nw] = False
-        old, self._padding = self._padding, (mask, np.asarray(x, np.float32)[:, mask].copy())
-        try:
-            yield
-        finally:
-            self._padding = old
-
-    @contextlib.contextmanager
-    def limit(self, budget: int | None) -> Iterator[None]:
-        """Within the block, at most ``budget`` more queries; more raises :class:`BudgetExceeded`."""
-        old = self._limit
-        self._limit = None if budget is None else self.queries + int(budget)
-        try:
-            yield
-        finally:
-            self._limit = old
-
-    def label(self, index: int) -> str:
-        return self.labels[index] if self.labels else str(index)
 
     def __repr__(self) -> str:
         return (f"Classifier({str(self.path)!r}, layout={self.layout}, input={self.input_size}, "

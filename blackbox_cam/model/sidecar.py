@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BlackboxCamError
-from .geometry import CENTRES, FILTERS, JPEG_AT, RESIZE_MODES
+from .geometry import CENTRES, CV2_FILTERS, FILTERS, JPEG_AT, PAD_ANCHORS, RESIZE_MODES
 
 LAYOUTS = ("NCHW", "NHWC")
 PRESET_NAMES = ("imagenet", "unit", "symmetric", "raw")
 #: Our own keys (any vocabulary may add the ones in OWN_ANYWHERE).
 OWN_KEYS = {"preprocess", "mean", "std", "scale", "resize", "crop_pct"}
 OWN_ANYWHERE = {"bgr", "layout", "labels", "input_size", "output", "resample", "uint8_resize", "pad_color",
-                "jpeg_quality", "jpeg_at"}
+                "jpeg_quality", "jpeg_at", "pad_anchor", "detector"}
 HF_KEYS = {"do_resize", "size", "do_center_crop", "crop_size", "do_rescale", "rescale_factor", "do_normalize",
            "image_mean", "image_std", "do_convert_rgb", "do_flip_channel_order", "default_to_square"}
 #: Hugging Face keys that only name things (no step).
@@ -201,9 +201,15 @@ def problems(data: dict[str, Any]) -> list[str]:
         v = data["output"]
         if not ((isinstance(v, str) and v) or (_int(v) and v >= 0)):
             probs.append(f'"output" must be an output name or a non-negative index, got {json.dumps(v)}')
-    if "resample" in data and not (data["resample"] in FILTERS or (_int(data["resample"]) and data["resample"] in FILTERS.values())):
+    if "resample" in data and not (data["resample"] in FILTERS or data["resample"] in CV2_FILTERS
+                                   or (_int(data["resample"]) and data["resample"] in FILTERS.values())):
         probs.append('"resample" must be a Pillow filter code or name: '
-                     + ", ".join(f"{v} ({k})" for k, v in FILTERS.items()) + f"; got {json.dumps(data['resample'])}")
+                     + ", ".join(f"{v} ({k})" for k, v in FILTERS.items()) + ", or OpenCV's "
+                     + ", ".join(CV2_FILTERS) + f"; got {json.dumps(data['resample'])}")
+    if "pad_anchor" in data and data["pad_anchor"] not in PAD_ANCHORS:
+        probs.append(f'"pad_anchor" must be one of {", ".join(PAD_ANCHORS)}, got {json.dumps(data["pad_anchor"])}')
+    if "detector" in data and not isinstance(data["detector"], dict):
+        probs.append(f'"detector" must be an object such as {{"kind": "yolov5"}}, got {json.dumps(data["detector"])}')
     if "interpolation" in data and data["interpolation"] not in FILTERS:
         probs.append(f'"interpolation" must be one of {", ".join(FILTERS)} (timm), got {json.dumps(data["interpolation"])}')
     if "crop_mode" in data and data["crop_mode"] not in ("center", "squash", "border", None):
@@ -267,7 +273,9 @@ def validate(data: dict[str, Any], source: str = "sidecar") -> dict[str, Any]:
 
 
 # -- translation ----------------------------------------------------------------------------------
-def _filter(v: Any) -> int:
+def _filter(v: Any) -> int | str:
+    if v in CV2_FILTERS:
+        return v
     return FILTERS[v] if isinstance(v, str) else int(v)
 
 
@@ -288,6 +296,8 @@ def _own(data: dict[str, Any], geo: dict[str, Any]) -> None:
         geo["jpeg_quality"] = int(data["jpeg_quality"])
     if "jpeg_at" in data:
         geo["jpeg_at"] = data["jpeg_at"]
+    if "pad_anchor" in data:
+        geo["centre"] = PAD_ANCHORS[data["pad_anchor"]]
 
 
 def translate(data: dict[str, Any], source: str = "sidecar") -> Pipeline:

@@ -19,19 +19,22 @@ probe run (:meth:`blackbox_cam.model.runtime.Classifier._probe`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import onnx
 
 from ..errors import BlackboxCamError
+from .graph import (SHAPE_ONLY, consumers, dims, graph_inputs, producers, softmax_tail,  # noqa: F401 (re-exported)
+                    static_shape, value_dims)
+from .detections import DetectorLayout, read_layout, ultralytics_metadata
 from .preprocess import LAYOUTS
+
+TASKS = ("classifier", "detector")
 #: Element types an image input may have, and the numpy dtype it is fed as.
 INPUT_DTYPES = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16,
                 onnx.TensorProto.UINT8: np.uint8}
-#: Ops that only move or relabel values: a Softmax followed by these still gives probabilities.
-SHAPE_ONLY = ("Identity", "Reshape", "Flatten", "Squeeze")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class ModelSignature:
         binary classifier's probability of the positive class.
     metadata : the model's ``metadata_props`` as ``(key, value)`` pairs (class names live there
         in many exports; :mod:`blackbox_cam.model.labels` reads them).
+    task : ``classifier`` or ``detector`` (one of :data:`TASKS`), decided from the outputs, the
+        metadata and the sidecar's ``"detector"`` key; ``task_reason`` says why in one line.
+    detector : the :class:`~blackbox_cam.model.detections.DetectorLayout` of a detector, else None.
     """
 
     input_name: str
@@ -69,70 +75,15 @@ class ModelSignature:
     softmax: bool
     sigmoid: bool = False
     metadata: tuple[tuple[str, str], ...] = ()
+    task: str = "classifier"
+    task_reason: str = ""
+    detector: DetectorLayout | None = None
 
     @property
     def static_classes(self) -> int | None:
         """The number of classes if the output dims fix it (``[N, C]``), else None."""
         last = self.output_dims[-1] if len(self.output_dims) == 2 else None
         return last if isinstance(last, int) and last > 0 else None
-
-
-# -- graph helpers: one implementation of each rule -------------------------------------------------
-def dims(vi: onnx.ValueInfoProto) -> tuple | None:
-    """Dims of a tensor: ints, symbols (str) or None for anonymous ones; None if the rank is unknown."""
-    t = vi.type.tensor_type
-    if not vi.type.HasField("tensor_type") or not t.HasField("shape"):
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim)
-
-
-def static_shape(vi: onnx.ValueInfoProto) -> tuple | None:
-    """:func:`dims` with every non-integer dim as None."""
-    d = dims(vi)
-    return None if d is None else tuple(x if isinstance(x, int) else None for x in d)
-
-
-def value_dims(graph: onnx.GraphProto, name: str) -> tuple | None:
-    """:func:`dims` of the tensor called ``name`` (value_info, output or input), or None."""
-    for vi in list(graph.value_info) + list(graph.output) + list(graph.input):
-        if vi.name == name:
-            return dims(vi)
-    return None
-
-
-def graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
-    """The graph's real inputs (initializers listed as inputs by old exporters left out)."""
-    inits = {i.name for i in graph.initializer}
-    return [i for i in graph.input if i.name not in inits]
-
-
-def producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
-    """Tensor name -> the node that makes it."""
-    return {o: n for n in graph.node for o in n.output}
-
-
-def consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    """Tensor name -> the nodes that take it, in graph order."""
-    out: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for i in n.input:
-            out.setdefault(i, []).append(n)
-    return out
-
-
-def softmax_tail(graph: onnx.GraphProto, output: str,
-                 op: str = "Softmax") -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
-    """The ``op`` node (Softmax, or Sigmoid for binary heads) that makes ``output`` and the
-    :data:`SHAPE_ONLY` nodes after it (in graph order), or None when ``output`` is not its result."""
-    prod = producers(graph)
-    chain: list[onnx.NodeProto] = []
-    node = prod.get(output)
-    while node is not None and node.op_type in SHAPE_ONLY:
-        chain.append(node)
-        node = prod.get(node.input[0])
-    if node is None or node.op_type != op:
-        return None
-    return node, chain[::-1]
 
 
 def detect_layout(d: Sequence) -> str | None:
@@ -149,7 +100,8 @@ def detect_layout(d: Sequence) -> str | None:
 
 # -- the reader ------------------------------------------------------------------------------------
 def read_model(model: onnx.ModelProto, *, layout: str | None = None, input_size: Sequence[int] | None = None,
-               output: str | int | None = None, source: str = "the model") -> ModelSignature:
+               output: str | int | None = None, source: str = "the model",
+               detector: dict | None = None) -> ModelSignature:
     """Read ``model``'s signature; every problem is one :class:`BlackboxCamError` naming ``source``.
 
     Parameters
@@ -158,6 +110,12 @@ def read_model(model: onnx.ModelProto, *, layout: str | None = None, input_size:
     input_size : ``(H, W)`` for inputs whose spatial dims are symbolic.
     output : name or index of the class-score output; default the first 2-D output (else the first).
     source : how errors name the model (its path).
+    detector : the sidecar's ``"detector"`` object, declaring a detector layout
+        (:func:`blackbox_cam.model.detections.read_layout`).
+
+    The task is ``detector`` when :func:`~blackbox_cam.model.detections.read_layout` finds a
+    layout (outputs, names, Ultralytics ``metadata_props``, or the sidecar's declaration) and no
+    ``output`` was chosen; otherwise ``classifier``, exactly as before detectors were read.
     """
     vi = _image_input(model.graph, source)
     elem = vi.type.tensor_type.elem_type
@@ -173,21 +131,32 @@ def read_model(model: onnx.ModelProto, *, layout: str | None = None, input_size:
     if c not in (1, 3):
         raise BlackboxCamError(f"{source}: input '{vi.name}' {list(d)} has {c} channels in {lay} layout; "
                                "expected 1 or 3 (wrong --layout?)")
+    imgsz = ultralytics_metadata([(p.key, p.value) for p in model.metadata_props]).get("imgsz")
     if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
         size = (h, w)
     elif input_size:
         size = (int(input_size[0]), int(input_size[1]))
+    elif isinstance(imgsz, (list, tuple)) and len(imgsz) == 2 and all(isinstance(v, int) and v > 0 for v in imgsz):
+        size = (int(imgsz[0]), int(imgsz[1]))  # a dynamic Ultralytics export: the size it was exported at
     else:
         raise BlackboxCamError(f"{source}: input '{vi.name}' {list(d)} has no fixed height/width; "
                                "give input_size [H, W] in the sidecar JSON")
     out = _scores_output(model.graph, output, source)
-    return ModelSignature(
+    sig = ModelSignature(
         input_name=vi.name, input_dims=tuple(d), input_dtype=INPUT_DTYPES[elem], layout=lay, channels=int(c),
         input_size=size, fixed_batch=d[0] if isinstance(d[0], int) and d[0] > 0 else None,
         output_name=out.name, output_names=tuple(o.name for o in model.graph.output),
         output_dims=dims(out) or (), softmax=softmax_tail(model.graph, out.name) is not None,
         sigmoid=softmax_tail(model.graph, out.name, "Sigmoid") is not None,
         metadata=tuple((p.key, p.value) for p in model.metadata_props))
+    found = read_layout(model, sig, detector, source) if output is None or detector else None
+    if found is None:
+        shape = list(sig.output_dims)
+        return replace(sig, task="classifier",
+                       task_reason=f"output '{out.name}' {shape}: class scores" if len(shape) == 2 else
+                       f"output '{out.name}' {shape}: read as class scores (no detector layout matches)")
+    return replace(sig, task="detector", task_reason=found.reason, detector=found,
+                   output_name=found.outputs[0], output_dims=value_dims(model.graph, found.outputs[0]) or ())
 
 
 def _image_input(graph: onnx.GraphProto, source: str) -> onnx.ValueInfoProto:
@@ -195,7 +164,7 @@ def _image_input(graph: onnx.GraphProto, source: str) -> onnx.ValueInfoProto:
     if len(ins) != 1:
         names = ", ".join(i.name for i in ins) or "none"
         raise BlackboxCamError(f"{source}: the model has {len(ins)} inputs ({names}); blackbox-cam explains "
-                               "image classifiers with exactly one image input")
+                               "image classifiers and detectors with exactly one image input")
     return ins[0]
 
 
