@@ -13,9 +13,9 @@ detection's box, zero outside (the tutorial's ``renormalize_cam_in_bounding_boxe
 min-max inside the box, then over the image).
 
 **The sign.** ``v_1`` and ``-v_1`` are equally principal; LAPACK returns either, and the ReLU
-then keeps one half of the map or the other. ``--sign peak`` (default) fixes it by Seg-Eigen-CAM's
+then keeps one half of the map or the other. ``--eigen-sign peak`` (default) fixes it by Seg-Eigen-CAM's
 rule [2] (eq. 13): the projection is flipped when ``|min| > |max|``, so the strongest response
-is positive; this is pytorch-grad-cam's ``get_2d_projection_with_sign_correction``. ``--sign svd``
+is positive; this is pytorch-grad-cam's ``get_2d_projection_with_sign_correction``. ``--eigen-sign svd``
 keeps LAPACK's sign through the same ``numpy.linalg.svd(full_matrices=True)`` call as
 pytorch-grad-cam's ``EigenCAM``, for a number-for-number comparison with it (the sign is then
 whatever LAPACK returns: on the reference YOLOv8 it disagreed with the peak rule on 4 of 9 maps).
@@ -49,7 +49,7 @@ def eigen_projection(activations: np.ndarray, *, layout: str = "NCHW", sign: str
     """``[B, h, w]`` float32: each image's centred activations projected on their first principal
     direction, before the ReLU (see the module docstring for ``sign``)."""
     if sign not in SIGNS:
-        raise BlackboxCamError(f"--sign {sign!r}: choose one of {', '.join(SIGNS)}")
+        raise BlackboxCamError(f"--eigen-sign {sign!r}: choose one of {', '.join(SIGNS)}")
     lay = cams.get_layout(layout)
     A = np.asarray(activations, np.float32)
     if A.ndim != 4:
@@ -126,7 +126,7 @@ def check_eigencam(model, options) -> None:
           options=(LAYER_OPTION, TOKENS_OPTION,
                    Option("sign", str, "peak", "How the principal component's sign is fixed: peak (Seg-Eigen-CAM: "
                           "flipped when |min| > |max|, so the strongest response is positive) or svd (as LAPACK "
-                          "returns it, like pytorch-grad-cam's EigenCAM).", choices=SIGNS),
+                          "returns it, like pytorch-grad-cam's EigenCAM).", choices=SIGNS, flag="--eigen-sign"),
                    Option("in_box", bool, False, "For a detection: renormalise the map inside its box and set it "
                           "to zero outside (pytorch-grad-cam's YOLO tutorial).")))
 def eigencam(model, x: np.ndarray, target, *, budget: None, seed: int, score: float, layer: str,

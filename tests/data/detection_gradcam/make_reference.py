@@ -5,9 +5,9 @@ What it writes, next to this script:
 ``yolov8_tiny.onnx``
     A real Ultralytics export (``YOLO(yaml).export(format="onnx", imgsz=320, opset=17)``) of the
     YOLOv8 architecture (``ultralytics/cfg/models/v8/yolov8.yaml``) at a tiny scale of our own,
-    ``[depth 0.33, width 0.0625, max channels 256]`` with the 80 COCO classes, seeded random weights
-    (:func:`reinitialise`): 1.6 MB. Output ``output0 [1, 84, 2100]`` (cx, cy, w, h in input pixels,
-    then 80 sigmoid class probabilities), candidates from P3/8 (40 x 40), P4/16 (20 x 20), P5/32 (10 x 10).
+    ``[depth 0.33, width 0.0625, max channels 256]`` with the 20 Pascal VOC classes (as
+    models/detectors/make_ultralytics.py), seeded random weights (:func:`reinitialise`): 0.9 MB.
+    Output ``output0 [1, 24, 2100]`` (cx, cy, w, h in input pixels, then 20 sigmoid class probabilities), candidates from P3/8 (40 x 40), P4/16 (20 x 20), P5/32 (10 x 10).
 ``yolov8_tiny.npz``
     pixels          uint8 [B, 3, 320, 320]   the images letterboxed by Ultralytics' own ``LetterBox``
                     (grey 114, centred), RGB; the model's input is ``x = pixels.astype(float32) / 255``
@@ -29,6 +29,11 @@ What it writes, next to this script:
     stride          the maps above are stored at every 7th pixel, ``map[:, ::7, ::7]`` of the 320 x 320
                     maps (46 x 46): 7 is prime to the upsampling factors 8, 16, 32, so every phase of
                     the bilinear resize is checked while the file stays small
+``resnetish_eigencam.npz``
+    EigenCAM on a classifier: tests/data/gradcam_reference's ``resnetish`` (its torch model rebuilt
+    by that folder's script, checked against its ONNX file's logits) on that folder's input ``x``:
+    ``eigen/<layer>/svd`` and ``eigen/<layer>/peak`` float32 [B, 64, 64] for layers ``layer3`` and
+    ``layer2`` (``layer_tensors``: the ONNX tensors, from ``resnetish.npz``)
 
 Needs (none of it at run time or for the tests): torch 2.13 CPU, Ultralytics 8.4.190 installed with
 ``--no-deps``, pytorch-grad-cam 1.5.7 (``pip install --no-deps grad-cam ttach`` and scikit-learn,
@@ -65,19 +70,23 @@ def export_model(onnx_path: str):
 
     import torch
     import yaml
-    from ultralytics import YOLO
     import ultralytics
+    from ultralytics import YOLO
+    from ultralytics.utils import YAML
 
     base = os.path.join(os.path.dirname(ultralytics.__file__), "cfg", "models", "v8", "yolov8.yaml")
     with open(base) as f:
         cfg = yaml.safe_load(f)
     cfg["scales"] = {"t": SCALE}
+    cfg["nc"] = 20
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "yolov8_tiny.yaml")  # no n/s/m/l/x in the name: the one scale 't' is used
         with open(path, "w") as f:
             yaml.safe_dump(cfg, f)
         torch.manual_seed(0)
         yolo = YOLO(path)
+        yolo.model.names = YAML.load(os.path.join(os.path.dirname(ultralytics.__file__), "cfg", "datasets",
+                                                  "VOC.yaml"))["names"]
         reinitialise(yolo.model)
         out = yolo.export(format="onnx", imgsz=SIZE, opset=17, simplify=False)
         shutil.move(out, onnx_path)  # Ultralytics writes beside the yaml's name in the working directory
@@ -167,11 +176,54 @@ def in_box(cam: np.ndarray, box) -> np.ndarray:
     return scale_cam_image(out[None])[0]
 
 
+class SignedEigenCAM:
+    """pytorch-grad-cam's EigenCAM with Seg-Eigen-CAM's sign correction (its own function)."""
+
+    def __new__(cls, model, target_layers):
+        import pytorch_grad_cam as pgc
+        from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
+
+        class _Signed(pgc.EigenCAM):
+            def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads,
+                              eigen_smooth):
+                return get_2d_projection_with_sign_correction(activations)
+
+        return _Signed(model=model, target_layers=target_layers)
+
+
+def classifier_eigencam() -> None:
+    """EigenCAM references on tests/data/gradcam_reference's resnetish (see the module docstring)."""
+    import importlib.util
+
+    import pytorch_grad_cam as pgc
+    import torch
+
+    ref_dir = os.path.join(ROOT, "tests", "data", "gradcam_reference")
+    spec = importlib.util.spec_from_file_location("gradcam_reference", os.path.join(ref_dir, "make_reference.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model, _ = mod.small_models()["resnetish"]
+    old = np.load(os.path.join(ref_dir, "resnetish.npz"))
+    xt = torch.from_numpy(old["x"])
+    with torch.no_grad():
+        gap = float(np.abs(model(xt).numpy() - old["logits"]).max())
+    assert gap < 1e-4, f"the rebuilt resnetish is not the one in {ref_dir} (logits {gap:.2e} apart)"
+    modules = dict(model.named_modules())
+    out = {"x": old["x"], "layers": old["layers"], "layer_tensors": old["layer_tensors"]}
+    for layer in old["layers"]:
+        with pgc.EigenCAM(model=model, target_layers=[modules[str(layer)]]) as cam:
+            out[f"eigen/{layer}/svd"] = np.asarray(cam(input_tensor=xt, targets=None), np.float32)
+        with SignedEigenCAM(model, [modules[str(layer)]]) as cam:
+            out[f"eigen/{layer}/peak"] = np.asarray(cam(input_tensor=xt, targets=None), np.float32)
+    path = os.path.join(HERE, "resnetish_eigencam.npz")
+    np.savez_compressed(path, **out)
+    print(f"wrote {path} ({os.path.getsize(path) // 1024} KB)")
+
+
 def main() -> None:
     import onnxruntime as ort
     import pytorch_grad_cam as pgc
     import torch
-    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 
     torch.set_num_threads(2)
     onnx_path = os.path.join(HERE, "yolov8_tiny.onnx")
@@ -225,12 +277,7 @@ def main() -> None:
         with pgc.EigenCAM(model=wrapped, target_layers=[layer]) as cam:
             out[f"eigen/{level}/svd"] = np.asarray(cam(input_tensor=xt, targets=None), np.float32)
 
-        class SignedEigenCAM(pgc.EigenCAM):
-            def get_cam_image(self, input_tensor, target_layer, target_category, activations, grads,
-                              eigen_smooth):
-                return get_2d_projection_with_sign_correction(activations)
-
-        with SignedEigenCAM(model=wrapped, target_layers=[layer]) as cam:
+        with SignedEigenCAM(wrapped, [layer]) as cam:
             peak = np.asarray(cam(input_tensor=xt, targets=None), np.float32)
         out[f"eigen/{level}/peak"] = peak
         out[f"eigen/{level}/box"] = np.stack([in_box(peak[b], boxes[b, l]) for b in range(len(x))])
@@ -240,6 +287,7 @@ def main() -> None:
     path = os.path.join(HERE, "yolov8_tiny.npz")
     np.savez_compressed(path, **out)
     print(f"wrote {path} ({os.path.getsize(path) // 1024} KB)")
+    classifier_eigencam()
 
 
 if __name__ == "__main__":
