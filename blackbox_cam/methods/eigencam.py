@@ -60,10 +60,12 @@ def eigen_projection(activations: np.ndarray, *, layout: str = "NCHW", sign: str
     for a in A:
         X = a.reshape(a.shape[0], -1).T
         X = X - X.mean(axis=0)
-        # pytorch-grad-cam's call, for its sign; the peak rule makes the sign irrelevant, so the
-        # thin SVD is enough there
-        VT = np.linalg.svd(X, full_matrices=sign == "svd")[2]
-        p = (X @ VT[0, :]).reshape(a.shape[1:])
+        if sign == "svd":  # pytorch-grad-cam's own call, for its sign (U is h*w x h*w: slow on big maps)
+            v = np.linalg.svd(X, full_matrices=True)[2][0, :]
+        else:  # the sign is fixed below, so the top eigenvector of the C x C scatter matrix will do
+            X64 = X.astype(np.float64)
+            v = np.linalg.eigh(X64.T @ X64)[1][:, -1].astype(np.float32)
+        p = (X @ v).reshape(a.shape[1:])
         if sign == "peak" and abs(p.min()) > abs(p.max()):
             p = -p
         out.append(p)
