@@ -28,6 +28,7 @@ Seeds: torch.manual_seed(0), numpy seeds as listed; torch.set_num_threads(2).
 
 Outputs in models/planted_detector/:
     planted_detector.onnx   images float32 NCHW [N,3,128,128] (v/255) -> output0 [N,6,256]; opset 17
+    planted_detector.json   its sidecar: unit preprocessing (v/255), squash (the scenes are 128 x 128)
     heldout.npz             scenes from seed 2 (never trained on): images uint8 [S,128,128,3],
                             boxes float32 [S,4,4] (x0,y0,x1,y1; pixels, half-open), cues float32
                             [S,4,4] (the mark's box), classes int64 [S,4], count int64 [S]
@@ -333,6 +334,8 @@ def main() -> None:
     model = train()
     path = os.path.join(OUT, "planted_detector.onnx")
     export(model, path)
+    with open(os.path.join(OUT, "planted_detector.json"), "w") as f:
+        f.write('{"preprocess": "unit", "resize": "squash", "layout": "NCHW"}\n')
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
     def run(imgs):

@@ -106,11 +106,11 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     if not detector and (detection is not None or box is not None):
         raise BlackboxCamError(f"{'--detection' if detection is not None else '--box'} applies to detectors; "
                                f"{model} is a classifier")
-    out = ensure_dir(out_dir)
-    book = RecordBook(out / "explain.json")  # merged with earlier runs' records, under a lock
     calls = bind_all(methods, budget, given, clf=clf)  # now also against the model: input size, --layer
     if str(target).lower() != "top1":
         target = resolve_target(clf, target)  # a named target is resolved once, for every image
+    out = ensure_dir(out_dir)  # nothing is written before every option is checked
+    book = RecordBook(out / "explain.json")  # merged with earlier runs' records, under a lock
     announce_backend(clf)
     if detector:
         from ..jobs.explain import explain_detector_items

@@ -110,7 +110,8 @@ def choose_targets(det, scored: ScoredDetections, *, target: str | int | None = 
                                    f"not a {target}")
         keep = [int(detection)]
     return DetectionTarget(found.boxes[keep], found.probs[keep], found.objectness[keep], found.classes[keep],
-                           np.asarray(keep, np.int64), scored.image_boxes[keep], found.scores[keep])
+                           np.asarray(keep, np.int64), scored.image_boxes[keep], found.scores[keep],
+                           found.candidate[keep])
 
 
 def no_detection_message(det, scored: ScoredDetections, target: str | int | None = None) -> str:

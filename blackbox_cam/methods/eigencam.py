@@ -122,7 +122,7 @@ def check_eigencam(model, options) -> None:
     layer_info(model, options["layer"], options.get("tokens", "auto"))
 
 
-@register("eigencam", whitebox=True, check=check_eigencam,
+@register("eigencam", whitebox=True, check=check_eigencam, kinds=("class", "detection"),
           summary="EigenCAM (Muhammad & Yeasin 2020): first principal component of the layer's activations, "
                   "class-blind, gradient-free",
           options=(LAYER_OPTION, TOKENS_OPTION,

@@ -466,6 +466,6 @@ def check_layer(clf, options) -> None:
 
 
 for _name in ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"):
-    register(_name, whitebox=True, summary=cams.CAM_METHODS[_name].summary.rstrip("."),
+    register(_name, whitebox=True, summary=cams.CAM_METHODS[_name].summary.rstrip("."), kinds=("class", "detection"),
              options=(LAYER_OPTION, TOKENS_OPTION), check=check_layer)(_make(_name))
 del _name

@@ -133,7 +133,9 @@ class DetectionTarget:
 
     ``classes`` ``[T]`` is each detection's class (its label), ``detections`` its index in the
     image's detections (``-1`` for a virtual box), ``image_boxes`` ``[T, 4]`` its box in the
-    image's pixels (what records and pictures show), ``confidences`` the detector's score of each.
+    image's pixels (what records and pictures show), ``confidences`` the detector's score of each,
+    ``candidates`` its candidate index on the unmasked image (``Detections.candidate``; ``-1`` for
+    a virtual box): what the Grad-CAM family differentiates (:mod:`._detgrad`).
     """
 
     boxes: np.ndarray
@@ -143,12 +145,14 @@ class DetectionTarget:
     detections: np.ndarray
     image_boxes: np.ndarray | None = None
     confidences: np.ndarray | None = None
+    candidates: np.ndarray | None = None
     kind: str = field(default="detection", init=False)
 
     def __post_init__(self) -> None:
         b = np.asarray(self.boxes, np.float64).reshape(-1, 4)
         object.__setattr__(self, "boxes", b)
-        object.__setattr__(self, "probs", np.asarray(self.probs, np.float64).reshape(len(b), -1))
+        p = np.asarray(self.probs, np.float64)
+        object.__setattr__(self, "probs", p.reshape(len(b), p.shape[-1] if p.ndim == 2 else -1))
         object.__setattr__(self, "objectness", np.asarray(self.objectness, np.float64).reshape(len(b)))
         object.__setattr__(self, "classes", np.asarray(self.classes, np.int64).reshape(len(b)))
         object.__setattr__(self, "detections", np.asarray(self.detections, np.int64).reshape(len(b)))
@@ -156,6 +160,8 @@ class DetectionTarget:
             object.__setattr__(self, "image_boxes", np.asarray(self.image_boxes, np.float64).reshape(len(b), 4))
         if self.confidences is not None:
             object.__setattr__(self, "confidences", np.asarray(self.confidences, np.float64).reshape(len(b)))
+        if self.candidates is not None:
+            object.__setattr__(self, "candidates", np.asarray(self.candidates, np.int64).reshape(len(b)))
 
     @property
     def count(self) -> int:
@@ -177,17 +183,15 @@ class DetectionTarget:
                                 candidate_objectness(candidates))
 
     def one(self, i: int) -> DetectionTarget:
-        s = slice(int(i), int(i) + 1)
-        return DetectionTarget(self.boxes[s], self.probs[s], self.objectness[s], self.classes[s], self.detections[s],
-                               None if self.image_boxes is None else self.image_boxes[s],
-                               None if self.confidences is None else self.confidences[s])
+        return self.select([int(i)])
 
     def select(self, keep: Sequence[int]) -> DetectionTarget:
         """The targets at positions ``keep``, in that order."""
         k = np.asarray(list(keep), np.int64)
+        opt = {f: None if getattr(self, f) is None else getattr(self, f)[k]
+               for f in ("image_boxes", "confidences", "candidates")}
         return DetectionTarget(self.boxes[k], self.probs[k], self.objectness[k], self.classes[k], self.detections[k],
-                               None if self.image_boxes is None else self.image_boxes[k],
-                               None if self.confidences is None else self.confidences[k])
+                               **opt)
 
     @staticmethod
     def virtual(box: Sequence[float], label: int, num_classes: int, image_box: Sequence[float] | None = None
@@ -198,7 +202,8 @@ class DetectionTarget:
         p = np.zeros((1, int(num_classes)))
         p[0, int(label)] = 1.0
         return DetectionTarget(np.asarray(box, np.float64)[None], p, np.ones(1), np.array([int(label)]),
-                               np.array([-1]), None if image_box is None else np.asarray(image_box)[None], None)
+                               np.array([-1]), None if image_box is None else np.asarray(image_box)[None], None,
+                               np.array([-1]))
 
 
 AnyTarget = Union[int, np.integer, ClassTarget, DetectionTarget]

@@ -5,7 +5,7 @@
     PYTHONPATH=. python tests/data/detection_maps/make_xaitk_reference.py
 
 What it does: runs ``blackbox_cam``'s ``drise`` (200 masks + the unmasked prediction, seed 0) on
-held-out scene 0 of the planted-cue detector (models/planted_detector/) for every detection,
+held-out scene 6 (three detections, both classes) of the planted-cue detector (models/planted_detector/) for every detection,
 through a wrapper that records the candidates of every masked image the method asked for; rebuilds
 the same masks at full resolution from the method's seeded stream (``rise.sample``: grid draws from
 ``default_rng([seed, 1])``, shifts from ``default_rng([seed, 2])``, bilinear upsampling of
@@ -14,8 +14,8 @@ candidates (``[masks, A, 4 + 1 + C]``: box, objectness as ``drise`` scores it, c
 detections (``[T, 4 + 1 + C]``). xaitk's IoU counts pixels inclusively (``x1 - x0 + 1``); it is given
 the same boxes in that convention (``x1 - 1``, ``y1 - 1``), which makes its IoU ours exactly.
 
-Writes xaitk_drise.npz: ``xaitk`` float64 [T, 128, 128] (xaitk's output), ``ours`` float64 [T, 128, 128]
-(``drise``'s raw map divided by its max |value|, xaitk's scale) and ``boxes`` [T, 4] (the detections,
+Writes xaitk_drise.npz: ``xaitk`` float64 [T, 128, 128] (xaitk's output; the test compares
+``drise``'s raw map divided by its max |value|, xaitk's scale) and ``boxes`` [T, 4] (the detections,
 model pixels), ``budget``, ``seed``, ``scene``, ``xaitk_version``.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from blackbox_cam.model.detector import Detector
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[2]
-BUDGET, SEED, SCENE = 201, 0, 0
+BUDGET, SEED, SCENE = 201, 0, 6  # scene 6: three detections, both classes
 
 
 class Recording:
@@ -92,7 +92,7 @@ def main() -> None:
     ref = np.concatenate([tb, targets.objectness[:, None], targets.probs], axis=1)
     xaitk = DRISEScoring().generate(ref, pert, masks)
     print(f"{targets.count} detections, {n} masks; max |ours - xaitk| = {np.abs(ours - xaitk).max():.2e}")
-    np.savez_compressed(HERE / "xaitk_drise.npz", xaitk=xaitk.astype(np.float64), ours=ours,
+    np.savez_compressed(HERE / "xaitk_drise.npz", xaitk=xaitk.astype(np.float64),
                         boxes=targets.boxes, budget=BUDGET, seed=SEED, scene=SCENE,
                         xaitk_version=version("xaitk-saliency"))
     print(f"wrote {HERE / 'xaitk_drise.npz'} ({os.path.getsize(HERE / 'xaitk_drise.npz') // 1024} KiB)")
