@@ -34,6 +34,7 @@ bench/results/. Two parts:
 
     python bench/bench_detection.py                       # faithfulness, 1000 queries
     python bench/bench_detection.py --cost /tmp/yolov8n_320.onnx
+    python bench/bench_detection.py --figure              # docs/img/detection_planted.png
 """
 from __future__ import annotations
 
@@ -208,7 +209,8 @@ def one_cost(model: str, image: str, method: str, targets: int, budget: int) -> 
 
 def cost(args) -> dict:
     out = []
-    for method in BLACKBOX:
+    methods = args.cost_methods.split(",")
+    for method in methods:
         for t in (1, 5):
             cmd = [sys.executable, __file__, "--one", method, str(t), "--cost", args.cost, "--budget", str(args.budget)]
             r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -220,12 +222,43 @@ def cost(args) -> dict:
     print(f"\n{Path(args.cost).name}, {args.budget} queries, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}\n")
     print("| method | 1 detection (s) | 5 detections (s) | ratio | peak memory, 5 detections |")
     print("|---|---|---|---|---|")
-    for method in BLACKBOX:
+    for method in methods:
         a, b = [r for r in out if r["method"] == method]
         print(f"| {method} | {a['seconds']:.1f} | {b['seconds']:.1f} | {b['seconds'] / a['seconds']:.2f} | "
               f"{b['maxrss_mib']:.0f} MiB |")
     return {"cases": out, "model": args.cost, "budget": args.budget, "load": os.getloadavg(),
             "cpu": platform.processor() or platform.machine()}
+
+
+def figure(args) -> None:
+    """docs/img/detection_planted.png: each method's map of every detection of held-out scene 6
+    (three detections), box and label drawn, and the scene with its planted marks."""
+    from PIL import Image, ImageDraw
+
+    from blackbox_cam.pictures.display import stack  # noqa: F401  (the display helpers' font)
+    det = Detector(PLANTED, device="cpu")
+    held = np.load(HELDOUT)
+    i = 6
+    scored = score_detections(det, held["images"][i].astype(np.float32))
+    targets = choose_targets(det, scored)
+    rows = [("drise", {"baseline": "mean"}), ("decam", {"baseline": "mean"}), ("occlusion", {"baseline": "mean"}),
+            ("drise", {"baseline": "zeros"}), ("gradcam", {"layer": NECK}), ("eigencam", {"layer": NECK})]
+    tile, pad, label_w = 192, 4, 150
+    canvas = Image.new("RGB", (label_w + targets.count * (tile + pad), len(rows) * (tile + pad)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (m, opt) in enumerate(rows):
+        if m not in METHODS:
+            continue
+        call = METHODS[m].bind(None if METHODS[m].whitebox else args.budget, det.input_size, **opt)
+        res = explain_detections(det, scored, call, targets, seed=0)
+        name = m if m in ("gradcam", "eigencam") else f"{m}\n{opt['baseline']} baseline"
+        q = res[0].explanation.queries
+        draw.text((6, r * (tile + pad) + tile // 2 - 14), f"{name}\n{q} quer{'y' if q == 1 else 'ies'}", fill="black")
+        for k, x in enumerate(res):
+            canvas.paste(x.overlay().resize((tile, tile), Image.NEAREST), (label_w + k * (tile + pad), r * (tile + pad)))
+    out = ROOT / "docs/img/detection_planted.png"
+    canvas.save(out)
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -239,9 +272,14 @@ def main() -> None:
                     help="Baselines of the black-box methods: the first for every method and the curves, the "
                          "others for drise and decam only (pointing and energy).")
     ap.add_argument("--cost", default=None, metavar="MODEL")
+    ap.add_argument("--cost-methods", default=",".join(BLACKBOX))
     ap.add_argument("--image", default=str(ROOT / "models/images/astronaut.png"))
     ap.add_argument("--one", nargs=2, default=None)
+    ap.add_argument("--figure", action="store_true", help="Write docs/img/detection_planted.png and stop.")
     args = ap.parse_args()
+    if args.figure:
+        figure(args)
+        return
     if args.one:
         print(json.dumps(one_cost(args.cost, args.image, args.one[0], int(args.one[1]), args.budget)))
         return
@@ -250,7 +288,7 @@ def main() -> None:
     load = os.getloadavg()
     if args.cost:
         out = cost(args)
-        name = "detection_cost.json"
+        name = f"detection_cost_{args.cost_methods.replace(',', '_')}.json"
     else:
         out = faithfulness(args)
         report(out)

@@ -97,12 +97,14 @@ def _accumulate(masks, weights, y0, y1, fy, x0, x1, fx, square, out):
 
 @njit(parallel=True, cache=True)
 def _accumulate_many(masks, weights, y0, y1, fy, x0, x1, fx, square, out):
-    """:func:`_accumulate` for ``K`` weight vectors at once: ``weights (B, K)``, ``out (K, H, W)``;
-    each upsampled mask value is computed once and added to the ``K`` sums (same order of
-    additions per output as :func:`_accumulate`, so ``K = 1`` gives the same numbers)."""
+    """:func:`_accumulate` for ``K`` weight vectors at once: ``weights (B, K)``, ``out (K, H, W)``.
+    Per output row, the upsampled masks' values are computed once into a row buffer, then each of
+    the ``K`` sums runs along contiguous memory (same order of additions per output as
+    :func:`_accumulate`, so ``K = 1`` gives the same numbers)."""
     nb = masks.shape[0]
     nk, h, w = out.shape
     for y in prange(h):
+        row = np.empty((nb, w), np.float32)
         for b in range(nb):
             a, c_, t = y0[b, y], y1[b, y], fy[b, y]
             for x in range(w):
@@ -110,9 +112,12 @@ def _accumulate_many(masks, weights, y0, y1, fy, x0, x1, fx, square, out):
                 top = masks[b, a, i] + s * (masks[b, a, j] - masks[b, a, i])
                 bot = masks[b, c_, i] + s * (masks[b, c_, j] - masks[b, c_, i])
                 m = top + t * (bot - top)
-                v = m * m if square else m
-                for k in range(nk):
-                    out[k, y, x] += weights[b, k] * v
+                row[b, x] = m * m if square else m
+        for k in range(nk):
+            for b in range(nb):
+                wb = weights[b, k]
+                for x in range(w):
+                    out[k, y, x] += wb * row[b, x]
 
 
 def _offsets(offsets: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
