@@ -129,7 +129,7 @@ def faithfulness(args) -> dict:
             return targets.scores(det, batch)
 
         for m in methods:
-            t0, q0 = time.perf_counter(), det.queries
+            t0 = time.perf_counter()
             results = explain_detections(det, scored, calls[m], targets, seed=args.seed)
             secs, queries = time.perf_counter() - t0, results[0].explanation.queries
             for col, (res, cue) in enumerate(zip(results, cues)):
@@ -141,7 +141,6 @@ def faithfulness(args) -> dict:
                     row["deletion"] = detection_deletion(score_fn, scored.x, sal, col, step=2 * sal.shape[1]).auc
                     row["insertion"] = detection_insertion(score_fn, scored.x, sal, col, step=2 * sal.shape[1]).auc
                 rows[m].append(row)
-            del q0
         if args.joint and len(keep) > 1 and "decam" in methods:
             for col in range(len(keep)):
                 res = explain_detections(det, scored, calls["decam"], targets.select([col]), seed=args.seed)[0]

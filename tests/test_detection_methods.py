@@ -58,10 +58,8 @@ def scene_png(tmp_path, held):
 def test_drise_similarity_is_iou_times_cosine_times_objectness_best_over_candidates():
     """Petsiuk et al. 2021, Eq. 1-2, written out with loops on random detections."""
     rng = np.random.default_rng(0)
-    t_boxes = np.sort(rng.uniform(0, 50, (3, 2, 2)), axis=1).transpose(0, 2, 1).reshape(3, 4)[:, [0, 2, 1, 3]]
-    t_boxes = np.column_stack([t_boxes[:, 0], t_boxes[:, 2], t_boxes[:, 1], t_boxes[:, 3]])
-    t_boxes = np.column_stack([np.minimum(t_boxes[:, 0], t_boxes[:, 2]), np.minimum(t_boxes[:, 1], t_boxes[:, 3]),
-                               np.maximum(t_boxes[:, 0], t_boxes[:, 2]) + 1, np.maximum(t_boxes[:, 1], t_boxes[:, 3]) + 1])
+    corner = rng.uniform(0, 40, (3, 2))
+    t_boxes = np.concatenate([corner, corner + rng.uniform(5, 30, (3, 2))], axis=1)  # x0, y0, x1, y1
     t_probs = rng.random((3, 4))
     c_boxes = t_boxes[rng.integers(0, 3, (2, 7))] + rng.normal(0, 3, (2, 7, 4))
     c_probs, c_obj = rng.random((2, 7, 4)), rng.random((2, 7))
