@@ -56,7 +56,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from blackbox_cam.explainer.detection import choose_targets, explain_detections, score_detections  # noqa: E402
+from blackbox_cam.explainer.detection_maps import choose_targets, explain_detections, score_detections  # noqa: E402
 from blackbox_cam.methods import METHODS  # noqa: E402
 from blackbox_cam.methods.targets import box_iou  # noqa: E402
 from blackbox_cam.metrics import energy_in_region, pointing_game  # noqa: E402

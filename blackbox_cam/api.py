@@ -148,7 +148,7 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
         raise BlackboxCamError(f"{'detection' if detection is not None else 'box'}= applies to detectors; "
                                "this model is a classifier")
     if detector:
-        from .explainer.detection import parse_box
+        from .explainer.detection_maps import parse_box
         if box is not None:
             parse_box(box)  # a malformed box fails before any image is read
     if target is not None and str(target).lower() != "top1":
@@ -179,15 +179,15 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
             res.source, res.stem = inp.source, inp.stem
             res.image_size = tuple(int(v) for v in size)
         if detector:
-            from .explainer.detection import in_file_pixels
+            from .explainer.detection_maps import in_file_pixels
             in_file_pixels(found, size)
         results.append(found if detector else found[0])
     return results if many else results[0]
 
 
 def _explain_detections(det, img: np.ndarray, call, *, target, detection, box, seed: int, where: str) -> list:
-    """One image's detections explained from one query set (:mod:`blackbox_cam.explainer.detection`)."""
-    from .explainer.detection import choose_targets, explain_detections, no_detection_message, score_detections
+    """One image's detections explained from one query set (:mod:`blackbox_cam.explainer.detection_maps`)."""
+    from .explainer.detection_maps import choose_targets, explain_detections, no_detection_message, score_detections
 
     scored = score_detections(det, img)
     chosen = choose_targets(det, scored, target=target, detection=detection, box=box)
@@ -257,14 +257,14 @@ __all__ = ["MODEL_OPTIONS", "explain", "load_model", "plot_methods"]
 def detect(model: str | os.PathLike | Any, image: Any, *, conf: float | None = None, iou: float | None = None,
            max_detections: int | None = None, progress: bool = True, **options: Any):
     """Detect objects in ``image`` with ``model``: an
-    :class:`~blackbox_cam.jobs.detect.ImageDetections` (boxes and labels drawn when shown), or a
+    :class:`~blackbox_cam.explainer.detections.ImageDetections` (boxes and labels drawn when shown), or a
     list of them for a folder, a manifest or a list.
 
     ``model`` is an ``.onnx`` path (opened as a :class:`~blackbox_cam.model.detector.Detector`
     with ``options``) or a Detector; ``conf``/``iou``/``max_detections`` default to the
     detector's (Ultralytics' 0.25 / 0.45 / 300). Boxes are in the image file's pixels.
     """
-    from .jobs.detect import detect_image
+    from .explainer.detections import detect_image
     from .model.detector import Detector, check_thresholds
 
     det = model if isinstance(model, Detector) else None

@@ -17,7 +17,7 @@ from PIL import Image
 
 from blackbox_cam.cli import main as cli
 from blackbox_cam.errors import BlackboxCamError
-from blackbox_cam.explainer.detection import choose_targets, explain_detections, score_detections
+from blackbox_cam.explainer.detection_maps import choose_targets, explain_detections, score_detections
 from blackbox_cam.methods import METHODS, ClassTarget, DetectionTarget
 from blackbox_cam.methods.targets import box_iou, candidate_objectness, drise_similarity
 from blackbox_cam.metrics.detection import (detection_deletion, energy_per_detection,

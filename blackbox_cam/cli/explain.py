@@ -96,7 +96,7 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
         check_thresholds(conf if conf is not None else 0.25, iou if iou is not None else 0.45,
                          max_detections if max_detections is not None else 300)
     if box is not None:
-        from ..explainer.detection import parse_box
+        from ..explainer.detection_maps import parse_box
         parse_box(box)
         if str(target).lower() == "top1":
             raise BlackboxCamError("--box needs --target LABEL: the class the model should have reported there")

@@ -1,9 +1,9 @@
 """``blackbox-cam explain`` on a detector: images in, one map per detection out.
 
-For every image: ask the detector once (:func:`~blackbox_cam.explainer.detection.score_detections`),
+For every image: ask the detector once (:func:`~blackbox_cam.explainer.detection_maps.score_detections`),
 choose the detections (``--target``, ``--detection``, ``--max-detections``, or a ``--box`` the model
 did not report), explain all of them with each method from one query set
-(:func:`~blackbox_cam.explainer.detection.explain_detections`) and commit one record and one
+(:func:`~blackbox_cam.explainer.detection_maps.explain_detections`) and commit one record and one
 ``<stem>_<method>_det<K>.npy/.png`` (``_box`` for a ``--box``) per detection to ``explain.json``.
 An image with no detection gets one line and a record saying so (``"detections": 0`` and a
 ``warning``); an image whose ``--detection`` or ``--box`` does not fit it is recorded with its
@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from ...errors import BlackboxCamError
-from ...explainer.detection import (choose_targets, explain_detections, in_file_pixels, no_detection_message,
+from ...explainer.detection_maps import (choose_targets, explain_detections, in_file_pixels, no_detection_message,
                                     score_detections)
 from ...explainer.records import commit_result, result_record
 from ...methods import Call

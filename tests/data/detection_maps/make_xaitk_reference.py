@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blackbox_cam.explainer.detection import choose_targets, score_detections
+from blackbox_cam.explainer.detection_maps import choose_targets, score_detections
 from blackbox_cam.methods import METHODS
 from blackbox_cam.methods.masks import accumulate
 from blackbox_cam.methods.targets import candidate_objectness
