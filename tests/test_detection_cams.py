@@ -236,6 +236,20 @@ def test_a_head_with_nms_inside_is_refused_by_name():
         bind_all(["eigencam"], clf=nms)
 
 
+def test_eigencam_runs_on_a_head_with_nms_inside_at_a_named_layer(x):
+    """EigenCAM needs only a map: an end2end export (no score element, no levels) with --layer."""
+    from blackbox_cam.methods import bind_all
+
+    nms = open_model(NMS_INSIDE)
+    layer = "/model.22/cv2/act/Mul_output_0"  # yolo26.yaml's P5 neck, the one2one head's input
+    bind_all(["eigencam"], options={"layer": layer}, clf=nms)
+    found = nms.detect(x[:1])[0]
+    t = CandidateTarget(int(found.candidate[0]), int(found.classes[0]), tuple(found.boxes[0]))
+    out = METHODS["eigencam"].hook(nms, x[0], t, budget=None, seed=0, score=0.0, layer=layer)
+    np.testing.assert_allclose(out.saliency, eigen_cams(nms, x[:1], layer=layer)[0], atol=1e-6)
+    assert out.params["layer"] == layer and out.saliency.max() > 0.5
+
+
 def test_a_layer_that_is_not_a_map_is_refused(det):
     from blackbox_cam.methods import bind_all
 

@@ -34,8 +34,7 @@ from ..errors import BlackboxCamError
 #: detector layout kind (:mod:`blackbox_cam.model.detections`); the first output holds it.
 SCORE_ELEMENT = {
     "ultralytics": lambda a, c: (4 + c, a),  # [B, 4 + C, A]: sigmoid probabilities, no objectness
-    "rtdetr": lambda a, c: (a, 4 + c),        # [B, Q, 4 + C]: sigmoid probabilities
-}
+}  # RT-DETR's [B, Q, 4 + C] would be (a, 4 + c); not listed until checked against pytorch-grad-cam
 #: The candidate axis of the first output, per kind (where the head's levels are concatenated).
 CANDIDATE_AXIS = {"ultralytics": 2, "yolov5": 1, "yolox": 1, "rtdetr": 1}
 
