@@ -275,3 +275,21 @@ def test_layers_says_where_a_detectors_candidates_come_from(det):
         row = next(r for r in res.output.splitlines() if r.startswith(f"* {level.neck}\t"))
         assert f"neck {level.name}" in row
     assert "no default layer" not in res.output
+
+
+def test_a_graph_whose_nodes_are_out_of_order_is_read_the_same():
+    """Regression (issue 27): onnxconverter-common's float16 conversion appends the input's Cast
+    at the end of the node list (ONNX Runtime does not mind); every walk of the graph read one
+    layer. prepare_model sorts the nodes first."""
+    import onnx
+
+    from blackbox_cam.gradients import candidate_layers, prepare_model
+
+    model = onnx.load(str(YOLO))
+    k = next(i for i, n in enumerate(model.graph.node) if n.op_type == "Conv")  # reads the image
+    first = onnx.NodeProto()
+    first.CopyFrom(model.graph.node[k])
+    del model.graph.node[k]
+    model.graph.node.append(first)
+    want = {l.name for l in candidate_layers(prepare_model(str(YOLO)))}
+    assert {l.name for l in candidate_layers(prepare_model(model))} == want and len(want) > 100
