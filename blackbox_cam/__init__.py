@@ -10,6 +10,10 @@ shows itself in a notebook (``result.show()``, ``result.overlay()``) and ``resul
 writes what ``blackbox-cam explain`` writes. A folder or a list of images gives a list of
 results; :func:`plot_methods` draws several methods side by side. The lower-level pieces stay:
 ``Classifier``, ``explain_image(clf, load_image(path), "decam")``.
+
+Detectors: ``bc.detect("yolov8n.onnx", "street.jpg")`` (boxes drawn when shown),
+``bc.Detector(path).candidates(x)`` (every box before NMS), ``bc.open_model(path)`` (a
+classifier or a detector, as the model reader decides).
 """
 from __future__ import annotations
 

@@ -218,14 +218,14 @@ __all__ = ["MODEL_OPTIONS", "explain", "load_model", "plot_methods"]
 def detect(model: str | os.PathLike | Any, image: Any, *, conf: float | None = None, iou: float | None = None,
            max_detections: int | None = None, progress: bool = True, **options: Any):
     """Detect objects in ``image`` with ``model``: an
-    :class:`~blackbox_cam.jobs.detect.ImageDetections` (boxes and labels drawn when shown), or a
+    :class:`~blackbox_cam.explainer.detections.ImageDetections` (boxes and labels drawn when shown), or a
     list of them for a folder, a manifest or a list.
 
     ``model`` is an ``.onnx`` path (opened as a :class:`~blackbox_cam.model.detector.Detector`
     with ``options``) or a Detector; ``conf``/``iou``/``max_detections`` default to the
     detector's (Ultralytics' 0.25 / 0.45 / 300). Boxes are in the image file's pixels.
     """
-    from .jobs.detect import detect_image
+    from .explainer.detections import detect_image
     from .model.detector import Detector, check_thresholds
 
     det = model if isinstance(model, Detector) else None

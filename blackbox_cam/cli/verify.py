@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from .options import announce_backend, load_classifier, model_options
+from .options import announce_backend, classifier_kwargs, load_classifier, model_options
 
 
 @click.command()
@@ -25,9 +25,13 @@ from .options import announce_backend, load_classifier, model_options
               help="Per-image table written here (image, class, expected, ours, gap, top-1 both sides).")
 @click.option("--suspects/--no-suspects", default=True, show_default=True,
               help="On failure, try the usual single-step mistakes and name the one that closes the gap.")
+@click.option("--min-iou", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Detectors: every vendor box must be matched by one of ours with at least this IoU.")
+@click.option("--score-gap", type=click.FloatRange(min=0), default=0.02, show_default=True,
+              help="Detectors: largest score difference allowed between matched detections.")
 @model_options
 def verify(model: Path, expect: Path, images: Path | None, tolerance: float, table: Path, suspects: bool,
-           **kw: Any) -> None:
+           min_iou: float, score_gap: float, **kw: Any) -> None:
     """Check MODEL's preprocessing against the vendor's own scores (--expect).
 
     Scores every image in the CSV as `explain` would feed it, and prints the largest log-odds gap
@@ -37,13 +41,25 @@ def verify(model: Path, expect: Path, images: Path | None, tolerance: float, tab
     crop_pct, JPEG round trip, padding colour, filter, 8-bit resize) and naming the single
     sidecar change that closes the gap.
 
+    For a detector (the model reader decides), --expect is the vendor's detections,
+    image,label,score,x0,y0,x1,y1 in the image's pixels: each is matched to ours (same class,
+    IoU >= 0.5), and the run passes when nothing is missed or extra, every matched IoU is at
+    least --min-iou and every score within --score-gap; the suspects include OpenCV's filters,
+    Ultralytics' grey padding and the pad anchor.
+
     \b
-    Example:
+    Examples:
       blackbox-cam verify open-nsfw.onnx --expect vendor_scores.csv
+      blackbox-cam verify yolov8n.onnx --expect vendor_detections.csv
     """
     from ..io.output import write_text
     from ..jobs.verify import read_expected, verify as run_verify
+    from ..model.open import model_task
 
+    task, _ = model_task(model, sidecar=kw.get("sidecar"), output=kw.get("output"), layout=kw.get("layout"))
+    if task == "detector":
+        _verify_detector(model, expect, images, table, suspects, min_iou, score_gap, kw)
+        return
     clf = load_classifier(model, kw)
     expected = read_expected(expect, clf, images)
     announce_backend(clf)
@@ -72,3 +88,43 @@ def verify(model: Path, expect: Path, images: Path | None, tolerance: float, tab
     elif suspects:
         click.echo("no single usual change helps: compare the vendor's code step by step with `pipeline:` above")
     sys.exit(1)
+
+
+def _verify_detector(model: Path, expect: Path, images: Path | None, table: Path, suspects: bool, min_iou: float,
+                     score_gap: float, kw: dict[str, Any]) -> None:
+    """``verify`` for a detector: our detections matched to the vendor's (jobs/verify/detections.py)."""
+    from ..io.output import write_text
+    from ..jobs.verify.detections import read_expected_boxes, verify_detections
+    from ..model.detector import Detector
+
+    det = Detector(model, **classifier_kwargs(kw))
+    expected = read_expected_boxes(expect, det, images)
+    announce_backend(det)
+    click.echo(f"pipeline: {det.geometry.describe()}; {det.preprocessing.describe()}"
+               + (f" (from {det.sidecar_file})" if det.sidecar_file else " (no sidecar)"), err=True)
+    rep = verify_detections(det, expected, min_iou=min_iou, score_gap=score_gap, try_suspects=suspects)
+    buf = io.StringIO()
+    cols = ["image", "status", "label", "expected_score", "score", "iou", "expected_box", "box"]
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rep.rows:
+        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r[k], float) else
+                        " ".join(f"{v:.2f}" for v in r[k]) if isinstance(r[k], list) else
+                        "" if r[k] is None else r[k]) for k in cols})
+    write_text(table, buf.getvalue())
+    click.echo(f"{len(expected)} images: {rep.summary()} ({rep.worst}); table -> {table}")
+    if rep.passed:
+        click.echo(f"PASS: every vendor detection matched with IoU >= {min_iou:g} and score within {score_gap:g}, "
+                   "no extra")
+        return
+    click.echo("FAIL: " + ("detections missed or extra" if rep.missed or rep.extra else
+                           f"a box below IoU {min_iou:g} or a score gap above {score_gap:g}"))
+    if rep.suggestion:
+        click.echo(f"one change closes the gap ({rep.suggestion[1]}): {rep.suggestion[0]}")
+    elif rep.closest:
+        click.echo(f"no single usual change closes it; closest: {rep.closest[0]} ({rep.closest[1]}), "
+                   "so more than one step differs")
+    elif suspects:
+        click.echo("no single usual change helps: compare the vendor's code step by step with `pipeline:` above")
+    sys.exit(1)
+

@@ -64,6 +64,8 @@ SIDECAR_KEYS = {
     "scores": f"one of {', '.join(SCORE_RULES)}: how the class output becomes probabilities (default: the kind's)",
     "strides": "YOLOX grid strides, default [8, 16, 32]",
 }
+#: ``outputs`` may also name tensors inside the graph: the pre-NMS head of an NMS-inside export
+#: is then read (and its candidates explained) instead of the K reported detections.
 #: Ultralytics tasks that are not box detection, refused by name.
 OTHER_TASKS = {"segment": "an instance-segmentation head (boxes + mask coefficients)",
                "pose": "a pose head (boxes + keypoints)", "obb": "an oriented-box head (rotated boxes)",
@@ -88,6 +90,8 @@ class DetectorLayout:
     names : class names from ``metadata_props`` (Ultralytics ``names``), if any.
     reason : one line: which outputs and which facts decided the kind.
     metadata : the Ultralytics metadata as parsed (``task``, ``imgsz``, ``stride``, ``args``, ...).
+    exposed : outputs that are tensors inside the graph (declared in the sidecar), added as
+        outputs before the model runs (:func:`expose`): the head before an NMS inside the graph.
     """
 
     kind: str
@@ -101,6 +105,7 @@ class DetectorLayout:
     names: tuple[str, ...] | None = None
     reason: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    exposed: tuple[str, ...] = ()
 
     @property
     def needs_nms(self) -> bool:
@@ -262,9 +267,10 @@ def _from_graph(outs: dict[str, tuple], meta: dict, model: onnx.ModelProto, sig)
             return None  # extra channels (masks, keypoints) without a task that says so: not ours to guess
         return lay("ultralytics", [name], "Ultralytics YOLOv8 layout ([B, 4+C, anchors], cx, cy, w, h px, per-class sigmoid)",
                    box_format="cxcywh", num_classes=nc)
-    if d1 is not None and d2 is not None and d1 < d2 and d2 >= 5 * d1 and d1 > 4:
-        return lay("ultralytics", [name], "[B, 4+C, anchors]: Ultralytics YOLOv8/v11 layout (cx, cy, w, h px, "
-                   "per-class sigmoid)", box_format="cxcywh", num_classes=d1 - 4)
+    grids = {_cells(hw, st) for st in ((8, 16, 32), (8, 16, 32, 64), (4, 8, 16, 32))}  # P3-P5, P6, P2 heads
+    if d1 is not None and d2 is not None and d1 > 4 and d2 in grids:
+        return lay("ultralytics", [name], f"[B, 4+C, {d2} = one anchor per cell of the input's grids]: Ultralytics "
+                   "YOLOv8/v11 layout (cx, cy, w, h px, per-class sigmoid)", box_format="cxcywh", num_classes=d1 - 4)
     if d2 is not None and d2 > 5 and (d1 is None or d1 > d2):  # [B, A, 5+C]
         one, three = _cells(hw, (8, 16, 32)), 3 * _cells(hw, (8, 16, 32))
         if d1 == one and not _has_op(model, "Exp"):
@@ -303,8 +309,14 @@ def _declared(side: Mapping[str, Any], outs: dict[str, tuple], meta: dict, model
     if kind not in KINDS:
         raise BlackboxCamError(f"{where}: \"kind\" must be one of {', '.join(KINDS)}, got {kind!r}")
     names = list(side.get("outputs") or [])
-    if names and any(n not in outs for n in names):
-        raise BlackboxCamError(f"{where}: outputs {names} not all in the model's outputs {list(outs)}")
+    inner = [n for n in names if n not in outs]
+    if inner:  # tensors inside the graph (the head before an NMS inside it): exposed as outputs
+        known = inner_tensors(model)
+        missing = [n for n in inner if n not in known]
+        if missing:
+            raise BlackboxCamError(f"{where}: {missing} are neither outputs ({list(outs)}) nor tensors of the graph; "
+                                   "`blackbox-cam layers --all` lists the tensors")
+        outs = {**outs, **{n: known[n] for n in inner}}
     found = _from_graph({n: outs[n] for n in names} if names else outs, meta, model, sig)
     base = found if found is not None and found.kind == kind else None
     defaults = dict(ultralytics=("cxcywh", "prob"), yolov5=("cxcywh", "prob"), yolox=("cxcywh", "prob"),
@@ -322,8 +334,38 @@ def _declared(side: Mapping[str, Any], outs: dict[str, tuple], meta: dict, model
                                  objectness=kind in ("yolov5", "yolox"), names=_names(meta), metadata=meta)
     return replace(lay, outputs=outputs, box_format=side.get("box_format", lay.box_format),
                    scores=side.get("scores", lay.scores), strides=strides or lay.strides,
-                   num_classes=classes or lay.num_classes,
-                   reason=f"sidecar \"detector\" declares kind {kind!r} (outputs {list(outputs)})")
+                   num_classes=classes or lay.num_classes, exposed=tuple(inner),
+                   reason=f"sidecar \"detector\" declares kind {kind!r} (outputs {list(outputs)}"
+                          + (f", {len(inner)} exposed from inside the graph" if inner else "") + ")")
+
+
+def inner_tensors(model: onnx.ModelProto) -> dict[str, tuple]:
+    """Every node output of the graph with its dims after ONNX shape inference (``()`` if unknown)."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is a help, not a requirement
+        inferred = model
+    dims_of = {vi.name: dims(vi) or () for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    return {o: dims_of.get(o, ()) for n in model.graph.node for o in n.output if o}
+
+
+def expose(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+    """A copy of ``model`` with the tensors ``names`` added to its outputs (float, shape from
+    inference), so a session returns the head *before* an NMS inside the graph. The input is
+    not changed."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        info = {vi.name: vi for vi in inferred.graph.value_info}
+    except Exception:
+        info = {}
+    for n in names:
+        if n in info:
+            m.graph.output.append(info[n])
+        else:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
+    return m
 
 
 # -- decoding: raw outputs -> candidates ----------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import BlackboxCamError
 from .detections import NMS_INSIDE, Candidates, Detections, decode, ultralytics_metadata
 from .nms import CONF, IOU, MAX_DET, non_max_suppression
+from .labels import METADATA_KEYS, parse_labels
 from .runtime import Model
 
 #: The preprocessing of every Ultralytics export (its predictor's ``LetterBox(auto=False)`` for a
@@ -62,6 +63,9 @@ class Detector(Model):
     def __init__(self, path: str | os.PathLike, *, conf: float = CONF, iou: float = IOU,
                  max_detections: int = MAX_DET, **kwargs) -> None:
         check_thresholds(conf, iou, max_detections)
+        if kwargs.get("output") is not None:
+            raise BlackboxCamError(f"{path}: --output chooses a classifier's score output; a detector's outputs come "
+                                   "from its layout (declare them with the sidecar's \"detector\": {\"outputs\": [...]})")
         self.conf, self.iou, self.max_detections = float(conf), float(iou), int(max_detections)
         self._labels_arg = kwargs.get("labels")
         super().__init__(path, **kwargs)
@@ -90,7 +94,7 @@ class Detector(Model):
         grey = np.full((self.input_size[0], self.input_size[1], 3), 127.0, np.float32)
         c = lay.num_classes or (len(lay.names) if lay.names else None)
         if c is None and lay.kind in NMS_INSIDE:
-            c = self._classes_from_labels()
+            c = self._classes_from_labels() or _classes_from_metadata(self.signature.metadata)
         self.num_classes = c
         try:
             cand = self._decode(self._raw(self.prepare(grey)[None]), 1)
@@ -191,6 +195,17 @@ class Detector(Model):
         lay = self.signature.detector
         return (f"Detector({str(self.path)!r}, kind={lay.kind}, input={self.input_size}, classes={self.num_classes}, "
                 f"nms_inside={lay.nms_inside}, backend={self.session.describe()!r})")
+
+
+def _classes_from_metadata(metadata) -> int | None:
+    """The number of class names in the metadata (``names``, ``labels``, ... as
+    :mod:`blackbox_cam.model.labels` reads them), for NMS-inside exports that report indices only."""
+    lower = {k.lower(): v for k, v in metadata}
+    for key in METADATA_KEYS:
+        names = parse_labels(lower[key]) if key in lower else None
+        if names:
+            return len(names)
+    return None
 
 
 def _pad(a: np.ndarray, width: int) -> np.ndarray:

@@ -21,8 +21,10 @@ import numpy as np
 import onnx
 
 from .backends import DEVICES, BackendError, Session, compile_model, run_batched
+from .backends.onnxruntime import _quiet_stderr as quiet_stderr
 from ..errors import BlackboxCamError, BudgetExceeded, existing_file
 from .geometry import Geometry, prepare as geometry_prepare
+from .detections import expose
 from .labels import labels_from_metadata, read_labels_file
 from .preprocess import Preprocessing, resolve
 from .sidecar import find_sidecar, load_sidecar, translate
@@ -169,6 +171,8 @@ class Model:
             output=output if output is not None else self.sidecar.get("output"), source=str(self.path),
             detector=self.sidecar.get("detector"))
         self._check_task()
+        if self.signature.detector is not None and self.signature.detector.exposed:
+            self.model = expose(self.model, self.signature.detector.exposed)  # the head before an inner NMS
         if pipe.input_size is not None and tuple(self.signature.input_size) != tuple(pipe.input_size) \
                 and resize is None and crop_pct is None:
             raise BlackboxCamError(f"{source}: the sidecar's steps make {pipe.input_size[0]}x{pipe.input_size[1]} "
@@ -249,7 +253,8 @@ class Model:
         try:
             sess = fixed.compile_like(m)
             x = self._random_feed(np.random.default_rng(0), 2)
-            both = sess.run([self.output_name], {self.input_name: x})[0]
+            with quiet_stderr():  # a graph that reshapes to its fixed batch fails here, and ORT logs it
+                both = sess.run([self.output_name], {self.input_name: x})[0]
             singles = np.concatenate([fixed.run([self.output_name], {self.input_name: x[i:i + 1]})[0]
                                       for i in range(2)])
             if both.shape != singles.shape or not np.allclose(both, singles, rtol=1e-3, atol=1e-4):

@@ -16,8 +16,11 @@ Three vocabularies are understood, so the file a vendor already ships *is* a val
 * **ours**: ``preprocess`` presets, ``mean``/``std``/``scale`` (``(v / scale - mean) / std``,
   mean and std in the order the model receives the channels: RGB, or BGR with ``"bgr": true``,
   as Caffe/OpenCV code writes its ``MEAN_BGR``), ``resize``, ``crop_pct``, ``resample``,
-  ``uint8_resize``, ``pad_color``, ``jpeg_quality``, ``jpeg_at``, and ``bgr``, ``layout``,
-  ``labels``, ``input_size`` [H, W], ``output``, which combine with either vocabulary.
+  ``uint8_resize``, ``pad_color``, ``jpeg_quality``, ``jpeg_at``, ``pad_anchor`` (``center`` or
+  ``top-left``), ``resample`` also as OpenCV's ``cv2-nearest|cv2-linear|cv2-cubic|cv2-area``,
+  ``detector`` (a detector's output layout, :data:`blackbox_cam.model.detections.SIDECAR_KEYS`),
+  and ``bgr``, ``layout``, ``labels``, ``input_size`` [H, W], ``output``, which combine with
+  either vocabulary.
 
 An unknown key is refused with the nearest valid one ("did you mean"); a Hugging Face or timm
 key whose step is not implemented is refused by name when it would do something, never ignored.

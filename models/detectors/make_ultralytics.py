@@ -52,6 +52,34 @@ def tiny_yaml(src: Path, dst: Path) -> None:
     dst.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+def exportable_nms():
+    """``torchvision.ops.nms`` as real torchvision exports it: an ONNX ``NonMaxSuppression`` node
+    (torchvision's ``_register_onnx_ops.symbolic_multi_label_nms``), computed meanwhile by the
+    installed ``nms``. Needed only where the stand-in's greedy loop (not exportable) is installed;
+    with a real torchvision this changes nothing in the file."""
+    import torch
+    import torchvision.ops as ops
+
+    plain = ops.nms
+
+    class NMS(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, boxes, scores, iou):
+            return plain(boxes, scores, iou)
+
+        @staticmethod
+        def symbolic(g, boxes, scores, iou):
+            b = g.op("Unsqueeze", boxes, g.op("Constant", value_t=torch.tensor([0])))
+            s = g.op("Unsqueeze", scores, g.op("Constant", value_t=torch.tensor([0, 1])))
+            most = g.op("Constant", value_t=torch.tensor([sys.maxsize], dtype=torch.long))
+            thr = g.op("Constant", value_t=torch.tensor([iou], dtype=torch.float))
+            out = g.op("NonMaxSuppression", b, s, most, thr)
+            return g.op("Gather", out, g.op("Constant", value_t=torch.tensor(2)), axis_i=1)
+
+    ops.nms = lambda boxes, scores, iou: NMS.apply(boxes, scores, float(iou))
+    return plain
+
+
 def make(name: str, src: str, kw: dict) -> None:
     import torch
     import ultralytics
@@ -75,7 +103,15 @@ def make(name: str, src: str, kw: dict) -> None:
             shift = 4.5 if seq in one2one else 3.0  # the one-to-one head reports top-300 without NMS: fewer above 0.25
             conv.bias.copy_(torch.randn(conv.bias.shape, generator=g) * 1.5 - shift)
             conv.weight.mul_(8.0)
-    out = model.export(format="onnx", imgsz=IMGSZ, simplify=False, **kw)
+    if kw.get("nms"):
+        plain = exportable_nms()
+    try:
+        out = model.export(format="onnx", imgsz=IMGSZ, simplify=False, **kw)
+    finally:
+        if kw.get("nms"):
+            import torchvision.ops
+
+            torchvision.ops.nms = plain
     onnx_path = HERE / f"{name}.onnx"
     Path(out).replace(onnx_path)
     ref = YOLO(str(onnx_path), task="detect")
