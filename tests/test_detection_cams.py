@@ -152,6 +152,42 @@ def _iou(a, b):
     return w * h / u if u > 0 else 0.0
 
 
+# --------------------------------------------------------------------------- other heads
+
+HEADS = ROOT / "models" / "detectors"
+DETR_LAYER = "/body/p5/p5.1/Mul_output_0"  # the DETR head reads the backbone's P5 (no levels)
+
+
+@pytest.mark.parametrize("head", ["yolov5s_head", "yolox_raw", "detr_head"])
+def test_other_heads_per_detection_match_pytorch_grad_cam(head):
+    """YOLOv5 (objectness x class, 3 anchors a cell), YOLOX raw (the same score, levels concatenated
+    on another axis than the candidates') and DETR (softmax without the no-object slot): the score
+    head appended to the graph gives pytorch-grad-cam's maps with a target computing the decoder's
+    score (tests/data/detection_gradcam/heads.npz), every method, every level, within 1e-4."""
+    r = np.load(DATA / "heads.npz")
+    x = r["pixels"].astype(np.float32) / 255
+    det = open_model(HEADS / f"{head}.onnx")
+    for level, module in enumerate(r[f"{head}/layers"]):
+        targets = [CandidateTarget(int(r[f"{head}/candidates"][b, level]), int(r[f"{head}/classes"][b, level]))
+                   for b in range(len(x))]
+        for method in FAMILY:
+            ours = gradcam.detection_cams(det, x, targets, method=method,
+                                          layer=DETR_LAYER if head == "detr_head" else "auto")
+            ref = r[f"{head}/cam/{module}/{method}"]
+            gap = float(np.abs(ours[:, ::11, ::11] - ref).max())
+            assert gap <= TOL, f"{head} {module} {method}: {gap:.2e}"
+    for method in FAMILY:  # not a comparison of blank maps only
+        assert any(r[f"{head}/cam/{m}/{method}"].max() > 0.5 for m in r[f"{head}/layers"]), method
+
+
+def test_the_score_head_says_what_it_differentiates():
+    v5 = open_model(HEADS / "yolov5s_head.onnx")
+    x = np.load(DATA / "heads.npz")["pixels"][:1].astype(np.float32) / 255
+    out = METHODS["gradcam"].hook(v5, x[0], CandidateTarget(5300, 2), budget=None, seed=0, score=0.0, layer="auto")
+    assert out.params["differentiated"].startswith("objectness x class probability")
+    assert out.params["level"] == "P4/16" and out.params["cell"][2] in (0, 1, 2)
+
+
 # --------------------------------------------------------------------------- EigenCAM
 
 

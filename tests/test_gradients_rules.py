@@ -171,6 +171,10 @@ CASES: dict[str, Case] = {
                          {"transA": 1, "transB": 1}),
     "MatMul": Case("MatMul", xs(("a", (2, 1, 3, 4), -1, 1), ("b", (3, 4, 5), -1, 1))),
     "MatMul-2d": Case("MatMul", xs(("a", (3, 4), -1, 1), ("b", (4, 2), -1, 1))),
+    # DETR-style query product (the detector zoo's DETR head): batch kept, one index contracted
+    "Einsum": Case("Einsum", xs(("a", (2, 3, 4), -1, 1), ("b", (5, 4), -1, 1)), {"equation": "bcn,qn->bqc"}),
+    "Einsum-batched-matmul": Case("Einsum", xs(("a", (2, 3, 4), -1, 1), ("b", (2, 4, 5), -1, 1)),
+                                  {"equation": "bij,bjk->bik"}),
     # conv
     "Conv": Case("Conv", with_(X((1, 4, 5, 5)), W("w", (6, 4, 3, 3))), {"pads": [1, 1, 1, 1]}),
     "Conv-stride2-tf-same": Case("Conv", with_(X((1, 3, 6, 6)), W("w", (4, 3, 3, 3))),

@@ -138,9 +138,10 @@ def _anchor_concats(model: onnx.ModelProto, output: str, axis: int, count: int):
         out = shapes.get(node.output[0])
         if not out:
             continue
+        # the concat axis may differ from the output's candidate axis: YOLOX concatenates
+        # [B, 5 + C, h*w] pieces on axis 2 and then transposes to [B, A, 5 + C]
         ax = next((a.i for a in node.attribute if a.name == "axis"), 0) % len(out)
-        same_rank = len(out) == len(shapes.get(output, ()))
-        if out[ax] != count or (same_rank and ax != axis % len(out)):
+        if out[ax] != count:
             continue
         sizes = [shapes.get(i, (None,) * len(out))[ax] for i in node.input]
         if not all(isinstance(n, int) and n > 0 for n in sizes) or sum(sizes) != count:
