@@ -23,7 +23,8 @@ A detection target reaches a hook as
 * or a single-detection target of the method contract (``kind == "detection"``, with ``boxes``
   ``[1, 4]`` and ``classes`` ``[1]``): its ``candidates`` ``[1]`` (the ``Detections.candidate``
   index) when it carries them, else, for a box the model did not report, the candidate with the
-  largest ``IoU(box, candidate box) * p(class | candidate)`` on the unmasked image (one query).
+  largest ``IoU(box, candidate box) x score(class | candidate)`` (probability x objectness) on
+  the unmasked image (one query).
 """
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ def candidate_target(model: Any, x: np.ndarray, target: Any) -> CandidateTarget:
     if known is not None and int(np.asarray(known).reshape(-1)[0]) >= 0:
         return CandidateTarget(int(np.asarray(known).reshape(-1)[0]), cls, box)
     cand = model.candidates(np.asarray(x, np.float32)[None])
-    fit = _iou(np.asarray(box), np.asarray(cand.boxes[0], np.float64)) * np.asarray(cand.probs[0, :, cls], np.float64)
+    score = np.asarray(cand.probs[0, :, cls], np.float64) * np.asarray(cand.objectness[0], np.float64)
+    fit = _iou(np.asarray(box), np.asarray(cand.boxes[0], np.float64)) * score
     if not np.any(fit > 0):
         raise BlackboxCamError(f"no candidate of the model overlaps the box {[round(v, 1) for v in box]} with any "
                                f"probability of class {cls}: there is no candidate to differentiate")
