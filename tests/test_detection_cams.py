@@ -152,6 +152,42 @@ def _iou(a, b):
     return w * h / u if u > 0 else 0.0
 
 
+# --------------------------------------------------------------------------- other heads
+
+HEADS = ROOT / "models" / "detectors"
+DETR_LAYER = "/body/p5/p5.1/Mul_output_0"  # the DETR head reads the backbone's P5 (no levels)
+
+
+@pytest.mark.parametrize("head", ["yolov5s_head", "yolox_raw", "detr_head"])
+def test_other_heads_per_detection_match_pytorch_grad_cam(head):
+    """YOLOv5 (objectness x class, 3 anchors a cell), YOLOX raw (the same score, levels concatenated
+    on another axis than the candidates') and DETR (softmax without the no-object slot): the score
+    head appended to the graph gives pytorch-grad-cam's maps with a target computing the decoder's
+    score (tests/data/detection_gradcam/heads.npz), every method, every level, within 1e-4."""
+    r = np.load(DATA / "heads.npz")
+    x = r["pixels"].astype(np.float32) / 255
+    det = open_model(HEADS / f"{head}.onnx")
+    for level, module in enumerate(r[f"{head}/layers"]):
+        targets = [CandidateTarget(int(r[f"{head}/candidates"][b, level]), int(r[f"{head}/classes"][b, level]))
+                   for b in range(len(x))]
+        for method in FAMILY:
+            ours = gradcam.detection_cams(det, x, targets, method=method,
+                                          layer=DETR_LAYER if head == "detr_head" else "auto")
+            ref = r[f"{head}/cam/{module}/{method}"]
+            gap = float(np.abs(ours[:, ::11, ::11] - ref).max())
+            assert gap <= TOL, f"{head} {module} {method}: {gap:.2e}"
+    for method in FAMILY:  # not a comparison of blank maps only
+        assert any(r[f"{head}/cam/{m}/{method}"].max() > 0.5 for m in r[f"{head}/layers"]), method
+
+
+def test_the_score_head_says_what_it_differentiates():
+    v5 = open_model(HEADS / "yolov5s_head.onnx")
+    x = np.load(DATA / "heads.npz")["pixels"][:1].astype(np.float32) / 255
+    out = METHODS["gradcam"].hook(v5, x[0], CandidateTarget(5300, 2), budget=None, seed=0, score=0.0, layer="auto")
+    assert out.params["differentiated"].startswith("objectness x class probability")
+    assert out.params["level"] == "P4/16" and out.params["cell"][2] in (0, 1, 2)
+
+
 # --------------------------------------------------------------------------- EigenCAM
 
 
@@ -236,6 +272,20 @@ def test_a_head_with_nms_inside_is_refused_by_name():
         bind_all(["eigencam"], clf=nms)
 
 
+def test_eigencam_runs_on_a_head_with_nms_inside_at_a_named_layer(x):
+    """EigenCAM needs only a map: an end2end export (no score element, no levels) with --layer."""
+    from blackbox_cam.methods import bind_all
+
+    nms = open_model(NMS_INSIDE)
+    layer = "/model.22/cv2/act/Mul_output_0"  # yolo26.yaml's P5 neck, the one2one head's input
+    bind_all(["eigencam"], options={"layer": layer}, clf=nms)
+    found = nms.detect(x[:1])[0]
+    t = CandidateTarget(int(found.candidate[0]), int(found.classes[0]), tuple(found.boxes[0]))
+    out = METHODS["eigencam"].hook(nms, x[0], t, budget=None, seed=0, score=0.0, layer=layer)
+    np.testing.assert_allclose(out.saliency, eigen_cams(nms, x[:1], layer=layer)[0], atol=1e-6)
+    assert out.params["layer"] == layer and out.saliency.max() > 0.5
+
+
 def test_a_layer_that_is_not_a_map_is_refused(det):
     from blackbox_cam.methods import bind_all
 
@@ -261,3 +311,21 @@ def test_layers_says_where_a_detectors_candidates_come_from(det):
         row = next(r for r in res.output.splitlines() if r.startswith(f"* {level.neck}\t"))
         assert f"neck {level.name}" in row
     assert "no default layer" not in res.output
+
+
+def test_a_graph_whose_nodes_are_out_of_order_is_read_the_same():
+    """Regression (issue 27): onnxconverter-common's float16 conversion appends the input's Cast
+    at the end of the node list (ONNX Runtime does not mind); every walk of the graph read one
+    layer. prepare_model sorts the nodes first."""
+    import onnx
+
+    from blackbox_cam.gradients import candidate_layers, prepare_model
+
+    model = onnx.load(str(YOLO))
+    k = next(i for i, n in enumerate(model.graph.node) if n.op_type == "Conv")  # reads the image
+    first = onnx.NodeProto()
+    first.CopyFrom(model.graph.node[k])
+    del model.graph.node[k]
+    model.graph.node.append(first)
+    want = {l.name for l in candidate_layers(prepare_model(str(YOLO)))}
+    assert {l.name for l in candidate_layers(prepare_model(model))} == want and len(want) > 100

@@ -74,8 +74,9 @@ def layers(model: Path, show_all: bool, tokens: str) -> None:
             for lv in levels:
                 click.echo(f"#   {lv.describe()}, stride {lv.stride:g}: {lv.neck}")
         else:
-            click.echo(f"# detector ({head.kind}): the levels of its head are not plain in the graph, so --layer "
-                       "auto has no map for the white-box methods; pick one with --layer", err=True)
+            click.echo(f"# detector ({head.kind}): no grid levels of its head are plain in the graph (a query head, "
+                       "as DETR's, has none), so --layer auto has no map for the white-box methods; pick one with "
+                       "--layer", err=True)
     elif not any(r.is_default for r in every):
         maps = [r.name for r in every if r.role == "map" and not r.plumbing][-3:]
         click.echo("no default layer: no global pooling or flatten head reads a feature map; pick one with "

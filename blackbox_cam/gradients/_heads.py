@@ -12,7 +12,8 @@ branches for the level (box, class, objectness) all start from, i.e. the Detect 
 How it is found (:func:`detector_levels`), from the graph only:
 
 1. The *anchor concat*: a Concat upstream of the output whose axis has the output's candidate
-   count ``A`` and whose every input, followed upstream to the nearest 4-D map ``[N, K, h, w]``,
+   count ``A`` (on whichever axis: YOLOX concatenates ``[B, 5 + C, h*w]`` pieces on axis 2, then
+   transposes) and whose every input, followed upstream to the nearest 4-D map ``[N, K, h, w]``,
    holds a whole number of grids, ``n_i = k h w``. Every such Concat (Ultralytics has one for
    the boxes and one for the classes) gives the same split; their 4-D maps are the level's head
    outputs.
@@ -138,9 +139,10 @@ def _anchor_concats(model: onnx.ModelProto, output: str, axis: int, count: int):
         out = shapes.get(node.output[0])
         if not out:
             continue
+        # the concat axis may differ from the output's candidate axis: YOLOX concatenates
+        # [B, 5 + C, h*w] pieces on axis 2 and then transposes to [B, A, 5 + C]
         ax = next((a.i for a in node.attribute if a.name == "axis"), 0) % len(out)
-        same_rank = len(out) == len(shapes.get(output, ()))
-        if out[ax] != count or (same_rank and ax != axis % len(out)):
+        if out[ax] != count:
             continue
         sizes = [shapes.get(i, (None,) * len(out))[ax] for i in node.input]
         if not all(isinstance(n, int) and n > 0 for n in sizes) or sum(sizes) != count:

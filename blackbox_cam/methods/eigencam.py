@@ -128,7 +128,8 @@ def check_eigencam(model, options) -> None:
           options=(LAYER_OPTION, TOKENS_OPTION,
                    Option("sign", str, "peak", "How the principal component's sign is fixed: peak (Seg-Eigen-CAM: "
                           "flipped when |min| > |max|, so the strongest response is positive) or svd (as LAPACK "
-                          "returns it, like pytorch-grad-cam's EigenCAM).", choices=SIGNS, flag="--eigen-sign"),
+                          "returns it, like pytorch-grad-cam's EigenCAM; its full SVD is slow on large maps).", choices=SIGNS,
+                          flag="--eigen-sign"),
                    Option("in_box", bool, False, "For a detection: renormalise the map inside its box and set it "
                           "to zero outside (pytorch-grad-cam's YOLO tutorial).")))
 def eigencam(model, x: np.ndarray, target, *, budget: None, seed: int, score: float, layer: str,

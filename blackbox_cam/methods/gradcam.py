@@ -180,10 +180,13 @@ def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | 
     # output is a Softmax (the signature's rule), else the raw score; a detector's output as it is
     # (the seed picks one candidate's class probability, _detgrad)
     head = _detgrad.layout_of(clf)
-    gm = (_gradients().build_gradient_model(st["model"], [i.name for i in infos], signature=clf.signature)
-          if head is None else
-          _gradients().build_gradient_model(st["model"], [i.name for i in infos], output=head.outputs[0],
-                                            use_probability=False))
+    if head is None:
+        gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], signature=clf.signature)
+    else:  # the detector's score tensor (its output, or a score head in the graph)
+        if "score_model" not in st:
+            st["score_model"] = _detgrad.score_model(st["model"], head)
+        scored, score = st["score_model"]
+        gm = _gradients().build_gradient_model(scored, [i.name for i in infos], output=score, use_probability=False)
     pairs = {i.name: (gm.activation_names[i.name], gm.gradient_names[i.name]) for i in infos}
     model, emitted = gm.model, []
     # issue 19: token maps [N, extra + h*w, C] are reshaped to [N, h, w, C] (NHWC) in the graph
@@ -354,7 +357,7 @@ def _explain_detection(method: str, model, x: np.ndarray, target, layer: str) ->
     lay = run["layouts"][0]
     saliency = cams.cam_maps(method, A, G, tuple(model.input_size), layout=lay)[0]
     params = {"layer": info.name, "layer_shape": list(info.shape or []), "candidate": t.candidate, "class": t.cls,
-              "differentiated": "class probability (the output element)",
+              "differentiated": _detgrad.differentiated(_detgrad.layout_of(model)),
               "gradients": run["session"].describe()}
     if level is not None:
         params.update(level=level.name, cell=list(level.cell(t.candidate)))

@@ -34,6 +34,16 @@ What it writes, next to this script:
     by that folder's script, checked against its ONNX file's logits) on that folder's input ``x``:
     ``eigen/<layer>/svd`` and ``eigen/<layer>/peak`` float32 [B, 64, 64] for layers ``layer3`` and
     ``layer2`` (``layer_tensors``: the ONNX tensors, from ``resnetish.npz``)
+``heads.npz``
+    The other heads: the detector zoo's torch-built YOLOv5 ``Detect``, YOLOX raw head and DETR
+    prediction heads (``models/detectors/make_heads.py``: the torch models rebuilt from that script,
+    checked against its ONNX files), on its two images as it feeds them (``pixels`` uint8
+    [2, 3, 320, 320]). Per head ``<h>``: ``<h>/candidates``, ``<h>/classes`` int64 [2, L] (per level,
+    the score closest to 0.5, as a detection near the threshold; DETR: one "level"), ``<h>/layers`` str [L] (torch modules),
+    ``<h>/cam/<level>/<method>`` float32 [2, 30, 30]: pytorch-grad-cam at the level's neck module
+    (DETR: ``body.p5``) with a target that computes the decoder's score: ``output[a, 4] *
+    output[a, 5 + c]`` (YOLOv5's ``conf``, YOLOX's ``obj * cls``), ``softmax(logits[q])[c]`` (DETR);
+    every 11th pixel (11 is prime to 8, 16, 32)
 
 Needs (none of it at run time or for the tests): torch 2.13 CPU, Ultralytics 8.4.190 installed with
 ``--no-deps``, pytorch-grad-cam 1.5.7 (``pip install --no-deps grad-cam ttach`` and scikit-learn,
@@ -290,5 +300,90 @@ def main() -> None:
     classifier_eigencam()
 
 
+HEADS = {"yolov5s_head": ["body.stem", "body.p4", "body.p5"], "yolox_raw": ["body.stem", "body.p4", "body.p5"],
+         "detr_head": ["body.p5"]}
+HEAD_STRIDE = 11
+
+
+class HeadScore:
+    """pytorch-grad-cam target: candidate ``a``'s score for class ``c`` as the head's decoder computes it."""
+
+    def __init__(self, head: str, candidate: int, cls: int):
+        self.head, self.a, self.c = head, int(candidate), int(cls)
+
+    def __call__(self, output):
+        import torch
+
+        if self.head == "detr_head":
+            return torch.softmax(output[self.a], -1)[self.c]
+        return output[self.a, 4] * output[self.a, 5 + self.c]
+
+
+def heads_reference() -> None:
+    """The references of ``heads.npz`` (see the module docstring)."""
+    import importlib.util
+
+    import onnxruntime as ort
+    import pytorch_grad_cam as pgc
+    import torch
+
+    script = os.path.join(ROOT, "models", "detectors", "make_heads.py")
+    spec = importlib.util.spec_from_file_location("make_heads", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    built = mod.build()
+    pixels = np.stack([mod.letterbox(im).transpose(2, 0, 1) for im in mod.REF_IMAGES])
+    x = pixels.astype(np.float32) / 255
+    xt = torch.from_numpy(x)
+    out = {"pixels": pixels}
+    for name, layers in HEADS.items():
+        cls, out_names = built[name]
+        torch.manual_seed(0)
+        model = cls().eval()
+        mod.tune(model, torch)
+        sess = ort.InferenceSession(os.path.join(ROOT, "models", "detectors", f"{name}.onnx"),
+                                    providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            ours = model(xt)
+        ours = ours[0] if isinstance(ours, tuple) else ours
+        theirs = np.concatenate([sess.run([out_names[0]], {"images": x[i:i + 1]})[0] for i in range(len(x))])
+        gap = float((np.abs(ours.numpy() - theirs) / np.maximum(1.0, np.abs(theirs))).max())
+        assert gap < 1e-4, f"{name}: the rebuilt torch model is not the ONNX file's (relative gap {gap:.2e})"
+        wrapped = FirstOutput(model) if name == "detr_head" else model
+        if name == "detr_head":
+            p = torch.softmax(ours, -1)[..., :-1].numpy()
+            starts = [0, p.shape[1]]
+        else:
+            p = (ours[..., 4:5] * ours[..., 5:]).numpy()
+            cells = [(320 // s) ** 2 * (3 if name == "yolov5s_head" else 1) for s in (8, 16, 32)]
+            starts = list(np.cumsum([0] + cells))
+        cands = np.zeros((len(x), len(layers)), np.int64)
+        classes = np.zeros((len(x), len(layers)), np.int64)
+        for b in range(len(x)):
+            for l in range(len(layers)):  # the score closest to 0.5: these heads' best are saturated (0.97
+                part = p[b, starts[l]:starts[l + 1]]  # to 0.99), whose maps are mostly all zero
+                a, c = np.unravel_index(np.argmin(np.abs(part - 0.5)), part.shape)
+                cands[b, l], classes[b, l] = starts[l] + a, c
+        out[f"{name}/candidates"], out[f"{name}/classes"] = cands, classes
+        out[f"{name}/layers"] = np.array(layers)
+        modules = dict(model.named_modules())
+        for l, layer in enumerate(layers):
+            targets = [HeadScore(name, cands[b, l], classes[b, l]) for b in range(len(x))]
+            for method, cls_name in METHODS.items():
+                with getattr(pgc, cls_name)(model=wrapped, target_layers=[modules[layer]]) as cam:
+                    grey = np.asarray(cam(input_tensor=xt, targets=targets), np.float32)
+                out[f"{name}/cam/{layer}/{method}"] = grey[:, ::HEAD_STRIDE, ::HEAD_STRIDE].copy()
+        print(f"{name}: candidates {cands.tolist()} classes {classes.tolist()}")
+    path = os.path.join(HERE, "heads.npz")
+    np.savez_compressed(path, **out)
+    print(f"wrote {path} ({os.path.getsize(path) // 1024} KB)")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] == ["heads"]:
+        heads_reference()
+    else:
+        main()
+        heads_reference()
