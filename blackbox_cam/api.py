@@ -23,23 +23,27 @@ import numpy as np
 
 from .errors import BlackboxCamError
 from .io.images import as_rgb
-from .model.runtime import Classifier
+from .model.open import DETECTOR_ONLY, open_model
+from .model.runtime import Classifier, Model
 
-#: Keyword arguments of :class:`Classifier`: in :func:`explain` they load a model given as a path.
-MODEL_OPTIONS = tuple(p for p in inspect.signature(Classifier.__init__).parameters if p not in ("self", "path"))
-_LOADED: OrderedDict[tuple, Classifier] = OrderedDict()
+#: Keyword arguments of :class:`Classifier` (and a detector's thresholds): in :func:`explain`
+#: they load a model given as a path.
+MODEL_OPTIONS = tuple(p for p in inspect.signature(Classifier.__init__).parameters
+                      if p not in ("self", "path")) + DETECTOR_ONLY
+_LOADED: OrderedDict[tuple, Model] = OrderedDict()
 _KEEP = 4  # models kept loaded, most recently used first
 
 
 def load_model(model: str | os.PathLike | Classifier, **options: Any) -> Classifier:
-    """``model`` itself if it is a :class:`Classifier`, else the model file loaded with ``options``
-    (preprocess, resize, labels, ...; see :class:`Classifier`).
+    """``model`` itself if it is a :class:`Classifier` (or a detector), else the model file loaded
+    with ``options`` (preprocess, resize, labels, ...; see :class:`Classifier`) as a classifier or
+    a detector, as the model reader decides (:func:`blackbox_cam.model.open.open_model`).
 
     A file is loaded once and reused by later calls with the same options while it is unchanged
     (the last 4 are kept), so a notebook's repeated ``explain(path, ...)`` does not reload it or
     rebuild its gradient graph.
     """
-    if isinstance(model, Classifier):
+    if isinstance(model, Model):
         if options:
             raise BlackboxCamError(f"{', '.join(sorted(options))}: model options load a model from its file; "
                                    "the model is already loaded, so pass them to Classifier(...) instead")
@@ -51,11 +55,11 @@ def load_model(model: str | os.PathLike | Classifier, **options: Any) -> Classif
         st = p.stat()
         key = (str(p.resolve()), st.st_mtime_ns, st.st_size, tuple(sorted((k, repr(v)) for k, v in options.items())))
     except OSError:
-        return Classifier(p, **options)  # the Classifier says what is wrong with the path
+        return open_model(p, **options)  # the reader says what is wrong with the path
     if key in _LOADED:
         _LOADED.move_to_end(key)
         return _LOADED[key]
-    clf = Classifier(p, **options)
+    clf = open_model(p, **options)
     _LOADED[key] = clf
     while len(_LOADED) > _KEEP:
         _LOADED.popitem(last=False)
@@ -107,8 +111,15 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "decam", *,
             target: str | int | None = None, budget: int | None = None, seed: int = 0, progress: bool = True,
-            **options: Any):
+            detection: int | None = None, box: str | Sequence[float] | None = None, **options: Any):
     """Explain ``image`` with ``model``: a :class:`~blackbox_cam.explainer.pipeline.Result`, or a list of them.
+
+    For a **detector** the answer for one image is a list with one result per detection (each
+    drawn with its box and label, all made from one query set: ``bc.explain(det, "street.jpg",
+    "drise")``); ``target`` keeps the detections of one class, ``detection=K`` only the K-th,
+    ``box=(x0, y0, x1, y1)`` with ``target=LABEL`` explains a box the model did not report, and
+    ``conf``/``iou``/``max_detections`` (model options) set the thresholds. Several images give
+    a list of such lists. An image with no detection gives an empty list and a warning.
 
     Parameters
     ----------
@@ -132,6 +143,14 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
     get_method(method).bind(budget, None, **method_opts)  # a bad option fails before the model is loaded
     clf = load_model(model, **model_opts)
     call = bind_all([method], budget, method_opts, clf=clf)[method]   # and against the model: --layer
+    detector = getattr(clf, "task", "classifier") == "detector"
+    if not detector and (detection is not None or box is not None):
+        raise BlackboxCamError(f"{'detection' if detection is not None else 'box'}= applies to detectors; "
+                               "this model is a classifier")
+    if detector:
+        from .explainer.detection_maps import parse_box
+        if box is not None:
+            parse_box(box)  # a malformed box fails before any image is read
     if target is not None and str(target).lower() != "top1":
         target = resolve_target(clf, target)
     inputs, many = _inputs(image)
@@ -148,14 +167,34 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
     for inp in steps:
         try:
             img, size = inp.read()
-            res = explain_scored(clf, score_image(clf, img, target), call, seed=seed)
+            if detector:
+                found = _explain_detections(clf, img, call, target=target, detection=detection, box=box, seed=seed,
+                                            where=inp.source or "image")
+            else:
+                found = [explain_scored(clf, score_image(clf, img, target), call, seed=seed)]
         except BlackboxCamError as e:
             where = inp.source or "image"
             raise BlackboxCamError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
-        res.source, res.stem = inp.source, inp.stem
-        res.image_size = tuple(int(v) for v in size)
-        results.append(res)
+        for res in found:
+            res.source, res.stem = inp.source, inp.stem
+            res.image_size = tuple(int(v) for v in size)
+        if detector:
+            from .explainer.detection_maps import in_file_pixels
+            in_file_pixels(found, size)
+        results.append(found if detector else found[0])
     return results if many else results[0]
+
+
+def _explain_detections(det, img: np.ndarray, call, *, target, detection, box, seed: int, where: str) -> list:
+    """One image's detections explained from one query set (:mod:`blackbox_cam.explainer.detection_maps`)."""
+    from .explainer.detection_maps import choose_targets, explain_detections, no_detection_message, score_detections
+
+    scored = score_detections(det, img)
+    chosen = choose_targets(det, scored, target=target, detection=detection, box=box)
+    if chosen.count == 0:
+        warnings.warn(f"{where}: {no_detection_message(det, scored, target)}", stacklevel=3)
+        return []
+    return explain_detections(det, scored, call, chosen, seed=seed)
 
 
 def plot_methods(model: str | os.PathLike | Classifier, image: Any,

@@ -171,6 +171,10 @@ CASES: dict[str, Case] = {
                          {"transA": 1, "transB": 1}),
     "MatMul": Case("MatMul", xs(("a", (2, 1, 3, 4), -1, 1), ("b", (3, 4, 5), -1, 1))),
     "MatMul-2d": Case("MatMul", xs(("a", (3, 4), -1, 1), ("b", (4, 2), -1, 1))),
+    # DETR-style query product (the detector zoo's DETR head): batch kept, one index contracted
+    "Einsum": Case("Einsum", xs(("a", (2, 3, 4), -1, 1), ("b", (5, 4), -1, 1)), {"equation": "bcn,qn->bqc"}),
+    "Einsum-batched-matmul": Case("Einsum", xs(("a", (2, 3, 4), -1, 1), ("b", (2, 4, 5), -1, 1)),
+                                  {"equation": "bij,bjk->bik"}),
     # conv
     "Conv": Case("Conv", with_(X((1, 4, 5, 5)), W("w", (6, 4, 3, 3))), {"pads": [1, 1, 1, 1]}),
     "Conv-stride2-tf-same": Case("Conv", with_(X((1, 3, 6, 6)), W("w", (4, 3, 3, 3))),
@@ -290,3 +294,18 @@ def test_every_rule_has_a_finite_difference_case():
     covered = {c.op for c in CASES.values()}
     missing = sorted(set(supported_ops()) - covered)
     assert not missing, f"rules without a finite-difference case: {missing}"
+
+
+def test_maxpool_gradient_of_a_float16_graph_runs_on_onnx_runtime():
+    """Regression (issue 27): a float16 export's MaxPool (YOLOv8's SPPF) made a gradient graph
+    ONNX Runtime refused ("MLFloat16 ... not supported with ScatterElements ... reduction 'add'");
+    the scatter now accumulates in float32. Same routing as the float32 graph."""
+    attrs = CASES["MaxPool"].attrs
+    x = distinct(np.random.default_rng(case_seed("MaxPool-float16")), (2, 2, 5, 5), np.float32)
+    seed = np.linspace(-1, 1, 2 * 2 * 3 * 3, dtype=np.float32).reshape(2, 2, 3, 3)
+    got = {}
+    for dt in (np.float32, np.float16):
+        gm = build_gradient_model(one_op_model("MaxPool", [("x", x.astype(dt), True)], attrs), ["x"], output="y0")
+        got[dt] = session(gm.model).run([gm.gradient_names["x"]], {"x": x.astype(dt), gm.seed_name: seed.astype(dt)})[0]
+    assert got[np.float16].dtype == np.float16
+    np.testing.assert_allclose(got[np.float16].astype(np.float32), got[np.float32], atol=1e-3)

@@ -13,7 +13,8 @@ from ..errors import BlackboxCamError
 from ..methods import bind_all
 from ..methods.uncertainty import DEFAULT_STABILITY, AutoBudget
 from ._group import progress
-from .options import (announce_backend, load_classifier, method_kwargs, method_options, methods_option,
+from ..model.open import open_model
+from .options import (announce_backend, classifier_kwargs, method_kwargs, method_options, methods_option,
                       model_options, run_options)
 
 
@@ -31,11 +32,22 @@ from .options import (announce_backend, load_classifier, method_kwargs, method_o
               help="With --budget auto: never more queries than N (default: the method's budget).")
 @click.option("--show-uncertainty", is_flag=True, default=False,
               help="Overlays desaturate where the map is not 2 standard errors above zero.")
+@click.option("--detection", type=int, default=None, metavar="K",
+              help="Detectors: explain only the K-th detection of each image (0 = the highest score).")
+@click.option("--box", default=None, metavar="X0,Y0,X1,Y1",
+              help="Detectors: explain a box the model did not report (image pixels), as a detection of --target LABEL.")
+@click.option("--conf", type=float, default=None,
+              help="Detectors: keep detections scoring above this, in [0, 1] (default 0.25, Ultralytics').")
+@click.option("--iou", type=float, default=None,
+              help="Detectors: NMS IoU threshold in [0, 1] (default 0.45, Ultralytics').")
+@click.option("--max-detections", type=int, default=None,
+              help="Detectors: at most this many detections per image, highest scores first (default 300).")
 @method_options
 @model_options
 def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: str, budget: int | str | None,
             seed: int, out_dir: Path, stability: float | None, max_budget: int | None, show_uncertainty: bool,
-            **kw: Any) -> None:
+            detection: int | None, box: str | None, conf: float | None, iou: float | None,
+            max_detections: int | None, **kw: Any) -> None:
     """Explain the images in INPUT... with MODEL and write saliency maps.
 
     INPUT is an image file, a folder (searched recursively for images, sorted) or a manifest
@@ -46,7 +58,14 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     overlay), for black-box methods <stem>_<method>_se.npy (the map's standard error, same
     scale), and a record in explain.json (with `uncertainty`: stability, significance and, under
     --budget auto, the queries used and why it stopped). explain.json is merged across runs by (image,
-    method); when another image already uses a stem, the next gets <stem>-2, <stem>-3, ... An
+    method); when another image already uses a stem, the next gets <stem>-2, <stem>-3, ...
+
+    On a detector, every detection of an image (or --detection K, or those of --target's class) is
+    explained from one set of queries: <stem>_<method>_det<K>.npy/.png per detection (box and label
+    drawn) and one record each with "box" (image pixels), "label", "class", "score", "detection" and
+    "similarity" (the D-RISE similarity the map explains). --box X0,Y0,X1,Y1 --target LABEL explains
+    a box the model did not report (<stem>_<method>_box.*). An image with no detection is recorded
+    with a warning. An
     image that fails is recorded with its error and the others go on; the exit code is 1 if
     any failed, 130 on Ctrl-C.
     Method options (--grid, --window, ...) go to the chosen methods that take them.
@@ -57,6 +76,8 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
       blackbox-cam explain model.onnx imgs/*.jpg -m decam,rise --budget 1000 --seed 1
       blackbox-cam explain model.onnx cat.png -m gradcam --target "tabby, tabby cat"
       blackbox-cam explain model.onnx cat.png -m decam --budget auto --show-uncertainty
+      blackbox-cam explain yolov8n.onnx street.jpg -m drise,decam --budget 1000
+      blackbox-cam explain yolov8n.onnx street.jpg -m drise --box 10,40,90,200 --target person
     """
     from ..jobs.dataset import MapCache, expand_inputs, explain_cached
     from ..explainer.pipeline import resolve_target, score_image
@@ -69,14 +90,38 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     elif stability is not None or max_budget is not None:
         raise BlackboxCamError(f"{'--stability' if stability is not None else '--max-budget'} needs --budget auto")
     bind_all(methods, budget, given)  # options and budget checked before the model is even loaded
+    thresholds = {k: v for k, v in (("conf", conf), ("iou", iou), ("max_detections", max_detections)) if v is not None}
+    if thresholds:
+        from ..model.detector import check_thresholds
+        check_thresholds(conf if conf is not None else 0.25, iou if iou is not None else 0.45,
+                         max_detections if max_detections is not None else 300)
+    if box is not None:
+        from ..explainer.detection_maps import parse_box
+        parse_box(box)
+        if str(target).lower() == "top1":
+            raise BlackboxCamError("--box needs --target LABEL: the class the model should have reported there")
     items = expand_inputs(images)
-    out = ensure_dir(out_dir)
-    book = RecordBook(out / "explain.json")  # merged with earlier runs' records, under a lock
-    clf = load_classifier(model, kw)
+    clf = open_model(model, **thresholds, **classifier_kwargs(kw))
+    detector = clf.task == "detector"
+    if not detector and (detection is not None or box is not None):
+        raise BlackboxCamError(f"{'--detection' if detection is not None else '--box'} applies to detectors; "
+                               f"{model} is a classifier")
     calls = bind_all(methods, budget, given, clf=clf)  # now also against the model: input size, --layer
     if str(target).lower() != "top1":
         target = resolve_target(clf, target)  # a named target is resolved once, for every image
+    out = ensure_dir(out_dir)  # nothing is written before every option is checked
+    book = RecordBook(out / "explain.json")  # merged with earlier runs' records, under a lock
     announce_backend(clf)
+    if detector:
+        from ..jobs.explain import explain_detector_items
+
+        with book:
+            failed = explain_detector_items(clf, items, calls, book, model=str(model), target=target,
+                                            detection=detection, box=box, seed=seed, show_uncertainty=show_uncertainty,
+                                            echo=click.echo, warn=lambda s: click.echo(s, err=True), progress=progress)
+        if failed:
+            sys.exit(1)
+        return
     cache = MapCache(out, clf)
     with book:  # explain.json is complete on disk when the loop ends, Ctrl-C included
         failed = 0

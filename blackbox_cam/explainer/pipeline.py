@@ -54,6 +54,9 @@ class Result(Shows):
     cached: bool = False                   # rebuilt from a map cache (no query made)
     se: np.ndarray | None = None           # per-pixel standard error at the image's size (black-box)
     pipeline: dict[str, Any] | None = None  # vendor functions (file, SHA-256) and --score, when not the default
+    box: tuple[float, float, float, float] | None = None  # a detection's box, the image's pixels (x0, y0, x1, y1)
+    detection: int | None = None           # its index in the image's detections (None: a --box the model did not report)
+    confidence: float | None = None        # the detector's score of that detection
 
     @property
     def method(self) -> str:
@@ -65,10 +68,30 @@ class Result(Shows):
         if self.image is None:
             raise BlackboxCamError("this result does not hold its image, so it cannot draw an overlay")
         conf = confidence(self.saliency, self.se) if uncertainty and self.se is not None else None
-        return overlay(self.image, self.saliency, confidence=conf)
+        pic = overlay(self.image, self.saliency, confidence=conf)
+        if self.box is not None:  # a detection's map: its box and label drawn on it
+            from ..pictures.boxes import draw_boxes
+            box = np.asarray(self.box, np.float64)[None]
+            if self.image_size is not None and tuple(self.image_size) != tuple(self.image.shape[:2]):
+                box = box * np.array([self.image.shape[1] / self.image_size[1],
+                                      self.image.shape[0] / self.image_size[0]] * 2)
+            pic = draw_boxes(pic, box, [self.target], [self.box_caption()])
+        return pic
+
+    def box_caption(self) -> str:
+        """``label #K 0.87`` (the detector's score) or ``label (not reported)`` for a --box target."""
+        name = self.label or str(self.target)
+        if self.detection is None:
+            return f"{name} (not reported)"
+        return f"{name} #{self.detection} {self.confidence:.2f}" if self.confidence is not None else f"{name} #{self.detection}"
 
     def caption(self) -> str:
-        """``label (score), method, N queries`` (and the prediction when the target is another class)."""
+        """``label (score), method, N queries`` (and the prediction when the target is another class);
+        for a detection ``label #K (similarity s), method, N queries``."""
+        if self.box is not None:
+            q = self.explanation.queries
+            return (f"{self.box_caption()}, similarity {self.score:.3f}\n"
+                    f"{self.method}, {q} {'query' if q == 1 else 'queries'}")
         what = f"{self.label or self.target} ({self.score:.3f})"
         if self.target != self.predicted:
             what += f"; predicted {self.predicted_label or self.predicted} ({self.predicted_score:.3f})"

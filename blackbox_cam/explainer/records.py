@@ -23,6 +23,12 @@ def result_record(res, *, image: str, model: str | None = None, seconds: float |
     ``image`` is the path as given; ``model`` defaults to the result's model file; ``seconds``
     to the method's own time; ``cached`` to whether the result came from a map cache;
     ``image_size`` (the file's ``(H, W)``) to the result's, else the map's size.
+
+    A detection's record adds ``box`` (x0, y0, x1, y1 in the image's pixels), ``class``,
+    ``detection`` (its index among the image's detections; ``null`` with ``"reported": false``
+    for a ``--box`` the model did not report), ``score`` (the detector's score of it; for a
+    ``--box``, its similarity) and ``similarity`` (its D-RISE similarity on the unmasked image,
+    what the map explains); ``label`` is its class name.
     """
     ex = res.explanation
     rec: dict[str, Any] = {"model": model if model is not None else res.model, "image": image,
@@ -34,6 +40,12 @@ def result_record(res, *, image: str, model: str | None = None, seconds: float |
                 "cached": res.cached if cached is None else cached,
                 "image_size": list(image_size or res.image_size or res.saliency.shape),
                 "map_size": list(res.saliency.shape)})
+    if res.box is not None:  # a detection (issue 27): its box in the image's pixels, index and detector score
+        rec.update({"box": [round(float(v), 3) for v in res.box], "class": res.target, "detection": res.detection,
+                    "score": res.confidence if res.confidence is not None else res.score,
+                    "similarity": res.score})
+        if res.detection is None:
+            rec["reported"] = False
     if "search" in ex.extra:  # DE-CAM: population, generations, best fitness per generation
         rec["search"] = ex.extra["search"]
     if getattr(res, "pipeline", None):  # vendor functions with their SHA-256, and --score

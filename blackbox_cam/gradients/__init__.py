@@ -11,12 +11,13 @@ package exposes chosen intermediate tensors as outputs and appends their gradien
 
 One VJP rule per op type lives in :mod:`blackbox_cam.gradients.rules`; see ``supported_ops()``.
 """
-from blackbox_cam.gradients._build import GradientModel, build_gradient_model
+from blackbox_cam.gradients._build import GradientModel, activation_model, build_gradient_model
+from blackbox_cam.gradients._heads import DetectorLevel, detector_levels, level_of
 from blackbox_cam.gradients._layers import LayerInfo, candidate_layers
 from blackbox_cam.gradients._prepare import TARGET_OPSET, prepare_model
 from blackbox_cam.gradients._tokens import TokenFacts, TokenGrid, mark_tokens, parse_tokens, token_facts
 from blackbox_cam.gradients.rules import supported_ops
 
-__all__ = ["GradientModel", "LayerInfo", "TARGET_OPSET", "build_gradient_model",
+__all__ = ["GradientModel", "activation_model", "LayerInfo", "TARGET_OPSET", "build_gradient_model",
            "candidate_layers", "prepare_model", "supported_ops", "TokenFacts", "TokenGrid",
-           "mark_tokens", "parse_tokens", "token_facts"]
+           "mark_tokens", "parse_tokens", "token_facts", "DetectorLevel", "detector_levels", "level_of"]

@@ -255,3 +255,32 @@ def _assemble(model: onnx.ModelProto, new_nodes: list[onnx.NodeProto],
     out = helper.make_model(new_graph, opset_imports=list(model.opset_import),
                             ir_version=model.ir_version, producer_name="blackbox-cam.gradients")
     return out
+
+
+def activation_model(model: onnx.ModelProto, layers: Sequence[str]) -> onnx.ModelProto:
+    """A forward-only model whose outputs are ``layers`` (intermediate tensors), pruned to the
+    nodes they need: what a gradient-free method (EigenCAM) reads. ``model`` is not modified;
+    it is run through :func:`prepare_model`."""
+    model = prepare_model(model)
+    facts = graph_facts(model)
+    known = set(facts.dtypes) | {o for n in model.graph.node for o in n.output}
+    outputs = []
+    for layer in layers:
+        if layer not in known or layer in facts.constants:
+            raise BlackboxCamError(f"layer '{layer}' is not an activation of the model"
+                                   f"{_suggest(layer, sorted(known))} (see candidate_layers())")
+        shape = facts.shapes.get(layer)
+        dims = None if shape is None else [d if d is not None else f"d{i}" for i, d in enumerate(shape)]
+        outputs.append(helper.make_tensor_value_info(layer, facts.dtypes.get(layer, onnx.TensorProto.FLOAT), dims))
+    graph = model.graph
+    needed = {o.name for o in outputs}
+    kept = []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+    kept.reverse()
+    new_graph = helper.make_graph(kept, graph.name or "activations", [v for v in graph.input if v.name in needed],
+                                  outputs, [t for t in graph.initializer if t.name in needed])
+    return helper.make_model(new_graph, opset_imports=list(model.opset_import), ir_version=model.ir_version,
+                             producer_name="blackbox-cam.activations")

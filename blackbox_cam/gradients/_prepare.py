@@ -47,6 +47,7 @@ def prepare_model(model: onnx.ModelProto | str | os.PathLike, signature=None) ->
         _fix_spatial_dims(model, signature)
     if model.functions:
         model = onnx.inliner.inline_local_functions(model)
+    _sort_nodes(model)
     opset = default_opset(model)
     if opset < TARGET_OPSET:
         try:
@@ -62,6 +63,48 @@ def prepare_model(model: onnx.ModelProto | str | os.PathLike, signature=None) ->
         raise BlackboxCamError(f"shape inference failed on the model: {exc}") from exc
     _fill_symbolic_dims(model)
     return model
+
+
+def _sort_nodes(model: onnx.ModelProto) -> None:
+    """Put the nodes in topological order, in place, when they are not (stable: nodes keep their
+    order where they can). ONNX requires it, ONNX Runtime does not: onnxconverter-common's
+    float16 conversion appends the input's Cast at the end of the graph, and every graph walk
+    here reads the nodes in order."""
+    graph = model.graph
+    nodes = list(graph.node)
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+
+    def needs(node: onnx.NodeProto) -> set[str]:
+        names = set(node.input)
+        for a in node.attribute:  # a subgraph's references to outer tensors
+            if a.type == onnx.AttributeProto.GRAPH:
+                inner = {o for n in a.g.node for o in n.output} | {i.name for i in a.g.input} | \
+                        {t.name for t in a.g.initializer}
+                names |= {i for n in a.g.node for i in n.input if i not in inner}
+        return names
+
+    produced = {o for n in nodes for o in n.output}
+    seen = set(available)
+    for n in nodes:
+        if needs(n) & produced - seen:
+            break
+        seen.update(n.output)
+    else:  # already in order: nothing to do
+        return
+    order, pending, done = [], list(nodes), set(available)
+    while pending:
+        rest = []
+        for n in pending:
+            if needs(n) & produced <= done:
+                order.append(n)
+                done.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):  # a cycle or a missing tensor: leave the graph as it is
+            return
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(order)
 
 
 def _fill_symbolic_dims(model: onnx.ModelProto) -> None:

@@ -147,9 +147,18 @@ def deferred_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def record_key(rec: Mapping[str, Any]) -> tuple[str, str]:
-    """What identifies a record in explain.json: the image path as given (normalised) and the method."""
-    return os.path.normpath(str(rec.get("image", ""))), str(rec.get("method", ""))
+def record_key(rec: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What identifies a record in explain.json: the image path as given (normalised), the method
+    and, for a detector's map, which detection (:func:`record_tag`)."""
+    return os.path.normpath(str(rec.get("image", ""))), str(rec.get("method", "")), record_tag(rec)
+
+
+def record_tag(rec: Mapping[str, Any]) -> str:
+    """``""`` for a classifier's record; ``"_det<K>"`` for the map of detection ``K`` and ``"_box"``
+    for a ``--box`` the model did not report (a detector's maps: several per image and method)."""
+    if rec.get("detection") is not None:
+        return f"_det{int(rec['detection'])}"
+    return "_box" if rec.get("box") is not None and "reported" in rec else ""
 
 
 
@@ -200,7 +209,7 @@ class RecordBook:
         self.journal = self.path.with_name(f".{self.path.name}.journal")
         self._lock = FileLock(str(self.path.with_name(f".{self.path.name}.lock")))
         self._records: list[dict] = []
-        self._where: dict[tuple[str, str], int] = {}
+        self._where: dict[tuple[str, str, str], int] = {}
         self._stem_of: dict[str, str] = {}   # image (normalised) -> the stem its records use
         self._taken: set[str] = set()
         self._seen: tuple | None = None      # explain.json's stat when last read
@@ -298,7 +307,7 @@ class RecordBook:
                     # "npy" -> <stem>_<method>.npy, recorded as "npy"; "_se.npy" -> <stem>_<method>_se.npy,
                     # recorded as "se"
                     tail = suffix if suffix.startswith("_") else f".{suffix}"
-                    name = f"{s}_{record['method']}{tail}"
+                    name = f"{s}_{record['method']}{record_tag(record)}{tail}"
                     write_bytes(self.path.parent / name, data)
                     record[suffix.lstrip("_").split(".")[0] if suffix.startswith("_") else suffix] = name
             line = (json.dumps(strict_json(record), allow_nan=False) + "\n").encode()

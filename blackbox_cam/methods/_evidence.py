@@ -54,15 +54,18 @@ class RidgeStats:
 
     Memory is ``O(d^2)`` for ``d`` features, independent of the number of observations. The
     penalty is relative: ``alpha`` times the mean variance of a feature, so it means the same
-    at any budget and grid size.
+    at any budget and grid size. With ``targets = T`` the response is ``[n, T]`` (several
+    targets scored on the same masks): ``X^T X`` is shared, and every statistic and result of
+    ``y`` gains a last axis of ``T``; ``targets = None`` (default) keeps a 1-D response.
     """
 
-    def __init__(self, d: int) -> None:
+    def __init__(self, d: int, targets: int | None = None) -> None:
+        self.targets = targets
         self.xtx = np.zeros((d, d))
-        self.xty = np.zeros(d)
+        self.xty = np.zeros(d) if targets is None else np.zeros((d, targets))
         self.sx = np.zeros(d)
-        self.sy = 0.0
-        self.syy = 0.0
+        self.sy = 0.0 if targets is None else np.zeros(targets)
+        self.syy = 0.0 if targets is None else np.zeros(targets)
         self.n = 0
 
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -71,13 +74,17 @@ class RidgeStats:
         self.xtx += x.T @ x
         self.xty += x.T @ y
         self.sx += x.sum(axis=0)
-        self.sy += float(y.sum())
-        self.syy += float(y @ y)
+        if y.ndim == 1:
+            self.sy += float(y.sum())
+            self.syy += float(y @ y)
+        else:
+            self.sy += y.sum(axis=0)
+            self.syy += (y * y).sum(axis=0)
         self.n += len(y)
 
     def __add__(self, other: RidgeStats) -> RidgeStats:
         """The statistics of both sets of observations (two halves -> the whole)."""
-        out = RidgeStats(len(self.sx))
+        out = RidgeStats(len(self.sx), self.targets)
         for k in ("xtx", "xty", "sx", "sy", "syy", "n"):
             setattr(out, k, getattr(self, k) + getattr(other, k))
         return out
@@ -86,7 +93,7 @@ class RidgeStats:
         d = len(self.sx)
         mx, my = self.sx / self.n, self.sy / self.n
         cxx = self.xtx - self.n * np.outer(mx, mx)
-        cxy = self.xty - self.n * mx * my
+        cxy = self.xty - self.n * np.multiply.outer(mx, my)
         scale = max(float(np.trace(cxx)) / d, 1e-12)
         return cxx, cxy, cxx + alpha * scale * np.eye(d), self.syy - self.n * my * my
 
@@ -98,24 +105,28 @@ class RidgeStats:
         search's adaptivity is not in it (docs/uncertainty.md measures the coverage)."""
         d = len(self.sx)
         if self.n < 2:
-            return np.zeros(d), np.zeros(d)
+            return np.zeros(self.xty.shape), np.zeros(self.xty.shape)
         cxx, cxy, a, syy = self._centred(alpha)
         ainv = np.linalg.inv(a)
         beta = ainv @ cxy
-        rss = max(syy - 2 * float(beta @ cxy) + float(beta @ cxx @ beta), 0.0)
+        if beta.ndim == 1:
+            rss = max(syy - 2 * float(beta @ cxy) + float(beta @ cxx @ beta), 0.0)
+        else:
+            rss = np.maximum(syy - 2 * (beta * cxy).sum(axis=0) + np.einsum("it,ij,jt->t", beta, cxx, beta), 0.0)
         m = ainv @ cxx
         dof = max(self.n - 1 - float(np.trace(m)), 1.0)
-        var = (rss / dof) * np.einsum("ij,ji->i", m, ainv)
+        diag = np.einsum("ij,ji->i", m, ainv)
+        var = (rss / dof) * diag if beta.ndim == 1 else np.multiply.outer(diag, rss / dof)
         return beta, np.sqrt(np.maximum(var, 0.0))
 
     def solve(self, alpha: float) -> np.ndarray:
         """Ridge coefficients ``beta`` (centred data, intercept not penalised)."""
         d = len(self.sx)
         if self.n < 2:
-            return np.zeros(d)
+            return np.zeros(self.xty.shape)
         mx, my = self.sx / self.n, self.sy / self.n
         cxx = self.xtx - self.n * np.outer(mx, mx)
-        cxy = self.xty - self.n * mx * my
+        cxy = self.xty - self.n * np.multiply.outer(mx, my)
         scale = max(float(np.trace(cxx)) / d, 1e-12)
         return np.linalg.solve(cxx + alpha * scale * np.eye(d), cxy)
 

@@ -2,12 +2,22 @@
 
 A method is a *hook* ``hook(clf, x, target, *, budget, seed, score, **options) -> MethodOutput``
 registered with :func:`register`, which declares its options (:class:`~.options.Option`), its
-default and minimum query budget. ``clf`` is a :class:`blackbox_cam.model.runtime.Classifier`, ``x``
+default and minimum query budget. ``clf`` is a :class:`blackbox_cam.model.runtime.Classifier` (or a detector), ``x``
 the preprocessed image in model space (float32, channels-first ``(C, H, W)`` at the model's
 input size), ``target`` a class index, ``budget`` the queries the hook may spend (``None``:
 no limit), ``score`` the target's probability on the unmasked image (already paid for).
 The hook returns the map at the model's input resolution, the parameters it chose itself
 (DE-CAM's population, occlusion's stride, Grad-CAM's layer) and method-specific extras.
+
+Targets (:mod:`.targets`). A method registered with ``multi=True`` (the black-box ones) takes a
+*target object* instead of an index: a :class:`~.targets.ClassTarget` or a
+:class:`~.targets.DetectionTarget` holding ``T`` things to explain, whose ``scores(model, batch)``
+is the ``[N, T]`` matrix the method reads; ``score`` is then the ``[T]`` unmasked scores and the
+hook returns ``T`` outputs made from the **same** queries (every detection of an image from one
+query set). ``kinds`` says which target kinds a method explains; a hook that is not ``multi``
+gets an ``int`` class (or, if it declares ``"detection"``, one single-detection target) and is
+called once per target. :meth:`Call.run_targets` is the entry point for several targets;
+:meth:`Call.run` with an ``int`` is unchanged.
 
 The registry does the rest, once, in one place (:meth:`MethodSpec.bind`, :meth:`Call.run`):
 it checks the options and the budget before any query, applies the default budget, scores the
@@ -30,6 +40,7 @@ import numpy as np
 
 from ..errors import BlackboxCamError
 from .options import Option, suggest
+from .targets import AnyTarget, as_target
 from .uncertainty import AutoBudget, Rounds, no_information, parse_budget
 
 
@@ -59,6 +70,10 @@ class Explanation:
     uncertainty : JSON-ready: which standard error, the split-half stability, the share of the
         top-20 % region significantly above zero, the largest z, the score spread and, under
         ``--budget auto``, the stop record (``auto``), else ``None``.
+    detection : the one detection explained (a single-row :class:`~.targets.DetectionTarget`:
+        box, class vector, objectness, index) when the target was a detection, else ``None``;
+        ``target`` is then its class and ``score`` its D-RISE similarity on the unmasked image.
+        Explanations made together (:meth:`Call.run_targets`) share their ``queries`` and ``seconds``.
     """
 
     saliency: np.ndarray
@@ -72,6 +87,7 @@ class Explanation:
     warning: str | None = None
     se: np.ndarray | None = None
     uncertainty: dict[str, Any] | None = None
+    detection: Any = None
 
 
 def flat_map_warning(saliency: np.ndarray, method: str, whitebox: bool, score: float,
@@ -129,6 +145,8 @@ class MethodSpec:
     budget_note: str = ""
     anytime: bool = False  # the hook takes ``auto=`` (a :class:`.uncertainty.Rounds`) and stops when settled
     check: Callable[[Any, Mapping[str, Any]], None] | None = None  # options against the model, before any image
+    multi: bool = False  # the hook takes a target object of T targets and returns T outputs from one query set
+    kinds: tuple[str, ...] = ("class",)  # the target kinds it explains (:mod:`.targets`)
 
     @property
     def option_names(self) -> list[str]:
@@ -172,7 +190,7 @@ class MethodSpec:
         auto = None if self.whitebox else parse_budget(budget)[1]
         return Call(self, self.check_budget(budget), MappingProxyType(values), auto)
 
-    def run(self, clf: Any, x: np.ndarray, target: int, *, budget: int | None = None, seed: int = 0,
+    def run(self, clf: Any, x: np.ndarray, target: AnyTarget, *, budget: int | None = None, seed: int = 0,
             score: float | None = None, **options: Any) -> Explanation:
         """:meth:`bind` then :meth:`Call.run`: an :class:`Explanation` of ``target`` for ``x``."""
         return self.bind(budget, getattr(clf, "input_size", None), **options).run(clf, x, target, seed=seed,
@@ -195,27 +213,70 @@ class Call:
             self.spec.check(clf, self.options)
         return self
 
-    def run(self, clf: Any, x: np.ndarray, target: int, *, seed: int = 0,
+    def run(self, clf: Any, x: np.ndarray, target: AnyTarget, *, seed: int = 0,
             score: float | None = None) -> Explanation:
         """Explain ``target`` for the model-space image ``x`` within the budget.
 
         ``score`` is the target's probability on the unmasked image when the caller has already
         paid one query for it (counted here all the same, so ``queries`` and the budget mean the
-        same whoever scores it); otherwise that query is made here.
+        same whoever scores it); otherwise that query is made here. ``target`` is a class index
+        or a target object holding one target (:meth:`run_targets` for several).
         """
-        t0, q0 = time.perf_counter(), clf.queries
-        paid = score is not None
-        with clf.limit(None if self.budget is None else self.budget - paid):
-            if score is None:
-                from .perturb import explained_scores
-                score = float(explained_scores(clf, x[None])[0, target])
+        t = as_target(target)
+        if t.count != 1:
+            raise BlackboxCamError(f"Call.run explains one target, got {t.count}; use Call.run_targets")
+        return self.run_targets(clf, x, t, seed=seed, scores=None if score is None else [score])[0]
+
+    def run_targets(self, model: Any, x: np.ndarray, target: AnyTarget, *, seed: int = 0,
+                    scores: Sequence[float] | np.ndarray | None = None) -> list[Explanation]:
+        """One :class:`Explanation` per target of ``target`` (:mod:`.targets`), within the budget.
+
+        A ``multi`` method makes all of them from one set of queries (each masked image scored
+        once, every target read from the same model output); the explanations then share
+        ``queries`` and ``seconds``. Another method runs once per target, each run within the
+        budget. ``scores`` are the targets' unmasked scores when the caller already paid for them.
+        """
+        t = as_target(target)
+        if t.kind not in self.spec.kinds:
+            able = [m.name for m in METHODS.values() if t.kind in m.kinds]
+            raise BlackboxCamError(f"{self.spec.name} does not explain a {t.kind}; choose from {', '.join(able)}")
+        if t.count == 0:
+            return []
+        if not self.spec.multi:
+            return [self._run_one(model, x, t.one(i), seed=seed, scores=None if scores is None else [scores[i]])[0]
+                    for i in range(t.count)]
+        return self._run_one(model, x, t, seed=seed, scores=scores)
+
+    def _run_one(self, model: Any, x: np.ndarray, t: Any, *, seed: int,
+                 scores: Sequence[float] | np.ndarray | None) -> list[Explanation]:
+        """The one place a hook is called: budget, unmasked scores, queries, explanations."""
+        t0, q0 = time.perf_counter(), model.queries
+        paid = scores is not None
+        with model.limit(None if self.budget is None else self.budget - paid):
+            if scores is None:
+                scores = t.scores(model, x[None])[0]
+            scores = np.asarray(scores, np.float64).reshape(t.count)
             inner = None if self.budget is None else self.budget - 1
             rounds = None if self.auto is None or inner is None else Rounds(self.auto, self.budget)
             more = {"auto": rounds} if self.spec.anytime else {}
-            out = self.spec.hook(clf, x, int(target), budget=inner, seed=seed, score=float(score),
-                                 **self.options, **more)
+            if self.spec.multi:
+                outs = self.spec.hook(model, x, t, budget=inner, seed=seed, score=scores, **self.options, **more)
+                outs = [outs] if isinstance(outs, MethodOutput) else list(outs)
+            else:
+                arg = int(t.index) if t.kind == "class" else t
+                outs = [self.spec.hook(model, x, arg, budget=inner, seed=seed, score=float(scores[0]),
+                                       **self.options, **more)]
+        if len(outs) != t.count:
+            raise RuntimeError(f"{self.spec.name} returned {len(outs)} maps for {t.count} targets")
+        queries = model.queries - q0 + paid
+        seconds = time.perf_counter() - t0
+        return [self._explanation(model, out, t.one(i), float(scores[i]), rounds, queries, seconds, seed)
+                for i, out in enumerate(outs)]
+
+    def _explanation(self, model: Any, out: MethodOutput, t: Any, score: float, rounds: Rounds | None, queries: int,
+                     seconds: float, seed: int) -> Explanation:
         run = {} if self.spec.whitebox else {"budget": "auto" if rounds else self.budget, "seed": seed}
-        kind = getattr(clf, "score_kind", "probability")
+        kind = getattr(model, "score_kind", "probability")
         if kind != "probability" and not self.spec.whitebox:
             run["score"] = kind
         params = {**run, **self.options, **out.params}
@@ -226,17 +287,17 @@ class Call:
             if not self.spec.anytime:
                 rounds.reason = f"max-budget: {self.spec.name} does not run in rounds; it used its maximum budget"
             summary = {**(summary or {}), "auto": rounds.record()}
-        queries = clf.queries - q0 + paid
         if summary is not None and rounds is not None:
             summary["auto"]["queries"] = queries
-        warning = flat_map_warning(out.saliency, self.spec.name, self.spec.whitebox, float(score),
-                                   params.get("layer")) or no_information(summary, self.spec.name, float(score))
+        warning = flat_map_warning(out.saliency, self.spec.name, self.spec.whitebox, score,
+                                   params.get("layer")) or no_information(summary, self.spec.name, score)
         if warning and not self.spec.whitebox and kind == "probability" and "saturated" in warning:
             warning += "; --score log-odds keeps moving where a saturated probability cannot"
-        return Explanation(saliency=out.saliency, target=int(target), score=float(score),
-                           queries=queries, seconds=time.perf_counter() - t0,
+        return Explanation(saliency=out.saliency, target=int(t.index), score=score,
+                           queries=queries, seconds=seconds,
                            params=params, method=self.spec.name, extra=extra, warning=warning,
-                           se=None if unc is None else unc.se, uncertainty=summary)
+                           se=None if unc is None else unc.se, uncertainty=summary,
+                           detection=t if t.kind == "detection" else None)
 
 
 METHODS: dict[str, MethodSpec] = {}

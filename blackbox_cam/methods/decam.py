@@ -41,6 +41,14 @@ Map
     fitness-weighted mean of the elite masks (the best ``elite`` share: where the search
     converged), so evidence must be causal on average *and* part of what the search found;
     ``regression`` and ``elite`` give either factor alone, ``best`` the single best mask.
+Several targets (:mod:`.targets`: every detection of an image, or several classes)
+    One search for all of them within the same budget: each mask is scored once and every
+    target read from that model call; the search minimises the *mean* of the targets' fitnesses
+    (masks that keep every target's evidence and nothing else), and each target's map is made
+    from the same observations by its own regression (one shared ``X^T X``, one response column
+    per target, corrected for where the search sampled) times its own elite (the evaluated masks
+    best for that target). Measured against one search per detection on the planted-cue
+    detector in bench/bench_detection.py (README, "Explaining a detection").
 """
 from __future__ import annotations
 
@@ -56,7 +64,7 @@ from ._evidence import Elite, RidgeStats, grid_values
 from .base import MethodOutput, normalise, register
 from .options import Option
 from .perturb import BASELINE_OPTION, MaskScorer
-from .uncertainty import Rounds, Uncertainty, summarise
+from .uncertainty import Rounds, Uncertainty, reliability, summarise
 
 DEFAULT_BUDGET = 2000
 AGGREGATES = ("combined", "regression", "elite", "best")
@@ -121,27 +129,37 @@ def schedule(generations: int, refine: float) -> tuple[int, int]:
 
 
 class _Search:
-    """The fitness scipy calls, one generation at a time; keeps what the map is made of.
+    """The fitness scipy calls, one generation at a time; keeps what the maps are made of.
+
+    With ``T`` targets (several detections of one image) one search runs: each mask is scored
+    once (every target read from the same model call), its fitness for scipy is the **mean** of
+    the targets' fitnesses (so the population moves towards masks that keep every target's
+    evidence and are small), and each target keeps its own evidence: its ridge regression
+    (one shared ``X^T X``, one response column per target), its elite (the masks best for *it*)
+    and its best mask. ``T = 1`` is the single-target search unchanged.
 
     Memory is constant in the budget: the regression's sufficient statistics, at most
-    ``elite`` masks, the best mask, one number per generation (and, with ``trace``, one map
-    per generation).
+    ``elite`` masks per target, the best masks, one number per generation (and, with ``trace``,
+    one map per generation).
     """
 
-    def __init__(self, clf, x: np.ndarray, target: int, *, grid: int, baseline: str, area: float, seed: int,
+    def __init__(self, clf, x: np.ndarray, target, *, grid: int, baseline: str, area: float, seed: int,
                  resolution: int, alpha: float, elite: int, trace: bool) -> None:
         self.h, self.w = x.shape[1:]
         self.area, self.alpha, self.r = area, alpha, resolution
         self.set_grid(grid)
+        self.t = target.count
         self.scorer = MaskScorer(clf, x, make_baseline(x, baseline, seed=seed), target)
         self.shifts = np.random.default_rng([seed, 3])
         # two halves of the observations (alternate generations): their maps give the stability
         # score, their sum the map (docs/uncertainty.md)
-        self.halves = (RidgeStats(resolution * resolution), RidgeStats(resolution * resolution))
+        many = None if self.t == 1 else self.t
+        self.halves = (RidgeStats(resolution * resolution, many), RidgeStats(resolution * resolution, many))
         self.count = 0
-        self.lo, self.hi = math.inf, -math.inf
-        self.elite = Elite(elite)
-        self.best = (math.inf, np.zeros((grid, grid), np.float32), np.zeros(2), self.cell)
+        self.lo, self.hi = np.full(self.t, math.inf), np.full(self.t, -math.inf)
+        self.elites = [Elite(elite) for _ in range(self.t)]
+        self.bests = [(math.inf, np.zeros((grid, grid), np.float32), np.zeros(2), self.cell)] * self.t
+        self.best = self.bests[0]  # the search's own best (mean fitness)
         self.history: list[float] = []
         self.trace: list[dict[str, Any]] | None = [] if trace else None
         self.clf, self.q0 = clf, clf.queries
@@ -154,23 +172,29 @@ class _Search:
     def __call__(self, genomes: np.ndarray) -> np.ndarray:  # scipy passes (dims, S)
         masks = (genomes.T.reshape(-1, self.g, self.g) > 0.5).astype(np.float32)
         offsets = np.floor(self.shifts.random((len(masks), 2)) * self.cell)
-        keep = self.scorer(masks, self.cell, offsets)
+        keep = self.scorer(masks, self.cell, offsets)                # (S, T)
         drop = self.scorer(masks, self.cell, offsets, invert=True)
-        fitness = -(keep - drop) + self.area * masks.mean(axis=(1, 2))
+        each = -(keep - drop) + self.area * masks.mean(axis=(1, 2))[:, None]
+        fitness = each.mean(axis=1)
         xs = grid_values(masks, self.cell, offsets, (self.h, self.w), self.r)
         # alternate generations: one X^T X product per generation, as without the halves
         self.count += len(masks)
-        self.halves[len(self.history) % 2].add(np.concatenate([xs, 1.0 - xs]), np.concatenate([keep, drop]))
-        self.lo = min(self.lo, float(keep.min()), float(drop.min()))
-        self.hi = max(self.hi, float(keep.max()), float(drop.max()))
-        self.elite.add(fitness, masks, offsets, self.cell)
+        y = np.concatenate([keep, drop])
+        self.halves[len(self.history) % 2].add(np.concatenate([xs, 1.0 - xs]), y[:, 0] if self.t == 1 else y)
+        self.lo = np.minimum(self.lo, np.minimum(keep.min(axis=0), drop.min(axis=0)))
+        self.hi = np.maximum(self.hi, np.maximum(keep.max(axis=0), drop.max(axis=0)))
+        for t in range(self.t):
+            self.elites[t].add(each[:, t], masks, offsets, self.cell)
+            i = int(np.argmin(each[:, t]))
+            if each[i, t] < self.bests[t][0]:
+                self.bests[t] = (float(each[i, t]), masks[i].copy(), offsets[i].copy(), self.cell)
         i = int(np.argmin(fitness))
         if fitness[i] < self.best[0]:
             self.best = (float(fitness[i]), masks[i].copy(), offsets[i].copy(), self.cell)
         self.history.append(self.best[0])
         if self.trace is not None:
             self.trace.append({"generation": len(self.history) - 1, "queries": int(self.clf.queries - self.q0),
-                               "best_fitness": self.best[0], "saliency": normalise(self.maps()["combined"]),
+                               "best_fitness": self.best[0], "saliency": normalise(self.maps()[0]["combined"]),
                                "best_mask": self._upsampled(*self.best[1:])})
         return fitness
 
@@ -184,35 +208,53 @@ class _Search:
         """The regression's statistics over every observation so far."""
         return self.halves[0] + self.halves[1]
 
-    def half_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """The (unclipped) regression of each half, on the ``r x r`` grid."""
-        return tuple(h.solve(self.alpha).reshape(self.r, self.r) for h in self.halves)
+    def _grid(self, beta: np.ndarray) -> np.ndarray:
+        """Coefficients ``[d]`` or ``[d, T]`` as ``T`` maps on the ``r x r`` grid: ``(T, r, r)``."""
+        return np.asarray(beta).reshape(self.r * self.r, -1).T.reshape(-1, self.r, self.r)
 
-    def uncertainty(self, maps: dict[str, np.ndarray], aggregate: str, score: float) -> Uncertainty:
-        """Standard error of the map from the ridge covariance; stability from the two halves."""
+    def half_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (unclipped) regression of each half, on the ``r x r`` grid, ``(T, r, r)``."""
+        return tuple(self._grid(h.solve(self.alpha)) for h in self.halves)
+
+    def settled(self, auto: Rounds) -> bool:
+        """``--budget auto``'s rule: the least stable target's halves decide."""
+        a, b = self.half_maps()
+        worst = min(range(self.t), key=lambda k: reliability(a[k], b[k]))
+        return auto.settled(self.clf.queries - self.q0 + 1, a[worst], b[worst])
+
+    def uncertainty(self, maps: list[dict[str, np.ndarray]], aggregate: str, score: np.ndarray) -> list[Uncertainty]:
+        """Standard error of each map from the ridge covariance; stability from the two halves."""
         beta, se = self.stats.solve_se(self.alpha)
         size = (self.h, self.w)
-        se_pix = upsample(se.reshape(self.r, self.r).astype(np.float32), size)
-        effect = upsample(beta.reshape(self.r, self.r).astype(np.float32), size)
-        z = np.divide(effect, se_pix, out=np.zeros_like(se_pix), where=se_pix > 0)
-        scale = float(np.ptp(maps["regression"]))
-        se_reg = se_pix / scale if scale > 1e-12 else np.zeros_like(se_pix)
-        se_map = {"regression": se_reg, "combined": se_reg * normalise(maps["elite"])}.get(aggregate)
-        kind = ("DE-CAM: ridge covariance s^2 A^-1 C A^-1 per regression cell, upsampled"
-                + (", times the elite factor (held fixed)" if aggregate == "combined" else "")
-                if se_map is not None else f"none (aggregate {aggregate!r} has no closed form)")
-        spread = max(self.hi - score, score - self.lo) if self.count else 0.0
-        return summarise(normalise(maps[aggregate]), se_map, z, *self.half_maps(), spread, kind)
+        betas, ses = self._grid(beta), self._grid(se)
+        half_a, half_b = self.half_maps()
+        out = []
+        for t, m in enumerate(maps):
+            se_pix = upsample(ses[t].astype(np.float32), size)
+            effect = upsample(betas[t].astype(np.float32), size)
+            z = np.divide(effect, se_pix, out=np.zeros_like(se_pix), where=se_pix > 0)
+            scale = float(np.ptp(m["regression"]))
+            se_reg = se_pix / scale if scale > 1e-12 else np.zeros_like(se_pix)
+            se_map = {"regression": se_reg, "combined": se_reg * normalise(m["elite"])}.get(aggregate)
+            kind = ("DE-CAM: ridge covariance s^2 A^-1 C A^-1 per regression cell, upsampled"
+                    + (", times the elite factor (held fixed)" if aggregate == "combined" else "")
+                    if se_map is not None else f"none (aggregate {aggregate!r} has no closed form)")
+            spread = max(self.hi[t] - score[t], score[t] - self.lo[t]) if self.count else 0.0
+            out.append(summarise(normalise(m[aggregate]), se_map, z, half_a[t], half_b[t], spread, kind))
+        return out
 
-    def maps(self) -> dict[str, np.ndarray]:
-        """Every aggregate at the model's input size (non-negative, not yet normalised)."""
-        beta = np.maximum(self.stats.solve(self.alpha), 0.0).reshape(self.r, self.r).astype(np.float32)
-        regression = upsample(beta, (self.h, self.w))
-        elite = np.zeros((self.h, self.w))
-        for cell, weights, masks, offsets in self.elite.groups():
-            accumulate(masks, weights, (self.h, self.w), cell, offsets, out=elite)
-        return {"combined": normalise(regression) * normalise(elite), "regression": regression,
-                "elite": elite.astype(np.float32), "best": self._upsampled(*self.best[1:])}
+    def maps(self) -> list[dict[str, np.ndarray]]:
+        """Every aggregate of every target at the model's input size (non-negative, not yet normalised)."""
+        betas = self._grid(np.maximum(self.stats.solve(self.alpha), 0.0)).astype(np.float32)
+        out = []
+        for t in range(self.t):
+            regression = upsample(betas[t], (self.h, self.w))
+            elite = np.zeros((self.h, self.w))
+            for cell, weights, masks, offsets in self.elites[t].groups():
+                accumulate(masks, weights, (self.h, self.w), cell, offsets, out=elite)
+            out.append({"combined": normalise(regression) * normalise(elite), "regression": regression,
+                        "elite": elite.astype(np.float32), "best": self._upsampled(*self.bests[t][1:])})
+        return out
 
 
 #: DE-CAM's options, declared once (CLI flags, checks and help come from here).
@@ -237,13 +279,15 @@ OPTIONS = (
 )
 
 
-@register("decam", default_budget=DEFAULT_BUDGET, min_budget=11, options=OPTIONS, anytime=True,
+@register("decam", default_budget=DEFAULT_BUDGET, min_budget=11, options=OPTIONS, anytime=True, multi=True,
+          kinds=("class", "detection"),
           summary="DE-CAM (Karatsiolis & Kamilaris 2022): differential evolution over binary masks")
-def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: float,
+def decam(clf, x: np.ndarray, target, *, budget: int, seed: int, score: np.ndarray,
           grid: int, baseline: str, area: float, population: int | None, aggregate: str,
           resolution: int | None, alpha: float, elite: float, mutation: float, recombination: float,
-          refine: float, trace: bool, auto: Rounds | None = None) -> MethodOutput:
-    """DE-CAM saliency within ``budget`` queries (default 2000).
+          refine: float, trace: bool, auto: Rounds | None = None) -> list[MethodOutput]:
+    """DE-CAM saliency within ``budget`` queries (default 2000), one map per target of ``target``
+    (:mod:`.targets`), all from one search (:class:`_Search`: the fitness is the targets' mean).
 
     ``trace=True`` records, after every generation, the map as the search has built it so far
     (``extra["trace"]``: dicts with ``generation``, ``queries``, ``best_fitness``, ``saliency`` and
@@ -265,7 +309,7 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: flo
                   mutation=(mutation, 1.0), recombination=recombination)
     if auto is not None:
         def settled(intermediate_result) -> bool:  # scipy stops the search when this returns True
-            return auto.settled(clf.queries - search.q0 + 1, *search.half_maps())
+            return search.settled(auto)
         common["callback"] = settled
     init = qmc.LatinHypercube(d=g * g, rng=np.random.default_rng([seed, 7])).random(pop)
     res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g * g), maxiter=coarse - 1, init=init,
@@ -281,16 +325,22 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: flo
                                      rng=np.random.default_rng([seed, 13]), **common)
     maps = search.maps()
     gens = len(search.history)
-    extra: dict[str, Any] = {
-        "best_mask": maps["best"], "best_fitness": float(search.best[0]), "fitness_history": search.history,
-        "evaluations": int(pop * gens), "grid_maps": maps, "message": res.message,
-        "uncertainty": search.uncertainty(maps, aggregate, score),
-        # JSON-ready summary of the search, recorded in explain.json
-        "search": {"population": pop, "generations": gens, "evaluations": int(pop * gens),
-                   "grids": ([g] * coarse + [refined_grid(g)] * fine)[:gens],
-                   "best_fitness_per_generation": [round(f, 6) for f in search.history],
-                   "final_fitness": round(float(search.best[0]), 6)}}
-    if trace:
-        extra["trace"] = search.trace
-    return MethodOutput(normalise(maps[aggregate]), {"resolution": r, "population": pop, "generations": gens},
-                        extra)
+    uncs = search.uncertainty(maps, aggregate, np.asarray(score, np.float64).reshape(search.t))
+    outs = []
+    for t, m in enumerate(maps):
+        best = search.bests[t] if search.t > 1 else search.best
+        extra: dict[str, Any] = {
+            "best_mask": m["best"], "best_fitness": float(best[0]), "fitness_history": search.history,
+            "evaluations": int(pop * gens), "grid_maps": m, "message": res.message,
+            "uncertainty": uncs[t],
+            # JSON-ready summary of the search, recorded in explain.json
+            "search": {"population": pop, "generations": gens, "evaluations": int(pop * gens),
+                       "grids": ([g] * coarse + [refined_grid(g)] * fine)[:gens],
+                       "best_fitness_per_generation": [round(f, 6) for f in search.history],
+                       "final_fitness": round(float(search.best[0]), 6),
+                       **({"targets": search.t, "target_fitness": round(float(best[0]), 6)} if search.t > 1 else {})}}
+        if trace:
+            extra["trace"] = search.trace
+        outs.append(MethodOutput(normalise(m[aggregate]), {"resolution": r, "population": pop, "generations": gens},
+                                 extra))
+    return outs

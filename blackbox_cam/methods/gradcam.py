@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import cams
+from . import _detgrad, cams
 from ..model.backends import BackendError, Session, compile_model, log, run_batched
 from ..errors import BlackboxCamError
 from ..model.signature import read_model, value_dims
@@ -177,8 +177,16 @@ def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | 
         return run
     infos = [resolve_layer(st["layers"], n, st["model"], st["facts"]) for n in layer_names]
     # pytorch-grad-cam differentiates what the model returns: the probability for a model whose
-    # output is a Softmax (the signature's rule), else the raw score
-    gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], signature=clf.signature)
+    # output is a Softmax (the signature's rule), else the raw score; a detector's output as it is
+    # (the seed picks one candidate's class probability, _detgrad)
+    head = _detgrad.layout_of(clf)
+    if head is None:
+        gm = _gradients().build_gradient_model(st["model"], [i.name for i in infos], signature=clf.signature)
+    else:  # the detector's score tensor (its output, or a score head in the graph)
+        if "score_model" not in st:
+            st["score_model"] = _detgrad.score_model(st["model"], head)
+        scored, score = st["score_model"]
+        gm = _gradients().build_gradient_model(scored, [i.name for i in infos], output=score, use_probability=False)
     pairs = {i.name: (gm.activation_names[i.name], gm.gradient_names[i.name]) for i in infos}
     model, emitted = gm.model, []
     # issue 19: token maps [N, extra + h*w, C] are reshaped to [N, h, w, C] (NHWC) in the graph
@@ -193,24 +201,30 @@ def _gradient_run(clf, layer_names: tuple[str, ...], methods: tuple[str, ...] | 
         outputs = [e.output for e in emitted]
     session = _compile_gradient_graph(clf, model)
     run = {"infos": infos, "layouts": layouts, "session": session, "model": model, "seed": gm.seed_name,
-           "outputs": outputs, "emitted": emitted}
+           "outputs": outputs, "emitted": emitted, "seed_shape": gm.seed_shape}
     st["runs"][key] = run
     return run
 
 
-def _run(clf, run: dict, x: np.ndarray, targets: Sequence[int]) -> list[np.ndarray]:
+def _run(clf, run: dict, x: np.ndarray, targets: Sequence[int], seed: np.ndarray | None = None) -> list[np.ndarray]:
     """Run the gradient model on a model-space batch, ``clf.batch_size`` images per call (a fixed
-    batch padded by :func:`~blackbox_cam.model.backends.run_batched`)."""
+    batch padded by :func:`~blackbox_cam.model.backends.run_batched`). ``seed``: the one-hot
+    seeds when the caller made them (a detector's, :func:`blackbox_cam.methods._detgrad.seeds`)."""
     x = np.asarray(x, np.float32)
     if x.ndim == 3:
         x = x[None]
+    fixed = run["session"].input(clf.input_name).fixed_batch
+    step = fixed or int(getattr(clf, "batch_size", None) or len(x))
+    if seed is not None:
+        if len(seed) != len(x):
+            raise BlackboxCamError(f"{len(seed)} seeds for {len(x)} images")
+        feeds = {clf.input_name: clf.to_feed(x), run["seed"]: seed}
+        return run_batched(run["session"], feeds, run["outputs"], step, fixed=fixed is not None)
     targets = np.asarray(targets, np.int64).reshape(-1)
     if len(targets) != len(x):
         raise BlackboxCamError(f"{len(targets)} targets for {len(x)} images")
     if np.any(targets < 0) or np.any(targets >= clf.num_classes):
         raise BlackboxCamError(f"targets {targets.tolist()} out of range 0..{clf.num_classes - 1}")
-    fixed = run["session"].input(clf.input_name).fixed_batch
-    step = fixed or int(getattr(clf, "batch_size", None) or len(x))
     if getattr(clf, "binary", False):  # one score: +score for class 1, -score for class 0, as
         # pytorch-grad-cam's BinaryClassifierOutputTarget; an [N] output takes an [N] seed
         seed = np.where(targets == 1, 1.0, -1.0).astype(np.float32)[:, None]
@@ -259,6 +273,98 @@ def compute_cams(clf, x: np.ndarray, targets: Sequence[int], *, method: str = "g
     run = _gradient_run(clf, (info.name,), None, tokens)
     A, G = _run(clf, run, x, targets)
     return cams.cam_maps(method, A, G, tuple(clf.input_size), layout=run["layouts"][0])
+
+
+# -- issue 27: one detection of a detector (blackbox_cam/methods/_detgrad.py) ------------------
+
+
+def detector_levels(model) -> tuple:
+    """The levels of a detector's head (:class:`~blackbox_cam.gradients.DetectorLevel`, read once
+    from the graph), ``()`` for a classifier or a head without levels."""
+    st = _state(model)
+    if "levels" not in st:
+        lay = _detgrad.layout_of(model)
+        axis = None if lay is None else _detgrad.CANDIDATE_AXIS.get(lay.kind)
+        st["levels"] = () if axis is None else _gradients().detector_levels(
+            st["model"], lay.outputs[0], axis, tuple(model.input_size), st["layers"])
+    return st["levels"]
+
+
+def head_levels(clf_or_model) -> tuple:
+    """``(detector layout, levels)`` of a detector, model or path (``(None, ())`` for a classifier):
+    what ``blackbox-cam layers`` says about where a detector's candidates come from."""
+    if hasattr(clf_or_model, "model") and hasattr(clf_or_model, "input_name"):
+        return _detgrad.layout_of(clf_or_model), detector_levels(clf_or_model)
+    g = _gradients()
+    model = g.prepare_model(clf_or_model)
+    try:
+        sig = read_model(model)
+    except BlackboxCamError:
+        return None, ()
+    lay = getattr(sig, "detector", None)
+    axis = None if lay is None else _detgrad.CANDIDATE_AXIS.get(lay.kind)
+    if axis is None:
+        return lay, ()
+    model = g.prepare_model(model, signature=sig)
+    return lay, g.detector_levels(model, lay.outputs[0], axis, tuple(sig.input_size),
+                                  g.candidate_layers(model, layout=sig.layout))
+
+
+def detection_layer(model, candidate: int, layer: str | None = "auto"):
+    """``(LayerInfo, level)`` for a detection: ``auto`` is the neck map of the candidate's level
+    (the map the head's branches for that level start from); a named layer is any map."""
+    st = _state(model)
+    level = _gradients().level_of(detector_levels(model), candidate)
+    if layer is not None and str(layer).lower() != "auto":
+        return resolve_layer(st["layers"], layer, st["model"], st["facts"]), level
+    if level is None or level.neck is None:
+        what = ("no level of the head holds it" if level is None else
+                f"its level {level.name} has no single map that all of its head branches read")
+        raise BlackboxCamError(f"--layer auto: candidate {candidate}: {what}; pick a feature map with --layer "
+                               "(`blackbox-cam layers MODEL` lists them)")
+    return resolve_layer(st["layers"], level.neck, st["model"], st["facts"]), level
+
+
+def detection_cams(model, x: np.ndarray, targets: Sequence, *, method: str = "gradcam",
+                   layer: str | None = "auto") -> np.ndarray:
+    """``method``'s map per detection for a model-space batch ``x (N, 3, H, W)``, one target per
+    image (:class:`~blackbox_cam.methods._detgrad.CandidateTarget` or a detection target): float32
+    ``[N, H, W]`` in [0, 1], equal to pytorch-grad-cam's ``grayscale_cam`` with a target
+    ``output[4 + class, candidate]`` at the same layer. Images whose candidates come from
+    different levels run once per level (``auto`` takes each candidate's neck map)."""
+    cams.check_method(method)
+    x = np.asarray(x, np.float32)
+    targets = [_detgrad.candidate_target(model, x[i], t) for i, t in enumerate(targets)]
+    if len(targets) != len(x):
+        raise BlackboxCamError(f"{len(targets)} targets for {len(x)} images")
+    out = np.zeros((len(x),) + tuple(model.input_size), np.float32)
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(targets):
+        groups.setdefault(detection_layer(model, t.candidate, layer)[0].name, []).append(i)
+    for name, idx in groups.items():
+        run = _gradient_run(model, (name,))
+        seed = _detgrad.seeds(model, run["seed_shape"], [targets[i] for i in idx])
+        A, G = _run(model, run, x[idx], [], seed=seed)
+        out[idx] = cams.cam_maps(method, A, G, tuple(model.input_size), layout=run["layouts"][0])
+    return out
+
+
+def _explain_detection(method: str, model, x: np.ndarray, target, layer: str) -> MethodOutput:
+    t = _detgrad.candidate_target(model, x, target)
+    info, level = detection_layer(model, t.candidate, layer)
+    run = _gradient_run(model, (info.name,))
+    A, G = _run(model, run, x[None], [], seed=_detgrad.seeds(model, run["seed_shape"], [t]))
+    lay = run["layouts"][0]
+    saliency = cams.cam_maps(method, A, G, tuple(model.input_size), layout=lay)[0]
+    params = {"layer": info.name, "layer_shape": list(info.shape or []), "candidate": t.candidate, "class": t.cls,
+              "differentiated": _detgrad.differentiated(_detgrad.layout_of(model)),
+              "gradients": run["session"].describe()}
+    if level is not None:
+        params.update(level=level.name, cell=list(level.cell(t.candidate)))
+    return MethodOutput(saliency, params, {"cam": cams.cam_image(method, A, G, layout=lay)[0]})
+
+
+# -- end of the issue 27 hook -------------------------------------------------------------------
 
 
 def block_outputs(layers: Sequence, tokens=None) -> list[str]:
@@ -321,6 +427,8 @@ def _make(method: str):
 
     def explain(clf, x: np.ndarray, target: int, *, budget: None, seed: int, score: float,
                 layer: str, tokens: str = "auto") -> MethodOutput:
+        if _detgrad.is_detection(target):  # issue 27: one detection's candidate and class
+            return _explain_detection(method, clf, x, target, layer)
         info = layer_info(clf, layer, tokens)
         run = _gradient_run(clf, (info.name,), None, tokens)
         A, G = _run(clf, run, x[None], [target])
@@ -342,11 +450,25 @@ def _make(method: str):
 
 def check_layer(clf, options) -> None:
     """``--layer`` against the model, once, before any image: not a tensor, not a feature map,
-    or no default for ``auto`` is one line for the whole run (exit 2 at the CLI)."""
+    or no default for ``auto`` is one line for the whole run (exit 2 at the CLI). A detector's
+    ``auto`` needs the levels of its head (the neck map of each candidate's level)."""
+    if _detgrad.layout_of(clf) is not None:
+        _detgrad.check_layout(clf, "the Grad-CAM family")
+        layer = options["layer"]
+        if layer is None or str(layer).lower() == "auto":
+            levels = detector_levels(clf)
+            if not levels or any(l.neck is None for l in levels):
+                raise BlackboxCamError("--layer auto: the levels of this detector's head (the maps its candidates "
+                                       "come from) are not plain in the graph; pick a feature map with --layer "
+                                       "(`blackbox-cam layers MODEL` lists them)")
+        else:
+            st = _state(clf)
+            resolve_layer(st["layers"], layer, st["model"], st["facts"])
+        return
     layer_info(clf, options["layer"], options.get("tokens", "auto"))
 
 
 for _name in ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam"):
-    register(_name, whitebox=True, summary=cams.CAM_METHODS[_name].summary.rstrip("."),
+    register(_name, whitebox=True, summary=cams.CAM_METHODS[_name].summary.rstrip("."), kinds=("class", "detection"),
              options=(LAYER_OPTION, TOKENS_OPTION), check=check_layer)(_make(_name))
 del _name

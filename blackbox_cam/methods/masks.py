@@ -95,6 +95,31 @@ def _accumulate(masks, weights, y0, y1, fy, x0, x1, fx, square, out):
                 out[y, x] += wb * (m * m if square else m)
 
 
+@njit(parallel=True, cache=True)
+def _accumulate_many(masks, weights, y0, y1, fy, x0, x1, fx, square, out):
+    """:func:`_accumulate` for ``K`` weight vectors at once: ``weights (B, K)``, ``out (K, H, W)``.
+    Per output row, the upsampled masks' values are computed once into a row buffer, then each of
+    the ``K`` sums runs along contiguous memory (same order of additions per output as
+    :func:`_accumulate`, so ``K = 1`` gives the same numbers)."""
+    nb = masks.shape[0]
+    nk, h, w = out.shape
+    for y in prange(h):
+        row = np.empty((nb, w), np.float32)
+        for b in range(nb):
+            a, c_, t = y0[b, y], y1[b, y], fy[b, y]
+            for x in range(w):
+                i, j, s = x0[b, x], x1[b, x], fx[b, x]
+                top = masks[b, a, i] + s * (masks[b, a, j] - masks[b, a, i])
+                bot = masks[b, c_, i] + s * (masks[b, c_, j] - masks[b, c_, i])
+                m = top + t * (bot - top)
+                row[b, x] = m * m if square else m
+        for k in range(nk):
+            for b in range(nb):
+                wb = weights[b, k]
+                for x in range(w):
+                    out[k, y, x] += wb * row[b, x]
+
+
 def _offsets(offsets: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     if offsets is None:
         z = np.zeros(n, np.float64)
@@ -134,8 +159,19 @@ def accumulate(masks: np.ndarray, weights: np.ndarray, size: tuple[int, int], ce
                offsets: np.ndarray | None = None, *, smooth: bool = True, square: bool = False,
                out: np.ndarray | None = None) -> np.ndarray:
     """``sum_b weights[b] * M_b`` over upsampled masks, shape ``size`` (float64), added into ``out``;
-    ``square``: ``sum_b weights[b] * M_b ** 2`` (second moments for standard errors)."""
+    ``square``: ``sum_b weights[b] * M_b ** 2`` (second moments for standard errors).
+
+    ``weights`` of shape ``(B, K)`` accumulate ``K`` weighted sums in one pass over the masks
+    into ``out`` of shape ``(K, *size)`` (several targets' maps from the same masks).
+    """
     masks = np.ascontiguousarray(masks, dtype=np.float32)
+    weights = np.asarray(weights, np.float64)
+    if weights.ndim == 2:
+        if out is None:
+            out = np.zeros((weights.shape[1],) + tuple(size), np.float64)
+        _accumulate_many(masks, np.ascontiguousarray(weights), *_geometry(masks, size, cell, offsets, smooth),
+                         bool(square), out)
+        return out
     if out is None:
         out = np.zeros(size, np.float64)
     _accumulate(masks, np.ascontiguousarray(weights, np.float64), *_geometry(masks, size, cell, offsets, smooth),

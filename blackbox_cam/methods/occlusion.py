@@ -1,7 +1,9 @@
 """Sliding-window occlusion (Zeiler and Fergus, ECCV 2014).
 
 A ``window x window`` patch is replaced by the baseline at every ``stride`` pixels; a pixel's
-saliency is the mean drop of the target probability over the windows that cover it. Given a
+saliency is the mean drop of the target's score (a class probability or a detection's D-RISE
+similarity, :mod:`.targets`) over the windows that cover it; with several targets every window
+is scored once and one map per target is accumulated. Given a
 budget, the stride is the smallest that fits ``budget`` windows, so the budget is honoured.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ from .masks import accumulate, baseline as make_baseline
 from .base import MethodOutput, normalise, register
 from .options import Option
 from .perturb import BASELINE_OPTION, MaskScorer
+from .targets import ClassTarget, DetectionTarget
 from .uncertainty import Uncertainty, summarise
 
 
@@ -35,28 +38,30 @@ def plan(h: int, w: int, window: int, budget: int | None) -> tuple[int, list[int
     return max(h, w), [(h - window) // 2], [(w - window) // 2]  # one central window
 
 
-@register("occlusion", min_budget=2,
+@register("occlusion", min_budget=2, multi=True, kinds=("class", "detection"),
           summary="Sliding-window occlusion (Zeiler & Fergus 2014): mean score drop per pixel",
           budget_note="no limit (windows at half-window stride)",
           options=(Option("window", int, None, "Window side in pixels (default: 1/8 of the input side).",
                           min=1, max_side=True),
                    BASELINE_OPTION))
-def occlusion(clf, x: np.ndarray, target: int, *, budget: int | None, seed: int, score: float,
-              window: int | None, baseline: str) -> MethodOutput:
-    """Occlusion saliency: one query per window, ``score`` (the unmasked probability) the reference."""
+def occlusion(clf, x: np.ndarray, target: ClassTarget | DetectionTarget, *, budget: int | None, seed: int,
+              score: np.ndarray, window: int | None, baseline: str) -> list[MethodOutput]:
+    """Occlusion saliency: one query per window, ``score`` (the unmasked scores, ``[T]``) the reference."""
     h, w = x.shape[1:]
     win = int(window or max(2, round(min(h, w) / 8)))
     base = make_baseline(x, baseline, seed=seed)
     stride, ys, xs = plan(h, w, win, budget)
     boxes = [(y, xx) for y in ys for xx in xs]
     scorer = MaskScorer(clf, x, base, target, limit=len(boxes))
-    drop_sum = np.zeros((h, w), np.float64)
-    drop_sq = np.zeros((h, w), np.float64)   # second moment: the windows' spread at each pixel
-    drop_a = np.zeros((h, w), np.float64)    # half A: windows on the even squares of a checkerboard
-    count = np.zeros((h, w), np.float64)
-    count_a = np.zeros((h, w), np.float64)
+    nt = target.count
+    score = np.asarray(score, np.float64).reshape(nt)
+    sums = np.zeros((3 * nt + 2, h, w), np.float64)  # every sum below, accumulated in one pass per batch
+    drop_sum = sums[:nt]
+    drop_sq = sums[nt:2 * nt]     # second moment: the windows' spread at each pixel
+    drop_a = sums[2 * nt:3 * nt]  # half A: windows on the even squares of a checkerboard
+    count, count_a = sums[3 * nt], sums[3 * nt + 1]
     parity = np.array([(ys.index(y) + xs.index(xx)) % 2 == 0 for y, xx in boxes], np.float64)
-    lo = hi = score
+    lo, hi = score.copy(), score.copy()
     step = scorer.capacity
     masks = np.zeros((step, h, w), np.float32)
     for i in range(0, len(boxes), step):
@@ -65,19 +70,20 @@ def occlusion(clf, x: np.ndarray, target: int, *, budget: int | None, seed: int,
         for k, (y, xx) in enumerate(chunk):
             masks[k, y:y + win, xx:xx + win] = 1.0
         m = masks[:len(chunk)]
-        drops = score - scorer(m, (1.0, 1.0), smooth=False, invert=True)
-        accumulate(m, drops, (h, w), (1.0, 1.0), smooth=False, out=drop_sum)
-        accumulate(m, np.ones(len(chunk)), (h, w), (1.0, 1.0), smooth=False, out=count)
+        drops = score[None] - scorer(m, (1.0, 1.0), smooth=False, invert=True)   # (windows, T)
         half = parity[i:i + len(chunk)]
-        accumulate(m, drops * drops, (h, w), (1.0, 1.0), smooth=False, out=drop_sq)
-        accumulate(m, drops * half, (h, w), (1.0, 1.0), smooth=False, out=drop_a)
-        accumulate(m, half, (h, w), (1.0, 1.0), smooth=False, out=count_a)
-        lo, hi = min(lo, float(score - drops.max())), max(hi, float(score - drops.min()))
-    sal = np.divide(drop_sum, count, out=np.zeros_like(drop_sum), where=count > 0)
-    return MethodOutput(normalise(sal), {"window": win, "stride": stride, "windows": len(boxes)},
-                        {"raw": sal.astype(np.float32),
-                         "uncertainty": _uncertainty(sal, drop_sq, count, drop_sum, drop_a, count_a,
-                                                     max(hi - score, score - lo))})
+        accumulate(m, np.concatenate([drops, drops * drops, drops * half[:, None], np.ones((len(chunk), 1)),
+                                      half[:, None]], axis=1), (h, w), (1.0, 1.0), smooth=False, out=sums)
+        lo, hi = np.minimum(lo, score - drops.max(axis=0)), np.maximum(hi, score - drops.min(axis=0))
+    params = {"window": win, "stride": stride, "windows": len(boxes)}
+    outs = []
+    for t in range(nt):
+        sal = np.divide(drop_sum[t], count, out=np.zeros_like(count), where=count > 0)
+        outs.append(MethodOutput(normalise(sal), dict(params), {
+            "raw": sal.astype(np.float32),
+            "uncertainty": _uncertainty(sal, drop_sq[t], count, drop_sum[t], drop_a[t], count_a,
+                                        max(hi[t] - score[t], score[t] - lo[t]))}))
+    return outs
 
 
 def _uncertainty(sal, drop_sq, count, drop_sum, drop_a, count_a, spread) -> Uncertainty:

@@ -12,6 +12,7 @@ import numpy as np
 
 from .masks import BASELINES, compose
 from .options import Option
+from .targets import AnyTarget, ClassTarget, DetectionTarget, as_target
 
 #: Declared by every perturbation method (one declaration, one CLI flag, one help text).
 BASELINE_OPTION = Option("baseline", str, "zeros", "What removed pixels become: zeros in model space (the "
@@ -20,14 +21,6 @@ BASELINE_OPTION = Option("baseline", str, "zeros", "What removed pixels become: 
 
 
 MAX_BATCH_BYTES = 32 * 2 ** 20
-
-
-def explained_scores(clf, batch: np.ndarray) -> np.ndarray:
-    """What the black-box methods explain for a batch, ``(N, classes)``: the classifier's
-    probabilities or log-odds (``--score``; :meth:`Classifier.explained_scores`), or the
-    probabilities of a classifier-like object that offers only those."""
-    fn = getattr(clf, "explained_scores", None)
-    return fn(batch) if fn is not None else clf.probabilities(batch)
 
 
 def batch_capacity(clf, image_shape: tuple[int, ...], limit: int | None = None) -> int:
@@ -39,28 +32,31 @@ def batch_capacity(clf, image_shape: tuple[int, ...], limit: int | None = None) 
 
 
 class MaskScorer:
-    """Scores masked versions of one image for one target class.
+    """Scores masked versions of one image for a target (:mod:`.targets`).
 
-    ``scorer(masks, cell, offsets, smooth=..., invert=...)`` returns the target's probability
-    for each mask; ``invert`` scores the complement (the mask's region removed instead of kept).
+    ``scorer(masks, cell, offsets, smooth=..., invert=...)`` returns the target's score for each
+    mask: ``[n]`` for a class index, ``[n, T]`` for a target object of ``T`` targets (a class's
+    probability, a detection's D-RISE similarity; every target read from the same model call);
+    ``invert`` scores the complement (the mask's region removed instead of kept).
     ``limit``, when known, is how many masks will be scored in all (the buffer need not be larger);
     :attr:`capacity` is the number of images per model call (:func:`batch_capacity`).
     """
 
-    def __init__(self, clf, x: np.ndarray, base: np.ndarray, target: int, limit: int | None = None) -> None:
-        self.clf, self.x, self.base, self.target = clf, x, base, int(target)
+    def __init__(self, clf, x: np.ndarray, base: np.ndarray, target: AnyTarget, limit: int | None = None) -> None:
+        self.clf, self.x, self.base = clf, x, base
+        self.target, self.flat = as_target(target), not isinstance(target, (ClassTarget, DetectionTarget))
         self.capacity = batch_capacity(clf, x.shape, limit)
         self._buf = np.empty((self.capacity,) + x.shape, np.float32)
 
     def __call__(self, masks: np.ndarray, cell: tuple[float, float], offsets: np.ndarray | None = None,
                  *, smooth: bool = True, invert: bool = False) -> np.ndarray:
         n = len(masks)
-        out = np.empty(n, np.float64)
+        out = np.empty((n, self.target.count), np.float64)
         step = len(self._buf)
         for i in range(0, n, step):
             j = min(n, i + step)
             batch = compose(self.x, self.base, masks[i:j], cell, None if offsets is None else offsets[i:j],
                             smooth=smooth, invert=invert, out=self._buf)
-            out[i:j] = explained_scores(self.clf, batch)[:, self.target]
-        return out
+            out[i:j] = self.target.scores(self.clf, batch)
+        return out[:, 0] if self.flat else out
 

@@ -205,47 +205,63 @@ def confidence(saliency: np.ndarray, se: np.ndarray) -> np.ndarray:
 
 
 class PixelMoments:
-    """Streaming per-pixel moments of ``z_i(x) = f_i M_i(x)`` over masks (RISE's estimator).
+    """Streaming per-pixel moments of ``z_i(x) = f_i M_i(x)`` over masks (RISE's estimator), for
+    ``T`` targets scored on the same masks (``scores`` ``[n, T]``; a ``[n]`` vector is one target).
 
-    Five ``H x W`` sums (``f M``, ``f^2 M``, ``f^2 M^2`` and half A's ``f M``) and a few scalars:
-    memory does not grow with the number of masks. Masks with an even draw index form half A.
+    Per target, five ``H x W`` sums (``f M``, ``f^2 M``, ``f^2 M^2`` and half A's ``f M``), plus the
+    targets' shared ``sum M`` (D-RISE's per-pixel normalisation) and a few scalars: memory does
+    not grow with the number of masks. Masks with an even draw index form half A. All sums of a
+    batch come from two passes of one kernel over the masks, whatever ``T``
+    (:func:`~.masks.accumulate` with a weight matrix). With ``targets`` given, arrays are
+    ``(T, H, W)`` (``T = 1`` included); without (one target, the original interface) :meth:`halves`
+    and :meth:`centred` return ``(H, W)`` maps.
     """
 
-    def __init__(self, size: tuple[int, int]) -> None:
-        self.size = size
-        self.fm = np.zeros(size)
-        self.f2m = np.zeros(size)
-        self.f2m2 = np.zeros(size)
-        self.fm_a = np.zeros(size)
+    def __init__(self, size: tuple[int, int], targets: int | None = None) -> None:
+        self.size, self.t, self._flat = size, int(targets or 1), targets is None
+        t = self.t
+        self._linear = np.zeros((3 * t + 1,) + tuple(size))  # the sums linear in M, one kernel pass per batch
+        self.fm, self.fm_a, self.f2m = self._linear[:t], self._linear[t:2 * t], self._linear[2 * t:3 * t]
+        self.msum = self._linear[3 * t]
+        self.f2m2 = np.zeros((t,) + tuple(size))
         self.n = self.n_a = 0
-        self.sf = self.sf2 = self.sf_a = 0.0
-        self.lo, self.hi = math.inf, -math.inf
+        self.sf, self.sf2, self.sf_a = np.zeros(self.t), np.zeros(self.t), np.zeros(self.t)
+        self.lo, self.hi = np.full(self.t, math.inf), np.full(self.t, -math.inf)
 
     def add(self, masks: np.ndarray, scores: np.ndarray, cell, offsets, start: int) -> None:
-        f = np.asarray(scores, np.float64)
-        even = ((start + np.arange(len(f))) % 2 == 0).astype(np.float64)
-        accumulate(masks, f, self.size, cell, offsets, out=self.fm)
-        accumulate(masks, f * even, self.size, cell, offsets, out=self.fm_a)
-        accumulate(masks, f * f, self.size, cell, offsets, out=self.f2m)
+        f = np.asarray(scores, np.float64).reshape(len(masks), self.t)
+        even = ((start + np.arange(len(f))) % 2 == 0).astype(np.float64)[:, None]
+        linear = np.concatenate([f, f * even, f * f, np.ones((len(f), 1))], axis=1)   # (n, 3T + 1)
+        accumulate(masks, linear, self.size, cell, offsets, out=self._linear)
         accumulate(masks, f * f, self.size, cell, offsets, square=True, out=self.f2m2)
         self.n += len(f)
         self.n_a += int(even.sum())
-        self.sf += float(f.sum())
-        self.sf2 += float((f * f).sum())
-        self.sf_a += float((f * even).sum())
+        self.sf += f.sum(axis=0)
+        self.sf2 += (f * f).sum(axis=0)
+        self.sf_a += (f * even).sum(axis=0)
         if len(f):
-            self.lo, self.hi = min(self.lo, float(f.min())), max(self.hi, float(f.max()))
+            self.lo, self.hi = np.minimum(self.lo, f.min(axis=0)), np.maximum(self.hi, f.max(axis=0))
 
     def halves(self, p: float) -> tuple[np.ndarray, np.ndarray]:
-        """The maps of half A and half B (each the RISE mean over its own masks)."""
+        """The maps of half A and half B (each the RISE mean over its own masks), ``(T, H, W)``."""
         na, nb = max(self.n_a, 1), max(self.n - self.n_a, 1)
-        return self.fm_a / (na * p), (self.fm - self.fm_a) / (nb * p)
+        a, b = self.fm_a / (na * p), (self.fm - self.fm_a) / (nb * p)
+        return (a[0], b[0]) if self._flat else (a, b)
 
     def centred(self, p: float) -> tuple[np.ndarray, np.ndarray]:
         """``(effect, se)``: the mean of ``f_i (M_i / p - 1)`` (the RISE map minus the mean score:
-        how much keeping a pixel raises the score) and its standard error."""
+        how much keeping a pixel raises the score) and its standard error, ``(T, H, W)``."""
         n = max(self.n, 1)
-        mean = (self.fm / p - self.sf) / n
-        second = (self.f2m2 / p ** 2 - 2 * self.f2m / p + self.sf2) / n
+        sf, sf2 = self.sf[:, None, None], self.sf2[:, None, None]
+        mean = (self.fm / p - sf) / n
+        second = (self.f2m2 / p ** 2 - 2 * self.f2m / p + sf2) / n
         var = np.maximum(second - mean ** 2, 0.0) * n / max(n - 1, 1)
-        return mean, np.sqrt(var / n)
+        return (mean[0], np.sqrt(var / n)[0]) if self._flat else (mean, np.sqrt(var / n))
+
+    def settled(self, auto: Rounds, queries: int, p: float) -> bool:
+        """``--budget auto``'s rule over all targets: the least stable target's halves decide."""
+        a, b = self.halves(p)
+        if self._flat:
+            return auto.settled(queries, a, b)
+        worst = min(range(self.t), key=lambda k: reliability(a[k], b[k]))
+        return auto.settled(queries, a[worst], b[worst])

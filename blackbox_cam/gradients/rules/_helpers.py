@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import onnx
 
 from blackbox_cam.errors import BlackboxCamError
 from blackbox_cam.gradients.rules._context import Grad
@@ -80,9 +81,17 @@ def scatter_add_flat(g: Grad, grad: str, flat_index: str, like: str, out: str | 
     n = g.op("Reshape", g.op("Size", like), g.ints([1]))
     if extra_slot:
         n = g.op("Add", n, g.ints([1]))
-    zeros = g.op("Mul", g.op("Cast", g.op("ConstantOfShape", n), to=g.dtype(like)),
-                 g.scalar(0.0, like))
-    summed = g.op("ScatterElements", zeros, flat_idx, flat_grad, axis=0, reduction="add")
+    dtype = g.dtype(like)
+    if dtype in (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16):
+        # ONNX Runtime's CPU ScatterElements has no add reduction in half precision (a float16
+        # export's MaxPool): accumulate in float32, then cast back
+        zeros = g.op("Cast", g.op("ConstantOfShape", n), to=onnx.TensorProto.FLOAT)
+        flat_grad = g.op("Cast", flat_grad, to=onnx.TensorProto.FLOAT)
+        summed = g.op("Cast", g.op("ScatterElements", zeros, flat_idx, flat_grad, axis=0, reduction="add"),
+                      to=dtype)
+    else:
+        zeros = g.op("Mul", g.op("Cast", g.op("ConstantOfShape", n), to=dtype), g.scalar(0.0, like))
+        summed = g.op("ScatterElements", zeros, flat_idx, flat_grad, axis=0, reduction="add")
     if extra_slot:
         summed = g.op("Slice", summed, g.ints([0]), g.op("Sub", n, g.ints([1])), g.ints([0]))
     return g.op("Reshape", summed, g.op("Shape", like), out=out)

@@ -1,4 +1,4 @@
-"""Matrix products: Gemm (all transA/transB) and MatMul (with broadcast batch dims)."""
+"""Matrix products: Gemm (all transA/transB), MatMul (with broadcast batch dims) and two-operand Einsum."""
 from __future__ import annotations
 
 from blackbox_cam.errors import BlackboxCamError
@@ -50,3 +50,27 @@ def matmul(g: Grad) -> None:
         db = g.op("MatMul", _swap_last(g, a, ra), dy)
         dims = None if batch is None else batch + tuple(g.dims(b)[-2:])
         unbroadcast(g, db, b, out=g.GI(1), grad_dims=dims)
+
+
+@vjp("Einsum")
+def einsum(g: Grad) -> None:
+    """Y = einsum(equation, A, B), two operands: each operand's gradient is an einsum of the
+    output's gradient and the other operand, ``dA = einsum("y,b->a", dY, B)``. That holds when
+    every index of A appears in Y or B (an index summed in A alone would need a broadcast) and no
+    term repeats an index (a diagonal) or uses an ellipsis; other equations are refused."""
+    eq = str(g.attr("equation")).replace(" ", "")
+    if "->" not in eq or "..." in eq or len(g.node.input) != 2:
+        raise BlackboxCamError(f"Einsum node '{g.node.name}' ({eq!r}): only two operands with an explicit "
+                               "output and no ellipsis are supported")
+    ins, out = eq.split("->")
+    terms = ins.split(",")
+    if any(len(set(t)) != len(t) for t in terms + [out]):
+        raise BlackboxCamError(f"Einsum node '{g.node.name}' ({eq!r}): a repeated index (a diagonal) is not supported")
+    for k in (0, 1):
+        mine, other = terms[k], terms[1 - k]
+        if not g.needs(k):
+            continue
+        if set(mine) - set(out) - set(other):
+            raise BlackboxCamError(f"Einsum node '{g.node.name}' ({eq!r}): an index summed in one operand alone "
+                                   "is not supported")
+        g.op("Einsum", g.GO(0), g.I(1 - k), equation=f"{out},{other}->{mine}", out=g.GI(k))
