@@ -1,7 +1,6 @@
 """``blackbox-cam explain``: saliency maps for images, one file per image and method."""
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from pathlib import Path
@@ -12,9 +11,8 @@ import click
 from ..errors import BlackboxCamError
 from ..methods import bind_all
 from ..methods.uncertainty import DEFAULT_STABILITY, AutoBudget
-from ._group import progress
-from .options import (announce_backend, load_classifier, method_kwargs, method_options, methods_option,
-                      model_options, run_options)
+from .options import (announce_backend, classifier_kwargs, image_bar, method_kwargs, method_options, methods_option,
+                      model_options, note_skipped, ray_kwargs, ray_options, run_options, start_executor)
 
 
 @click.command()
@@ -31,11 +29,13 @@ from .options import (announce_backend, load_classifier, method_kwargs, method_o
               help="With --budget auto: never more queries than N (default: the method's budget).")
 @click.option("--show-uncertainty", is_flag=True, default=False,
               help="Overlays desaturate where the map is not 2 standard errors above zero.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is off anyway when stderr is not a terminal).")
+@ray_options
 @method_options
 @model_options
 def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: str, budget: int | str | None,
             seed: int, out_dir: Path, stability: float | None, max_budget: int | None, show_uncertainty: bool,
-            **kw: Any) -> None:
+            quiet: bool, **kw: Any) -> None:
     """Explain the images in INPUT... with MODEL and write saliency maps.
 
     INPUT is an image file, a folder (searched recursively for images, sorted) or a manifest
@@ -57,74 +57,76 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
       blackbox-cam explain model.onnx imgs/*.jpg -m decam,rise --budget 1000 --seed 1
       blackbox-cam explain model.onnx cat.png -m gradcam --target "tabby, tabby cat"
       blackbox-cam explain model.onnx cat.png -m decam --budget auto --show-uncertainty
+      blackbox-cam explain model.onnx photos/ -m decam --budget 500 --ray          # local Ray
+      blackbox-cam explain model.onnx photos/ --ray ray://head:10001 --workers 64  # a cluster
     """
-    from ..jobs.dataset import MapCache, expand_inputs, explain_cached
-    from ..explainer.pipeline import resolve_target, score_image
+    from ..jobs.dataset import MapCache, explain_items, expand_inputs
+    from ..jobs.executors import run_summary
+    from ..explainer.pipeline import resolve_target
     from ..explainer.records import commit_result, result_record
     from ..io.output import RecordBook, ensure_dir
+    from ..model.runtime import Classifier
 
     given = method_kwargs(kw)
+    ray = ray_kwargs(kw)
     if budget == "auto":
         budget = AutoBudget(DEFAULT_STABILITY if stability is None else stability, max_budget)
     elif stability is not None or max_budget is not None:
         raise BlackboxCamError(f"{'--stability' if stability is not None else '--max-budget'} needs --budget auto")
     bind_all(methods, budget, given)  # options and budget checked before the model is even loaded
     items = expand_inputs(images)
-    out = ensure_dir(out_dir)
-    book = RecordBook(out / "explain.json")  # merged with earlier runs' records, under a lock
-    clf = load_classifier(model, kw)
+    ckw = classifier_kwargs(kw)
+    clf = Classifier(model, **ckw)
     calls = bind_all(methods, budget, given, clf=clf)  # now also against the model: input size, --layer
     if str(target).lower() != "top1":
         target = resolve_target(clf, target)  # a named target is resolved once, for every image
     announce_backend(clf)
-    cache = MapCache(out, clf)
-    with book:  # explain.json is complete on disk when the loop ends, Ctrl-C included
-        failed = 0
-        for item in items:
-            if item.skip:
-                click.echo(item.error, err=True)
-                book.commit({"model": str(model), "image": str(item.path), "method": None, "skipped": item.error})
-                continue
-            try:
-                image, size = item.read()
-                digest = item.digest()
-            except BlackboxCamError as e:
-                click.echo(f"error: {e}", err=True)
-                for m in methods:
-                    book.commit({"model": str(model), "image": str(item.path), "method": m, "error": str(e)})
-                failed += 1
-                continue
-            # the unmasked prediction: at most once per image, and only when a map is not cached
-            scored = functools.cache(lambda image=image: score_image(clf, image, target))
-            for name in methods:
-                rec: dict[str, Any] = {"model": str(model), "image": str(item.path), "method": name,
-                                       "backend": clf.session.record()}
-                t0 = time.perf_counter()
-                bar = progress(calls[name].budget, f"{item.name} {name}")
-                clf.on_queries = bar.update
-                try:
-                    res, hit = explain_cached(clf, image, calls[name], cache=cache, digest=digest, target=target,
-                                              seed=seed, scored=scored)
-                except BlackboxCamError as e:
-                    click.echo(f"error: {item.path}: {e}", err=True)
-                    rec["error"] = str(e)
+    executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing
+    t_run = time.perf_counter()
+    failed = made = maps = 0
+    try:
+        out = ensure_dir(out_dir)
+        book = RecordBook(out / "explain.json")  # merged with earlier runs' records, under a lock
+        skipped = note_skipped(items)
+        for item in skipped:
+            book.commit({"model": str(model), "image": str(item.path), "method": None, "skipped": item.error})
+        cache = MapCache(out, clf)
+        todo = [it for it in items if not it.skip]
+        with book, image_bar(len(todo), ",".join(methods), quiet) as bar:
+            # explain.json is complete on disk when the loop ends, Ctrl-C included
+            for im in explain_items(clf, todo, calls, target=None if target == "top1" else target, seed=seed,
+                                    cache=cache, executor=executor):
+                item = im.item
+                bar.update(1)
+                if im.error is not None:
+                    bar.write(f"error: {im.error}", file=sys.stderr)
+                    for m in methods:
+                        book.commit({"model": str(model), "image": str(item.path), "method": m, "error": im.error})
                     failed += 1
-                    book.commit(rec)
                     continue
-                finally:
-                    bar.close()
-                    clf.on_queries = None
-                ex = res.explanation
-                rec = result_record(res, image=str(item.path), model=str(model), cached=hit, image_size=size,
-                                    seconds=ex.seconds if hit else round(time.perf_counter() - t0, 3))
-                if ex.warning:  # a map with no information is written, and said to be one
-                    click.echo(f"warning: {item.name}: {ex.warning}", err=True)
-                commit_result(book, rec, res, stem=item.path.stem if item.origin == "arg" else item.stem(),
-                              show_uncertainty=show_uncertainty)
-                click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
-                           f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
-                           f"-> {out / rec['png']}")
+                for name in methods:
+                    if name in im.errors:
+                        bar.write(f"error: {item.path}: {im.errors[name]}", file=sys.stderr)
+                        book.commit({"model": str(model), "image": str(item.path), "method": name,
+                                     "backend": clf.session.record(), "error": im.errors[name]})
+                        failed += 1
+                        continue
+                    res, fresh = im.results[name]
+                    maps += 1
+                    made += fresh
+                    ex = res.explanation
+                    rec = result_record(res, image=str(item.path), model=str(model), cached=not fresh,
+                                        image_size=im.size, seconds=round(float(ex.seconds), 3))
+                    if ex.warning:  # a map with no information is written, and said to be one
+                        bar.write(f"warning: {item.name}: {ex.warning}", file=sys.stderr)
+                    commit_result(book, rec, res, stem=item.path.stem if item.origin == "arg" else item.stem(),
+                                  show_uncertainty=show_uncertainty)
+                    bar.write(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
+                              f"{'cached' if not fresh else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
+                              f"-> {out / rec['png']}")
+    finally:
+        executor.close()
+    click.echo(run_summary(len(todo), maps, failed, executor.retries, time.perf_counter() - t_run,
+                           executor.workers, made=made, skipped=len(skipped)), err=True)
     if failed:
         sys.exit(1)
-
-
