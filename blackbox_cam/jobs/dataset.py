@@ -649,5 +649,7 @@ def explain_items(clf: Any, items: Iterable[Any], calls: Mapping[str, Call], *, 
                 continue
             if n in fresh and keys:
                 cache.put(keys[n], entry)
-            im.results[n] = (result_of(clf, entry, im.image), n in fresh)
+            res = result_of(clf, entry, im.image)
+            res.cached = n not in fresh
+            im.results[n] = (res, n in fresh)
         yield im
