@@ -363,13 +363,14 @@ class RayExecutor:
         self.retries = 0
         self.max_attempts = max(1, int(max_attempts))
         ckw = dict(classifier_kwargs or {})
+        if address not in (None, "", "local", "auto"):
+            check_address(address)   # also when Ray already runs here: a wrong address is said, not ignored
         if not ray.is_initialized():
             env = {"env_vars": {"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}}
             local = address in (None, "", "local")
             if local:
                 kwargs = dict(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False)
             else:
-                check_address(address)
                 kwargs = dict(address=address)
             start_ray(ray, dict(kwargs, log_to_driver=False, configure_logging=False, runtime_env=env),
                       "a local Ray runtime" if local else f"the Ray cluster at {address}",
