@@ -244,7 +244,8 @@ def test_plan_workers_puts_one_actor_per_gpu_when_the_cluster_has_gpus():
     gpu = plan_workers({"CPU": 64.0, "GPU": 8.0})
     assert (gpu.workers, gpu.num_gpus, gpu.device) == (8, 1.0, "auto")
     assert plan_workers({"CPU": 64.0, "GPU": 8.0}, gpus_per_worker=0.5).workers == 16
-    assert plan_workers({"CPU": 64.0, "GPU": 8.0}, gpus_per_worker=0).num_gpus == 0     # CPU workers on request
+    cpu_only = plan_workers({"CPU": 64.0, "GPU": 8.0}, gpus_per_worker=0)               # CPU workers on request
+    assert (cpu_only.workers, cpu_only.num_gpus, cpu_only.device) == (64, 0.0, "cpu")  # and off the GPUs
     assert plan_workers({"CPU": 64.0, "GPU": 8.0}, device="cpu").num_gpus == 0         # --device cpu
     assert plan_workers({"CPU": 4.0}, workers=8).num_cpus == 0.5                       # more workers than CPUs
     for resources, kw, says in [({"CPU": 4.0}, {"gpus_per_worker": 1}, "declares no GPU"),

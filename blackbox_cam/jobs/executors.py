@@ -20,11 +20,13 @@ what a serial run writes.
   classifier asks for ONNX Runtime's CUDA provider (``device="auto"``: CUDA when it
   initialises on that node). Each actor's classifier picks its own batch size for its device
   (:meth:`~blackbox_cam.model.backends.Session.auto_batch`) unless the user fixed one;
-* **bounded memory**: at most ``2 x workers`` tasks in flight, results consumed in order;
+* **bounded memory**: at most ``2 x workers`` tasks in flight (and ``8 x workers`` results
+  held, cached ones included), results consumed in order as they come;
 * **fault tolerance**: actors restart when their process dies (``max_restarts=-1``); a task
-  whose worker died (killed, out of memory, node lost) is sent again to the next worker, and
-  after :data:`MAX_ATTEMPTS` deaths on the same task it yields :class:`Failed` for it, so the
-  job records that image as an error and goes on. :attr:`RayExecutor.retries` counts resends.
+  whose worker died (killed, out of memory, node lost) is sent again to the next live worker,
+  and after :data:`MAX_ATTEMPTS` deaths *on that task* (the tasks queued behind it on the
+  dying worker are resent free of charge) it yields :class:`Failed`, so the job records that
+  image as an error and goes on. :attr:`RayExecutor.retries` counts resends.
 """
 from __future__ import annotations
 
@@ -277,7 +279,8 @@ def plan_workers(resources: Mapping[str, float], workers: int | None = None,
         n = workers or most
         return WorkerPlan(n, min(1.0, cpus / n), gpw, "auto" if device in (None, "auto", "cpu") else device)
     n = workers or max(1, int(cpus))
-    return WorkerPlan(n, min(1.0, cpus / n), 0.0, None)
+    # CPU workers on a cluster with GPUs stay off the GPUs they did not declare
+    return WorkerPlan(n, min(1.0, cpus / n), 0.0, "cpu" if gpus else None)
 
 
 def start_ray(ray: Any, init_kwargs: dict[str, Any], where: str, *, timeout: float,
@@ -324,8 +327,8 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
 
 def _death_errors(ray: Any) -> tuple[type, ...]:
     """Ray's exceptions for a task whose worker process or node went away (worth a retry)."""
-    names = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError", "NodeDiedError",
-             "ObjectLostError", "OwnerDiedError", "LocalRayletDiedError")
+    names = ("RayActorError", "ActorDiedError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError",
+             "OwnerDiedError", "LocalRayletDiedError")
     return tuple(getattr(ray.exceptions, n) for n in names if hasattr(ray.exceptions, n))
 
 
@@ -394,6 +397,8 @@ class RayExecutor:
                                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         self._deaths = _death_errors(ray)
         self._next = 0
+        self._epoch = [0] * self.workers    # deaths seen per worker (see _settle)
+        self._suspect: set[int] = set()     # workers that died and may still be restarting
 
     def pids(self) -> list[int]:
         """The worker processes' ids (as last reported; a restarted actor has a new one)."""
@@ -412,34 +417,67 @@ class RayExecutor:
                          + f": {'; '.join(engines)}")
         return lines
 
-    def _submit(self, task: Work, avoid: int | None = None) -> tuple[Any, int]:
-        i = self._next % len(self._actors)
-        if avoid is not None and len(self._actors) > 1 and i == avoid:
-            self._next += 1
-            i = self._next % len(self._actors)
+    def _submit(self, task: Work, avoid: int | None = None) -> list[Any]:
+        """Send ``task`` to the next live worker (round robin, not ``avoid`` when another is
+        live; a worker that died is first waited for until it has restarted). Returns the slot
+        ``[task, ref, actor, epoch, attempts]``."""
+        n = len(self._actors)
+        order = [(self._next + k) % n for k in range(n)]
         self._next += 1
-        return self._actors[i].run.remote(task.fn, *task.args), i
+        live = [i for i in order if i not in self._suspect and (i != avoid or n == 1)]
+        i = live[0] if live else next((j for j in order if self._ready(j)), None)
+        if i is None:
+            raise BlackboxCamError("no Ray worker came back after its process died; see the Ray logs "
+                                   "(ray status, /tmp/ray/session_latest/logs)")
+        return [task, self._actors[i].run.remote(task.fn, *task.args), i, self._epoch[i], 1]
+
+    def _ready(self, i: int, timeout: float = 300.0) -> bool:
+        """Wait until worker ``i`` answers again (Ray restarts an actor whose process died)."""
+        ray = self._ray
+        unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.info[i] = ray.get(self._actors[i].ping.remote(), timeout=60)
+                self._suspect.discard(i)
+                return True
+            except unavailable:
+                time.sleep(0.2)
+            except ray.exceptions.GetTimeoutError:
+                continue
+            except self._deaths:
+                time.sleep(0.2)
+        return False
 
     def _settle(self, slot: list[Any]) -> Any:
-        """The result of a slot ``[task, ref, actor index]``, resending the task after a worker death."""
-        task, ref, actor = slot
-        attempts = 1
+        """The result of a slot, resending its task after a worker death.
+
+        A worker runs its tasks one after the other, so when it dies, the first of its tasks that
+        reports the death is the one it died on (``epoch``: the worker's deaths seen so far);
+        that task is charged an attempt and the tasks queued behind it are sent again free of
+        charge. After :attr:`max_attempts` charged deaths the task is :class:`Failed`."""
+        task, ref, actor, epoch, attempts = slot
+        unavailable = getattr(self._ray.exceptions, "ActorUnavailableError", ())
         while True:
             try:
                 return self._ray.get(ref)
-            except self._deaths as e:
-                if attempts >= self.max_attempts:
-                    return Failed(f"{task.name or 'task'}: its Ray worker died {attempts} times on it "
-                                  f"({type(e).__name__}); recorded as an error, the other images go on")
-                attempts += 1
+            except (unavailable, *self._deaths) as e:
+                if self._epoch[actor] == epoch:      # the first to see this death: the one that ran
+                    self._epoch[actor] += 1
+                    self._suspect.add(actor)
+                    if attempts >= self.max_attempts:
+                        return Failed(f"{task.name or 'task'}: its Ray worker died {attempts} times on it "
+                                      f"({type(e).__name__}); recorded as an error, the other images go on")
+                    attempts += 1
                 self.retries += 1
-                ref, actor = self._submit(task, avoid=actor)
+                _, ref, actor, epoch, _ = self._submit(task, avoid=actor)
             except self._ray.exceptions.RayTaskError as e:  # a unit raised (units return Failed for bad images)
                 cause = getattr(e, "cause", None) or e
                 return failed(task.name, cause)
 
     def imap(self, tasks: Iterable[tuple[Any, Ready | Work]]) -> Iterator[tuple[Any, Any]]:
-        """Results in the order of ``tasks``, at most ``2 x workers`` tasks in flight."""
+        """Results in the order of ``tasks``, at most ``2 x workers`` tasks in flight and at most
+        ``8 x workers`` results (known or awaited) held."""
         window: deque[tuple[Any, Any, bool]] = deque()
         limit = 2 * self.workers
         flying = 0
@@ -447,10 +485,9 @@ class RayExecutor:
             if isinstance(task, Ready):
                 window.append((ctx, task.value, False))
             else:
-                ref, actor = self._submit(task)
-                window.append((ctx, [task, ref, actor], True))
+                window.append((ctx, self._submit(task), True))
                 flying += 1
-            while flying >= limit or (window and not window[0][2]):
+            while flying >= limit or len(window) > 4 * limit or (window and not window[0][2]):
                 c, v, is_ref = window.popleft()
                 if is_ref:
                     flying -= 1
