@@ -154,6 +154,18 @@ def test_ray_run_writes_the_files_of_a_serial_run(cmd, tmp_path, ray_runtime, fo
         assert strict(out / "gate.json")["skipped"] and "not checked" not in r.stdout
 
 
+def test_bc_explain_with_ray_equals_bc_explain(ray_runtime, folder):
+    import blackbox_cam as bc
+    images = [folder / f"h{i:02d}.png" for i in range(4)]
+    serial = bc.explain(MODEL, images, "rise", budget=30, device="cpu", progress=False)
+    on_ray = bc.explain(MODEL, images, "rise", budget=30, device="cpu", progress=False, ray=True, workers=2)
+    assert [r.source for r in on_ray] == [str(p) for p in images]
+    for a, b in zip(serial, on_ray):
+        np.testing.assert_array_equal(a.saliency, b.saliency)
+        np.testing.assert_array_equal(a.se, b.se)
+        assert (a.target, a.score, a.explanation.queries) == (b.target, b.score, b.explanation.queries)
+
+
 # -- fault tolerance ----------------------------------------------------------------------------------
 def _patched(monkeypatch, hook):
     """Make the CLI's executor a Ray one whose stream calls ``hook(executor, i)`` before result i."""
