@@ -34,7 +34,7 @@ DEMO = ROOT / "models" / "stamped" / "demo_labels.csv"
 
 def run_job(method: str, budget: int | None, out: Path, ray: bool, workers: int | None) -> dict:
     from blackbox_cam import Classifier
-    from blackbox_cam.jobs.global_.executors import LocalExecutor, RayExecutor
+    from blackbox_cam.jobs.executors import LocalExecutor, RayExecutor
     from blackbox_cam.jobs.global_.job import run_global
 
     clf = Classifier(MODEL, device="cpu")

@@ -111,7 +111,8 @@ def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "decam", *,
             target: str | int | None = None, budget: int | None = None, seed: int = 0, progress: bool = True,
-            detection: int | None = None, box: str | Sequence[float] | None = None, **options: Any):
+            detection: int | None = None, box: str | Sequence[float] | None = None,
+            ray: str | bool | None = None, workers: int | None = None, **options: Any):
     """Explain ``image`` with ``model``: a :class:`~blackbox_cam.explainer.pipeline.Result`, or a list of them.
 
     For a **detector** the answer for one image is a list with one result per detection (each
@@ -133,6 +134,12 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
     options : the method's options (``grid=6``, ``layer="..."``) and, for a model given as a
         path, the model's (``preprocess="imagenet"``, ``resize="crop"``, ...). Everything is
         checked before any image is read or the model is queried.
+
+    ray : run the images as Ray tasks, as ``blackbox-cam explain --ray``: ``True`` or ``"local"``
+        starts a local Ray runtime (or uses the one this process already started with
+        ``ray.init()``, which keeps it warm between calls), an address joins a cluster
+        (``"ray://head:10001"``). The results equal those of a run without it.
+    workers : with ``ray``: worker processes (default: one per CPU, or per GPU of the cluster).
 
     A bad image raises :class:`~blackbox_cam.errors.BlackboxCamError` naming it.
     """
@@ -163,6 +170,13 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
             from tqdm.auto import tqdm
 
         steps = tqdm(inputs, desc=f"{method}", unit="image")
+    if ray and detector:
+        raise BlackboxCamError("ray= runs classifiers' explanations for now; explain a detector without ray= "
+                               "(one process: every detection of an image from one query set)")
+    if ray:
+        return _explain_on_ray(clf, call, inputs, many, target, seed, ray, workers, model_opts, progress)
+    if workers is not None:
+        raise BlackboxCamError("workers= needs ray= (e.g. ray=True for a local Ray runtime)")
     results = []
     for inp in steps:
         try:
@@ -195,6 +209,50 @@ def _explain_detections(det, img: np.ndarray, call, *, target, detection, box, s
         warnings.warn(f"{where}: {no_detection_message(det, scored, target)}", stacklevel=3)
         return []
     return explain_detections(det, scored, call, chosen, seed=seed)
+
+
+class _Task:
+    """An input as :func:`blackbox_cam.jobs.dataset.explain_items` takes it (no map cache here)."""
+
+    skip = False
+
+    def __init__(self, inp: _Input, i: int) -> None:
+        self.inp = inp
+        self.name = Path(inp.source).name if inp.source else f"image[{i}]"
+        self.path = Path(inp.source) if inp.source else None
+        self.read = inp.read
+
+
+def _explain_on_ray(clf, call, inputs, many, target, seed, ray, workers, model_opts, progress):
+    """``explain(..., ray=...)``: the images as Ray tasks through the shared executor, in order."""
+    from .jobs.dataset import explain_items
+    from .jobs.executors import make_executor
+
+    executor = make_executor(clf, model_opts, ray, workers=workers)
+    results = []
+    bar = None
+    if many and progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(inputs), desc=f"{call.spec.name} on Ray ({executor.workers} workers)", unit="image")
+    try:
+        tasks = [_Task(inp, i) for i, inp in enumerate(inputs)]
+        for im in explain_items(clf, tasks, {call.spec.name: call}, target=target, seed=seed, cache=None,
+                                executor=executor):
+            if bar is not None:
+                bar.update(1)
+            err = im.error or im.errors.get(call.spec.name)
+            if err is not None:
+                where = im.item.inp.source or "image"
+                raise BlackboxCamError(err if err.startswith(where) else f"{where}: {err}")
+            res = im.results[call.spec.name][0]
+            res.source, res.stem = im.item.inp.source, im.item.inp.stem
+            res.image_size = tuple(int(v) for v in im.size)
+            results.append(res)
+    finally:
+        if bar is not None:
+            bar.close()
+        executor.close()
+    return results if many else results[0]
 
 
 def plot_methods(model: str | os.PathLike | Classifier, image: Any,

@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     "model": 2, "pictures": 2,
     "gradients": 3,
     "methods": 4,
-    "explainer": 5,
+    "explainer": 5, "jobs.executors": 5,  # where per-image work runs (in-process / Ray), below every job
     "jobs.dataset": 6,
     "jobs": 7,  # jobs/__init__ and every command's folder: jobs.compare, jobs.gate, ...
     "testing": 8, "api": 8,  # public Python helpers: pytest assertions, the one-call explain()

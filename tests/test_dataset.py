@@ -149,10 +149,11 @@ def test_explain_on_a_folder_records_bad_files_and_goes_on_then_resumes_from_the
     out = tmp_path / "out"
     r = run("explain", planted_path, folder, "-m", "rise", "--budget", "30", "--out", out)
     assert r.exit_code == 1, r.output  # the corrupt image fails; the text file is only skipped
-    assert "notes.txt: skipped, not an image file" in r.output and "corrupt.png: not a readable image" in r.output
+    # issue 29: the stray file is one note line (listed first in explain.json), never an error
+    assert "note: skipped 1 non-image file(s): notes.txt" in r.output and "corrupt.png: not a readable image" in r.output
     assert "Traceback" not in r.output
     recs = json.loads((out / "explain.json").read_text())
-    assert [("error" in rec, "skipped" in rec) for rec in recs] == [(False, False), (True, False), (False, True),
+    assert [("error" in rec, "skipped" in rec) for rec in recs] == [(False, True), (False, False), (True, False),
                                                                     (False, False)]
     assert (out / "b_rise.npy").exists() and (out / "sub__a_rise.npy").exists()
     first = {p.name: np.load(p) for p in out.glob("*.npy")}
@@ -170,7 +171,7 @@ def test_a_folder_with_only_a_stray_file_besides_images_exits_0(tmp_path, plante
     (folder / "corrupt.png").unlink()
     r = run("explain", planted_path, folder, "-m", "rise", "--budget", "20", "--out", tmp_path / "o")
     assert r.exit_code == 0, r.output
-    assert "notes.txt: skipped" in r.output
+    assert "note: skipped 1 non-image file(s): notes.txt" in r.output
 
 
 def test_compare_accepts_a_folder_and_skips_bad_files(tmp_path, planted_path, folder):

@@ -157,7 +157,8 @@ def _gate(model, images, out, *extra):
 def test_gate_fails_on_clever_hans_and_passes_on_clean_model(tmp_path, demo_images):
     r = _gate("clever_hans.onnx", demo_images, tmp_path / "hans", "--junit", tmp_path / "hans.xml")
     assert r.exit_code == 1, r.output
-    assert r.output.startswith("gate FAILED: clever_hans.onnx gradcam:") and r.output.count("\n") == 1
+    # stdout is the one verdict line (a CI log greps it); the run's summary line goes to stderr
+    assert r.stdout.startswith("gate FAILED: clever_hans.onnx gradcam:") and r.stdout.count("\n") == 1
     rep = json.loads((tmp_path / "hans" / "gate.json").read_text())
     assert rep["passed"] is False
     failing = [c for c in rep["images"] if not c["passed"]]
@@ -169,7 +170,7 @@ def test_gate_fails_on_clever_hans_and_passes_on_clean_model(tmp_path, demo_imag
 
     r = _gate("clean.onnx", demo_images, tmp_path / "clean", "--junit", tmp_path / "clean.xml")
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("gate passed: clean.onnx gradcam: 0/8 images failed")
+    assert r.stdout.startswith("gate passed: clean.onnx gradcam: 0/8 images failed")
     rep = json.loads((tmp_path / "clean" / "gate.json").read_text())
     assert rep["passed"] and all(c["share_forbidden"] <= 0.3 and not c["peak_in_forbidden"] for c in rep["images"])
     assert not (tmp_path / "clean" / "overlays").exists()

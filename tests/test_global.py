@@ -233,7 +233,7 @@ def test_manifest_labels_are_the_ground_truth(tmp_path, planted_path, dataset, h
 # -- Ray ------------------------------------------------------------------------------------------
 def test_ray_run_equals_serial_run(tmp_path, planted_path, dataset):
     ray = pytest.importorskip("ray", reason="the test extra installs ray")
-    from blackbox_cam.jobs.global_.executors import RayExecutor
+    from blackbox_cam.jobs.executors import RayExecutor
     from blackbox_cam.jobs.dataset import MapCache
 
     clf = Classifier(planted_path, device="cpu")
@@ -282,7 +282,7 @@ def test_ray_start_is_retried_until_the_configurable_deadline():
     """Regression (issue 23): the local Ray start was tried twice with Ray's fixed 30 s wait,
     whatever the machine's load; the deadline is now --ray-start-timeout."""
     from blackbox_cam.errors import BlackboxCamError
-    from blackbox_cam.jobs.global_.executors import start_ray
+    from blackbox_cam.jobs.executors import start_ray
     clock = [0.0]
     ray = _FlakyRay(fails=3, clock=clock)
     start_ray(ray, {}, "a local Ray runtime", timeout=120.0, clock=lambda: clock[0])

@@ -295,7 +295,7 @@ def test_verify_refuses_a_csv_without_the_images(tmp_path):
 
 def test_a_worker_gets_the_same_sidecar_whatever_its_file_name(tmp_path):
     """--global's workers rebuild the classifier from bytes: a preprocessor_config.json travels too."""
-    from blackbox_cam.jobs.global_.executors import ModelBundle
+    from blackbox_cam.jobs.executors import ModelBundle
     shutil.copy(DATA / "hf_tiny.onnx", tmp_path / "model.onnx")
     clf = Classifier(tmp_path / "model.onnx", device="cpu", sidecar=DATA / "hf_convnext_preprocessor_config.json")
     again = ModelBundle.of(clf, {"device": "cpu", "sidecar": str(DATA / "x.json")}).build(threads=None)

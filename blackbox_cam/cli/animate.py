@@ -6,6 +6,7 @@ Parses options, loads the model, and calls :func:`blackbox_cam.jobs.animate.job.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,8 @@ import click
 
 from ..errors import BlackboxCamError
 from ..methods import METHODS, bind_all, split_options
-from ._group import progress
-from .options import (announce_backend, load_classifier, method_kwargs, method_options, methods_option, model_options,
-                      run_options)
+from .options import (announce_backend, classifier_kwargs, image_bar, method_kwargs, method_options, methods_option,
+                      model_options, note_skipped, ray_kwargs, ray_options, run_options, start_executor)
 
 ANIMATABLE = [n for n, s in METHODS.items() if s.whitebox] + ["decam"]
 
@@ -46,9 +46,11 @@ ANIMATABLE = [n for n, s in METHODS.items() if s.whitebox] + ["decam"]
 @run_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="animate-out",
               show_default=True, help="Folder for the GIF/MP4s, contact sheets, ybROAD CSV/plot and maps.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is off anyway when stderr is not a terminal).")
+@ray_options
 @model_options
 def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: str, norm: str, fps: float, fmt: str,
-            save_maps: bool, road: bool, target: str, budget: int | None, seed: int, out_dir: Path,
+            save_maps: bool, road: bool, target: str, budget: int | None, seed: int, out_dir: Path, quiet: bool,
             **kw: Any) -> None:
     """Animate what MODEL looks at in INPUT..., layer by layer (CAManim) or generation by generation.
 
@@ -71,8 +73,10 @@ def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: s
       blackbox-cam animate models/efficientnet_lite0.onnx models/images/chelsea.png --layers blocks
       blackbox-cam animate model.onnx cat.png -m decam --budget 1000 --no-road --format mp4
     """
-    from ..jobs.animate.job import ATTENTION_METHODS, animate as run_animation, select_layers, write_animation
+    from ..jobs.animate.job import ATTENTION_METHODS, animate_unit, select_layers, write_files
     from ..jobs.dataset import expand_inputs
+    from ..jobs.executors import Failed, ImageSource, Work, run_summary
+    from ..model.runtime import Classifier
     from ..pictures import movie
     from ..io.output import ensure_dir
 
@@ -82,6 +86,7 @@ def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: s
         raise BlackboxCamError(f"-m {', '.join(bad)}: cannot be animated; use a white-box method "
                                f"({', '.join(ANIMATABLE[:-1])}) or decam")
     given = method_kwargs(kw)
+    ray = ray_kwargs(kw)
     bind_all(names, budget, given)  # options and budget checked before the model is loaded
     per = split_options(names, given)
     layered = [m for m in names if METHODS[m].whitebox and per[m]]
@@ -92,8 +97,8 @@ def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: s
     if fmt == "mp4" and not movie.have_mp4():
         raise BlackboxCamError(movie.MP4_HINT)
     items = expand_inputs(images)
-    out = ensure_dir(out_dir)
-    clf = load_classifier(model, kw)
+    ckw = classifier_kwargs(kw)
+    clf = Classifier(model, **ckw)
     if clf.preprocess_fn is not None and any(METHODS[m].whitebox for m in names):
         raise BlackboxCamError(f"animate draws white-box maps layer by layer in the model's input space; with "
                                f"{clf.preprocess_fn.name} that is not placed on the image yet: animate DE-CAM's "
@@ -104,33 +109,42 @@ def animate(model: Path, images: tuple[Path, ...], methods: list[str], layers: s
     if any(METHODS[m].whitebox for m in names):
         select_layers(clf, layers)  # a bad --layers or a model without 4-D maps stops here, once
     announce_backend(clf)
-    failed = 0
-    for item in items:
-        try:
-            image = item.load()
-        except BlackboxCamError as e:
-            click.echo(f"error: {e}", err=True)
-            failed += 1
-            continue
-        for name in names:
-            bar = progress(None, f"{item.name} {name}")
-            clf.on_queries = bar.update
-            try:
-                anim = run_animation(clf, image, name, layers=layers, target=target, budget=budget, seed=seed,
-                                     road=road, **per[name])
-                written = write_animation(anim, out, item.stem(), norm=norm, fps=fps, fmt=fmt,
-                                          save_maps=save_maps)
-            except BlackboxCamError as e:
-                click.echo(f"error: {item.path}: {name}: {e}", err=True)
-                failed += 1
-                continue
-            finally:
-                bar.close()
-                clf.on_queries = None
-            yb = anim.ybroad
-            summary = (f", ybROAD max {yb['max']:+.3f} at {yb['argmax']} ({yb['argmax_name']}), "
-                       f"mean {yb['mean']:+.3f}" if yb else "")
-            click.echo(f"{item.name} {name}: {anim.label} ({anim.score:.3f}), {len(anim.frames)} frames, "
-                       f"{anim.queries} queries{summary} -> {', '.join(p.name for p in written.values())}")
+    executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing
+    run = dict(layers=layers, target=target, budget=budget, seed=seed, road=road)
+    files = dict(norm=norm, fps=fps, fmt=fmt, save_maps=save_maps)
+
+    def tasks():
+        for item in todo:
+            src = ImageSource.of(item.name, item.path, remote=executor.remote)
+            yield item, Work(animate_unit, (src, tuple(names), item.stem(), run, per, files), item.name)
+
+    failed = made = 0
+    t0 = time.perf_counter()
+    try:
+        out = ensure_dir(out_dir)
+        skipped = note_skipped(items)
+        todo = [it for it in items if not it.skip]
+        with image_bar(len(todo), ",".join(names), quiet) as bar:
+            for item, got in executor.imap(tasks()):
+                bar.update(1)
+                got = got if isinstance(got, list) else [got] * len(names)
+                for name, res in zip(names, got):
+                    if isinstance(res, Failed):
+                        bar.write(f"error: {res.error}", file=sys.stderr)
+                        failed += 1
+                        continue
+                    summary, data = res
+                    written = write_files(data, out)
+                    made += 1
+                    yb = summary["ybroad"]
+                    extra = (f", ybROAD max {yb['max']:+.3f} at {yb['argmax']} ({yb['argmax_name']}), "
+                             f"mean {yb['mean']:+.3f}" if yb else "")
+                    bar.write(f"{item.name} {name}: {summary['label']} ({summary['score']:.3f}), "
+                              f"{summary['frames']} frames, {summary['queries']} queries{extra} -> "
+                              f"{', '.join(p.name for p in written.values())}")
+    finally:
+        executor.close()
+    click.echo(run_summary(len(todo), made, failed, executor.retries, time.perf_counter() - t0, executor.workers,
+                           skipped=len(skipped)), err=True)
     if failed:
         sys.exit(1)

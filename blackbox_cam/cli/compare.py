@@ -6,14 +6,15 @@ Parses, loads, and calls :func:`blackbox_cam.jobs.compare.job.compare_images` an
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..methods import bind_all
-from .options import (announce_backend, load_classifier, method_kwargs, method_options, methods_option,
-                      model_options, run_options)
+from .options import (announce_backend, classifier_kwargs, image_bar, method_kwargs, method_options, methods_option,
+                      model_options, note_skipped, ray_kwargs, ray_options, run_options, start_executor)
 
 DEFAULT_METHODS = "decam,gradcam,rise"
 
@@ -39,11 +40,13 @@ DEFAULT_METHODS = "decam,gradcam,rise"
 @click.option("--save-maps", is_flag=True,
               help="Also write every map into OUT/explain/ as explain writes them: <stem>_<method>.npy "
                    "(float32, image size, 0..1), <stem>_<method>.png (overlay) and explain.json.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is off anyway when stderr is not a terminal).")
+@ray_options
 @method_options
 @model_options
 def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Path | None, reference: str | None,
             target: str, budget: int | None, seed: int, road: bool, tolerance: float, topk: float,
-            out_dir: Path, save_maps: bool, **kw: Any) -> None:
+            out_dir: Path, save_maps: bool, quiet: bool, **kw: Any) -> None:
     """Run each method on each image (same target), score every map, write a report.
 
     INPUT is an image file, a folder (recursive, sorted) or a manifest CSV (an `image` column,
@@ -61,26 +64,43 @@ def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Pa
     from ..jobs.compare.report import write_report
 
     from ..jobs.dataset import MapCache, expand_inputs
+    from ..jobs.executors import run_summary
+    from ..model.runtime import Classifier
 
     given = method_kwargs(kw)
+    ray = ray_kwargs(kw)
     bind_all(methods, budget, given)  # options and budget checked before the model is even loaded
     items = expand_inputs(images)
     box_map = read_boxes(boxes, [it.path for it in items]) if boxes is not None else None
-    ensure_dir(out_dir)
-    clf = load_classifier(model, kw)
+    ckw = classifier_kwargs(kw)
+    clf = Classifier(model, **ckw)
     bind_all(methods, budget, given, clf=clf)  # against the model (input size, --layer), before anything is said
     announce_backend(clf)
-    result = compare_images(clf, items, methods, cache=MapCache(out_dir, clf), target=target, budget=budget,
-                            seed=seed, boxes=box_map, reference=reference, options=given,
-                            settings=MetricSettings(road=road, tolerance=tolerance,
-                                                                         topk=topk, seed=seed),
-                            progress=lambda msg: click.echo(msg, err=True))
+    executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing
+    t0 = time.perf_counter()
+    try:
+        ensure_dir(out_dir)
+        skipped = note_skipped(items)
+        with image_bar(len(items) - len(skipped), ",".join(methods), quiet) as bar:
+            result = compare_images(clf, [it for it in items if not it.skip], methods, cache=MapCache(out_dir, clf),
+                                    target=target, budget=budget, seed=seed, boxes=box_map, reference=reference,
+                                    options=given, settings=MetricSettings(road=road, tolerance=tolerance, topk=topk,
+                                                                           seed=seed),
+                                    progress=lambda msg: bar.write(msg, file=sys.stderr), executor=executor,
+                                    on_image=lambda _im: bar.update(1))
+    finally:
+        executor.close()
+    result.skipped = [{"image": it.name, "reason": it.error or ""} for it in skipped]
+    n_images = len(result.images) + len({f["image"] for f in result.failures if not f["method"]})
+    n_made = sum(1 for ir in result.images for r in ir.results.values() if not r.cached)
     written = write_report(result, out_dir)
     if save_maps:  # the explain command's own writer: same files, same explain.json records
         from ..explainer.records import save_results
 
         saved = save_results([r for ir in result.images for r in ir.results.values()], out_dir / "explain")
         click.echo(f"{len(saved)} maps -> {out_dir / 'explain'}", err=True)
+    click.echo(run_summary(n_images, len(result.rows), len(result.failures), executor.retries,
+                           time.perf_counter() - t0, executor.workers, made=n_made, skipped=len(skipped)), err=True)
     click.echo(f"{len(result.rows)} maps scored, {len(result.failures)} failure(s) -> {written['html']}")
     if result.failures:
         sys.exit(1)

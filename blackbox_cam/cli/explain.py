@@ -1,7 +1,6 @@
 """``blackbox-cam explain``: saliency maps for images, one file per image and method."""
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from pathlib import Path
@@ -12,10 +11,10 @@ import click
 from ..errors import BlackboxCamError
 from ..methods import bind_all
 from ..methods.uncertainty import DEFAULT_STABILITY, AutoBudget
-from ._group import progress
 from ..model.open import open_model
-from .options import (announce_backend, classifier_kwargs, method_kwargs, method_options, methods_option,
-                      model_options, run_options)
+from ._group import progress
+from .options import (announce_backend, classifier_kwargs, image_bar, method_kwargs, method_options, methods_option,
+                      model_options, note_skipped, ray_kwargs, ray_options, run_options, start_executor)
 
 
 @click.command()
@@ -32,6 +31,7 @@ from .options import (announce_backend, classifier_kwargs, method_kwargs, method
               help="With --budget auto: never more queries than N (default: the method's budget).")
 @click.option("--show-uncertainty", is_flag=True, default=False,
               help="Overlays desaturate where the map is not 2 standard errors above zero.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is off anyway when stderr is not a terminal).")
 @click.option("--detection", type=int, default=None, metavar="K",
               help="Detectors: explain only the K-th detection of each image (0 = the highest score).")
 @click.option("--box", default=None, metavar="X0,Y0,X1,Y1",
@@ -42,11 +42,12 @@ from .options import (announce_backend, classifier_kwargs, method_kwargs, method
               help="Detectors: NMS IoU threshold in [0, 1] (default 0.45, Ultralytics').")
 @click.option("--max-detections", type=int, default=None,
               help="Detectors: at most this many detections per image, highest scores first (default 300).")
+@ray_options
 @method_options
 @model_options
 def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: str, budget: int | str | None,
             seed: int, out_dir: Path, stability: float | None, max_budget: int | None, show_uncertainty: bool,
-            detection: int | None, box: str | None, conf: float | None, iou: float | None,
+            quiet: bool, detection: int | None, box: str | None, conf: float | None, iou: float | None,
             max_detections: int | None, **kw: Any) -> None:
     """Explain the images in INPUT... with MODEL and write saliency maps.
 
@@ -78,13 +79,17 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
       blackbox-cam explain model.onnx cat.png -m decam --budget auto --show-uncertainty
       blackbox-cam explain yolov8n.onnx street.jpg -m drise,decam --budget 1000
       blackbox-cam explain yolov8n.onnx street.jpg -m drise --box 10,40,90,200 --target person
+      blackbox-cam explain model.onnx photos/ -m decam --budget 500 --ray          # local Ray
+      blackbox-cam explain model.onnx photos/ --ray ray://head:10001 --workers 64  # a cluster
     """
-    from ..jobs.dataset import MapCache, expand_inputs, explain_cached
-    from ..explainer.pipeline import resolve_target, score_image
+    from ..jobs.dataset import MapCache, explain_items, expand_inputs
+    from ..jobs.executors import run_summary
+    from ..explainer.pipeline import resolve_target
     from ..explainer.records import commit_result, result_record
     from ..io.output import RecordBook, ensure_dir
 
     given = method_kwargs(kw)
+    ray = ray_kwargs(kw)
     if budget == "auto":
         budget = AutoBudget(DEFAULT_STABILITY if stability is None else stability, max_budget)
     elif stability is not None or max_budget is not None:
@@ -101,79 +106,80 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
         if str(target).lower() == "top1":
             raise BlackboxCamError("--box needs --target LABEL: the class the model should have reported there")
     items = expand_inputs(images)
-    clf = open_model(model, **thresholds, **classifier_kwargs(kw))
+    ckw = classifier_kwargs(kw)
+    clf = open_model(model, **thresholds, **ckw)
     detector = clf.task == "detector"
     if not detector and (detection is not None or box is not None):
         raise BlackboxCamError(f"{'--detection' if detection is not None else '--box'} applies to detectors; "
                                f"{model} is a classifier")
+    if detector and ray.get("ray") is not None:
+        raise BlackboxCamError("--ray runs classifiers' explanations for now; explain a detector without --ray "
+                               "(one process: every detection of an image from one query set)")
     calls = bind_all(methods, budget, given, clf=clf)  # now also against the model: input size, --layer
     if str(target).lower() != "top1":
         target = resolve_target(clf, target)  # a named target is resolved once, for every image
-    out = ensure_dir(out_dir)  # nothing is written before every option is checked
-    book = RecordBook(out / "explain.json")  # merged with earlier runs' records, under a lock
     announce_backend(clf)
     if detector:
         from ..jobs.explain import explain_detector_items
 
-        with book:
+        out = ensure_dir(out_dir)  # nothing is written before every option is checked
+        with RecordBook(out / "explain.json") as book:
             failed = explain_detector_items(clf, items, calls, book, model=str(model), target=target,
                                             detection=detection, box=box, seed=seed, show_uncertainty=show_uncertainty,
                                             echo=click.echo, warn=lambda s: click.echo(s, err=True), progress=progress)
         if failed:
             sys.exit(1)
         return
-    cache = MapCache(out, clf)
-    with book:  # explain.json is complete on disk when the loop ends, Ctrl-C included
-        failed = 0
-        size_said: dict = {}  # image sizes whose probed geometry was said
-        for item in items:
-            if item.skip:
-                click.echo(item.error, err=True)
-                book.commit({"model": str(model), "image": str(item.path), "method": None, "skipped": item.error})
-                continue
-            try:
-                image, size = item.read()
-                digest = item.digest()
-            except BlackboxCamError as e:
-                click.echo(f"error: {e}", err=True)
-                for m in methods:
-                    book.commit({"model": str(model), "image": str(item.path), "method": m, "error": str(e)})
-                failed += 1
-                continue
-            # the unmasked prediction: at most once per image, and only when a map is not cached
-            scored = functools.cache(lambda image=image: score_image(clf, image, target))
-            for name in methods:
-                rec: dict[str, Any] = {"model": str(model), "image": str(item.path), "method": name,
-                                       "backend": clf.session.record()}
-                t0 = time.perf_counter()
-                bar = progress(calls[name].budget, f"{item.name} {name}")
-                clf.on_queries = bar.update
-                try:
-                    res, hit = explain_cached(clf, image, calls[name], cache=cache, digest=digest, target=target,
-                                              seed=seed, scored=scored)
-                except BlackboxCamError as e:
-                    click.echo(f"error: {item.path}: {e}", err=True)
-                    rec["error"] = str(e)
+    executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing
+    t_run = time.perf_counter()
+    failed = made = maps = 0
+    size_said: set = set()  # image sizes whose probed geometry was said (a preprocess_fn)
+    try:
+        out = ensure_dir(out_dir)
+        book = RecordBook(out / "explain.json")  # merged with earlier runs' records, under a lock
+        skipped = note_skipped(items)
+        for item in skipped:
+            book.commit({"model": str(model), "image": str(item.path), "method": None, "skipped": item.error})
+        cache = MapCache(out, clf)
+        todo = [it for it in items if not it.skip]
+        with book, image_bar(len(todo), ",".join(methods), quiet) as bar:
+            # explain.json is complete on disk when the loop ends, Ctrl-C included
+            for im in explain_items(clf, todo, calls, target=None if target == "top1" else target, seed=seed,
+                                    cache=cache, executor=executor):
+                item = im.item
+                bar.update(1)
+                if im.error is not None:
+                    bar.write(f"error: {im.error}", file=sys.stderr)
+                    for m in methods:
+                        book.commit({"model": str(model), "image": str(item.path), "method": m, "error": im.error})
                     failed += 1
-                    book.commit(rec)
                     continue
-                finally:
-                    bar.close()
-                    clf.on_queries = None
-                ex = res.explanation
-                rec = result_record(res, image=str(item.path), model=str(model), cached=hit, image_size=size,
-                                    seconds=ex.seconds if hit else round(time.perf_counter() - t0, 3))
-                if getattr(clf, "preprocess_fn", None) is not None and size_said.setdefault(image.shape[:2], False) is False:
-                    size_said[image.shape[:2]] = True  # the probed geometry, once per image size
-                    click.echo(f"{item.name}: {clf.geometry.describe(image.shape[:2])}", err=True)
-                if ex.warning:  # a map with no information is written, and said to be one
-                    click.echo(f"warning: {item.name}: {ex.warning}", err=True)
-                commit_result(book, rec, res, stem=item.path.stem if item.origin == "arg" else item.stem(),
-                              show_uncertainty=show_uncertainty)
-                click.echo(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
-                           f"{'cached' if hit else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
-                           f"-> {out / rec['png']}")
+                for name in methods:
+                    if name in im.errors:
+                        bar.write(f"error: {item.path}: {im.errors[name]}", file=sys.stderr)
+                        book.commit({"model": str(model), "image": str(item.path), "method": name,
+                                     "backend": clf.session.record(), "error": im.errors[name]})
+                        failed += 1
+                        continue
+                    res, fresh = im.results[name]
+                    maps += 1
+                    made += fresh
+                    ex = res.explanation
+                    rec = result_record(res, image=str(item.path), model=str(model), cached=not fresh,
+                                        image_size=im.size, seconds=round(float(ex.seconds), 3))
+                    if getattr(clf, "preprocess_fn", None) is not None and tuple(im.image.shape[:2]) not in size_said:
+                        size_said.add(tuple(im.image.shape[:2]))  # the probed geometry, once per image size
+                        bar.write(f"{item.name}: {clf.geometry.describe(tuple(im.image.shape[:2]))}", file=sys.stderr)
+                    if ex.warning:  # a map with no information is written, and said to be one
+                        bar.write(f"warning: {item.name}: {ex.warning}", file=sys.stderr)
+                    commit_result(book, rec, res, stem=item.path.stem if item.origin == "arg" else item.stem(),
+                                  show_uncertainty=show_uncertainty)
+                    bar.write(f"{item.name} {name}: {clf.label(res.target)} ({res.score:.3f}), "
+                              f"{'cached' if not fresh else f'{ex.queries} queries'}, {rec['seconds']:.1f}s "
+                              f"-> {out / rec['png']}")
+    finally:
+        executor.close()
+    click.echo(run_summary(len(todo), maps, failed, executor.retries, time.perf_counter() - t_run,
+                           executor.workers, made=made, skipped=len(skipped)), err=True)
     if failed:
         sys.exit(1)
-
-

@@ -8,6 +8,7 @@ could not be checked), 2 usage error (nothing written but the output folder).
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import click
 
 from ..jobs.gate.job import MAX_FAIL_RATE, MAX_SHARE, MIN_SHARE
 from ..methods import METHODS
-from .options import announce_pipeline, classifier_kwargs, method_kwargs, method_options, methods_option, model_options, run_options
+from .options import (announce_pipeline, classifier_kwargs, image_bar, method_kwargs, method_options, methods_option,
+                      model_options, note_skipped, ray_kwargs, ray_options, run_options, start_executor)
 
 
 @click.command()
@@ -42,15 +44,17 @@ from .options import announce_pipeline, classifier_kwargs, method_kwargs, method
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="gate-out",
               show_default=True, help="Folder for gate.json, overlays/ of the failing images and the map "
                                       "cache maps/.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is off anyway when stderr is not a terminal).")
+@ray_options
 @method_options
 @model_options
 def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require: tuple[str, ...],
          max_share: float, min_share: float, max_fail_rate: float, methods: list[str], target: str,
-         budget: int | None, seed: int, junit: Path | None, out_dir: Path, **kw: Any) -> None:
+         budget: int | None, seed: int, junit: Path | None, out_dir: Path, quiet: bool, **kw: Any) -> None:
     """Check that MODEL's evidence on INPUT... stays out of the --forbid regions.
 
-    INPUT is an image file, a folder (searched recursively, sorted) or a manifest CSV (an
-    `image` column). Maps are cached under OUT/maps/ by image content, method, options and
+    INPUT is an image file, a folder (searched recursively, sorted; other files in it, a README
+    or a CSV, are skipped with a note, not counted) or a manifest CSV (an `image` column). Maps are cached under OUT/maps/ by image content, method, options and
     model, so a nightly run explains only new images, or everything again for a new model.
 
     Per image: share = positive map mass inside the forbidden region / total positive mass;
@@ -67,27 +71,60 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
       blackbox-cam gate models/clever_hans/clever_hans.onnx models/clever_hans/images \\
           --forbid models/clever_hans/timestamp_mask.png -m gradcam --junit gate.xml
     """
-    from ..jobs.dataset import MapCache, expand_inputs
-    from ..jobs.gate.job import GateRule, check_inputs, failure_picture, run_gate
+    from ..jobs.dataset import expand_inputs
+    from ..jobs.executors import run_summary
+    from ..jobs.gate.job import GateRule, check_inputs
     from ..jobs.gate.junit import write_junit
     from ..methods import bind_all
-    from ..io.output import ensure_dir, write_json, write_png
+    from ..io.output import ensure_dir, write_json
     from ..jobs.gate.regions import parse_region
     from ..model.runtime import Classifier
 
     rule = GateRule(max_share=max_share, min_share=min_share, max_fail_rate=max_fail_rate)
     options = method_kwargs(kw)
+    ray = ray_kwargs(kw)
     bind_all(methods, budget, options)  # methods, options and budget checked before the model is loaded
     forbid_r = [parse_region(s) for s in forbid]
     require_r = [parse_region(s) for s in require]
     items = expand_inputs(inputs)
     check_inputs(items, forbid_r, require_r)
-    clf = Classifier(model, **classifier_kwargs(kw))
+    ckw = classifier_kwargs(kw)
+    clf = Classifier(model, **ckw)
     announce_pipeline(clf)
     bind_all(methods, budget, options, clf=clf)
+    executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing
+    try:
+        if junit is not None:
+            ensure_dir(junit.parent)
+        out = ensure_dir(out_dir)
+        skipped = note_skipped(items)
+        t0 = time.perf_counter()
+        with image_bar(len(items) - len(skipped), ",".join(methods), quiet) as bar:
+            report = _run(clf, items, methods, forbid_r, require_r, rule, target, budget, seed, options, out,
+                          executor, lambda _im: bar.update(1))
+    finally:
+        executor.close()
+    for case in report.cases:
+        if case.error is not None:
+            click.echo(f"error: {case.image}: {case.error}", err=True)
+    write_json(out / "gate.json", report.to_dict())
     if junit is not None:
-        ensure_dir(junit.parent)
-    out = ensure_dir(out_dir)
+        write_junit(junit, report)
+    errors = len({c.image for c in report.cases if c.error is not None})
+    click.echo(run_summary(len({c.image for c in report.cases}), sum(c.error is None for c in report.cases), errors,
+                           executor.retries, time.perf_counter() - t0, executor.workers,
+                           made=sum(c.error is None and not c.cached for c in report.cases),
+                           skipped=len(skipped)), err=True)
+    click.echo(f"{report.summary()} -> {out / 'gate.json'}")
+    if not report.passed:
+        sys.exit(1)
+
+
+def _run(clf, items, methods, forbid_r, require_r, rule, target, budget, seed, options, out, executor, progress):
+    """run_gate with the map cache under OUT/maps and every failing image's overlay in OUT/overlays."""
+    from ..io.output import ensure_dir, write_png
+    from ..jobs.dataset import MapCache
+    from ..jobs.gate.job import failure_picture, run_gate
 
     def draw_failure(case, item, image, saliency, fmask, rmask) -> None:
         if case.passed:
@@ -96,15 +133,6 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
         write_png(ensure_dir(out / "overlays") / name, failure_picture(case, image, saliency, fmask, rmask))
         case.overlay = f"overlays/{name}"
 
-    report = run_gate(clf, items, methods, forbid=forbid_r, require=require_r, rule=rule, target=target,
-                      budget=budget, seed=seed, options=options, cache=MapCache(out, clf), on_case=draw_failure,
-                      pictures=0)
-    for case in report.cases:
-        if case.error is not None:
-            click.echo(f"error: {case.image}: {case.error}", err=True)
-    write_json(out / "gate.json", report.to_dict())
-    if junit is not None:
-        write_junit(junit, report)
-    click.echo(f"{report.summary()} -> {out / 'gate.json'}")
-    if not report.passed:
-        sys.exit(1)
+    return run_gate(clf, items, methods, forbid=forbid_r, require=require_r, rule=rule, target=target,
+                    budget=budget, seed=seed, options=options, cache=MapCache(out, clf), on_case=draw_failure,
+                    pictures=0, executor=executor, progress=progress)

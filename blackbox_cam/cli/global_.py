@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from ..jobs.global_.executors import DEFAULT_START_TIMEOUT
 from ..methods import METHODS
 from ..errors import BlackboxCamError
-from .options import announce_backend, budget_help, classifier_kwargs, method_kwargs, method_options, model_options
+from .options import (announce_backend, budget_help, classifier_kwargs, method_kwargs, method_options, model_options,
+                      ray_kwargs, ray_options, start_executor)
 
 
 @click.command("global")
@@ -33,21 +33,13 @@ from .options import announce_backend, budget_help, classifier_kwargs, method_kw
               help="Score the global maps with PEPPR (2 x steps queries per image and ranking, 4 rankings).")
 @click.option("--steps", type=click.IntRange(min=11), default=21, show_default=True,
               help="Fractions on each PEPPR curve (0..100 %).")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Run per-image work as Ray tasks: --ray alone starts a local Ray runtime sized to this "
-                   "machine; --ray ADDRESS joins a cluster (e.g. ray://head:10001 or auto).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="With --ray: worker processes (default: the cluster's CPUs).")
-@click.option("--ray-start-timeout", type=click.FloatRange(min=0), default=DEFAULT_START_TIMEOUT, show_default=True,
-              metavar="SECONDS", help="With --ray (local): keep trying to start Ray this long (Ray itself gives its "
-                                      "raylet a fixed 30 s, which a loaded machine can miss).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (they are off anyway when stderr is not a terminal).")
+@ray_options
 @method_options
 @model_options
 def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | None, seed: int,
             ground_truth: Path | None, target: str, out_dir: Path, peppr: bool, steps: int,
-            ray_address: str | None, workers: int | None, ray_start_timeout: float, quiet: bool,
-            **kw: Any) -> None:
+            quiet: bool, **kw: Any) -> None:
     """Global maps of MODEL over a dataset of aligned images, and their PEPPR faithfulness score.
 
     INPUT is an image file, a folder (recursive, sorted) or a manifest CSV (`image` column,
@@ -65,12 +57,13 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
       blackbox-cam global model.onnx scans/ -m decam --budget 500 --ray           # local Ray
       blackbox-cam global model.onnx manifest.csv --ray ray://head:10001          # a cluster
     """
-    from ..jobs.global_.executors import make_executor
+    from ..jobs.executors import run_summary
     from ..jobs.global_.job import run_global
     from ..methods import bind_all
     from ..model.runtime import Classifier
 
     options = method_kwargs(kw)
+    ray = ray_kwargs(kw)
     bind_all([method], budget, options)  # options and budget checked before the model is loaded
     ckw = classifier_kwargs(kw)
     clf = Classifier(model, **ckw)
@@ -81,9 +74,7 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
     bind_all([method], budget, options, clf=clf)
     announce_backend(clf)
     t0 = time.perf_counter()
-    executor = make_executor(clf, ckw, ray_address, workers=workers, start_timeout=ray_start_timeout)
-    if ray_address:
-        click.echo(f"Ray: {executor.workers} worker(s)", err=True)
+    executor = start_executor(clf, ckw, ray)
     try:
         result = run_global(clf, inputs, out_dir, method=method, budget=budget, seed=seed, options=options,
                             ground_truth=ground_truth, target=target, peppr=peppr, steps=steps, executor=executor,
@@ -92,6 +83,9 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
         executor.close()
     secs = time.perf_counter() - t0
     n = len(result.images)
+    click.echo(run_summary(n + len(result.failures), result.computed + result.reused, len(result.failures),
+                           executor.retries, secs, executor.workers, made=result.computed,
+                           skipped=len(result.skipped)), err=True)
     click.echo(f"{n} image(s) in {len(result.labels)} label(s), {len(result.failures)} failed; maps: "
                f"{result.computed} made, {result.reused} from the cache; {secs:.1f} s ({n / secs:.2f} images/s)")
     if result.peppr:

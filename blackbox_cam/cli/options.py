@@ -7,6 +7,7 @@ command without touching the CLI.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Sequence
 
 import click
@@ -206,3 +207,70 @@ def method_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def method_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
     """Pop the method options out of a command's keyword arguments: the ones the user gave."""
     return {k: v for k in _declared() if (v := kw.pop(k, None)) is not None}
+
+
+# -- where the per-image work runs (every dataset command) ----------------------------------------
+RAY_KEYS = ("ray", "workers", "ray_start_timeout", "ray_gpus_per_worker")
+
+
+def ray_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ray [ADDRESS]``, ``--workers``, ``--ray-start-timeout``, ``--ray-gpus-per-worker``: the
+    same meaning on every dataset command (one decorator; pop them with :func:`ray_kwargs`)."""
+    from ..jobs.executors import DEFAULT_START_TIMEOUT
+    opts = [
+        click.option("--ray", "ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                     help="Run the per-image work as Ray tasks: --ray alone starts a local Ray runtime sized to "
+                          "this machine; --ray ADDRESS joins a cluster (ray://head:10001, head:6379 or auto). "
+                          "Writes the same files as a run without it (pip install 'blackbox-cam[ray]')."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="With --ray: worker processes (default: one per CPU of the cluster, or one per GPU "
+                          "when it has GPUs)."),
+        click.option("--ray-start-timeout", type=click.FloatRange(min=0), default=DEFAULT_START_TIMEOUT,
+                     show_default=True, metavar="SECONDS",
+                     help="With --ray (local): keep trying to start Ray this long (Ray itself gives its raylet "
+                          "a fixed 30 s, which a loaded machine can miss)."),
+        click.option("--ray-gpus-per-worker", type=click.FloatRange(min=0), default=None, metavar="G",
+                     help="With --ray: GPUs each worker declares (default: 1 when the cluster has GPUs, each "
+                          "worker then runs ONNX Runtime's CUDA provider; 0.5 = two workers per GPU; 0 = CPU "
+                          "workers only)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def ray_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop the Ray options out of a command's keyword arguments (for :func:`start_executor`)."""
+    return {k: kw.pop(k) for k in RAY_KEYS if k in kw}
+
+
+def start_executor(clf: Any, model_kwargs: dict[str, Any], ray: dict[str, Any]) -> Any:
+    """The executor the Ray options ask for (in-process without ``--ray``); says on stderr what
+    runs where. Called before anything is written, so a bad address writes nothing."""
+    from ..jobs.executors import make_executor
+
+    address = ray.get("ray")
+    ex = make_executor(clf, model_kwargs, address, workers=ray.get("workers"),
+                       gpus_per_worker=ray.get("ray_gpus_per_worker"),
+                       **({"start_timeout": ray.get("ray_start_timeout")} if address else {}))
+    for line in ex.describe():
+        click.echo(line, err=True)
+    return ex
+
+
+def image_bar(total: int, desc: str, quiet: bool = False):
+    """The run's progress bar on stderr: images done / total, the rate and the ETA (tqdm; silent
+    when stderr is not a terminal)."""
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="img", leave=False, disable=True if quiet else None, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def note_skipped(items: Sequence[Any]) -> list[Any]:
+    """One note line on stderr for the non-image files found in folders (README, LICENSE.md,
+    .DS_Store, a CSV): skipped, never counted as failed images. Returns the skipped items."""
+    skipped = [it for it in items if getattr(it, "skip", False)]
+    if skipped:
+        names = ", ".join(it.name for it in skipped[:5]) + (f", ... ({len(skipped)} in all)" if len(skipped) > 5 else "")
+        click.echo(f"note: skipped {len(skipped)} non-image file(s): {names}", err=True)
+    return skipped

@@ -52,7 +52,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -348,6 +348,7 @@ class CachedMap:
     se: np.ndarray | None = None                  # the map's standard error (black-box methods)
     uncertainty: dict[str, Any] | None = None     # stability, significance, --budget auto's record
     warning: str | None = None
+    extra: dict[str, Any] | None = None           # DE-CAM's search record, from a unit (never cached)
 
 
 class MapCache:
@@ -500,3 +501,159 @@ def explain_cached(clf: Any, image: np.ndarray, method: str | Call, *, cache: Ma
         cache.put(key, CachedMap(ex.saliency, res.target, res.score, res.predicted, res.predicted_score,
                                  ex.queries, ex.seconds, ex.params, ex.method, ex.se, ex.uncertainty, ex.warning))
     return res, False
+
+
+# -- per-image map units (the same in-process and on a Ray worker) -----------------------------------
+@dataclass(frozen=True)
+class MapRequest:
+    """A checked :class:`~blackbox_cam.methods.Call` in picklable form (name, effective budget,
+    options, ``--budget auto``), so a worker runs exactly the call the driver checked."""
+
+    method: str
+    budget: int | None
+    options: tuple[tuple[str, Any], ...]
+    auto: Any = None
+
+    @classmethod
+    def of(cls, call: Call) -> "MapRequest":
+        return cls(call.spec.name, call.budget, tuple(sorted(call.options.items())), call.auto)
+
+    def call(self) -> Call:
+        from types import MappingProxyType
+        return Call(get_method(self.method), self.budget, MappingProxyType(dict(self.options)), self.auto)
+
+
+def cache_key(cache: MapCache, digest: str, call: Call, target: int | str | None, seed: int) -> str:
+    """The key :func:`explain_cached` files ``call``'s map under (``target``: None/top1 or an index)."""
+    auto = {"budget auto, stability": call.auto.stability} if call.auto is not None else {}
+    return cache.key(digest, call.spec.name, target=target, budget=call.budget, seed=seed,
+                     options={**call.options, **auto})
+
+
+def entry_of(res: Any) -> CachedMap:
+    """A :class:`~blackbox_cam.explainer.pipeline.Result` as the cache stores it, plus DE-CAM's
+    ``search`` record (``explain.json`` carries it; the cache does not)."""
+    ex = res.explanation
+    entry = CachedMap(np.asarray(ex.saliency, np.float32), res.target, res.score, res.predicted,
+                      res.predicted_score, ex.queries, ex.seconds, ex.params, ex.method,
+                      None if ex.se is None else np.asarray(ex.se, np.float32), ex.uncertainty, ex.warning)
+    if "search" in ex.extra:
+        entry.extra = {"search": ex.extra["search"]}
+    return entry
+
+
+def result_of(clf: Any, entry: CachedMap, image: np.ndarray) -> Any:
+    """The :class:`~blackbox_cam.explainer.pipeline.Result` of ``entry`` on ``image`` (the map
+    brought to the image's size exactly as :func:`~blackbox_cam.explainer.pipeline.explain_scored`
+    does), whether the entry came from the cache or from a unit."""
+    ex = Explanation(np.asarray(entry.saliency, np.float32), entry.target, entry.score, entry.queries,
+                     entry.seconds, entry.params, entry.method, extra=dict(getattr(entry, "extra", None) or {}),
+                     warning=entry.warning, se=entry.se, uncertainty=entry.uncertainty)
+    sal = np.clip(map_to_image(clf, ex.saliency, image.shape[:2]), 0.0, 1.0).astype(np.float32)
+    return make_result(clf, ex, sal, entry.predicted, entry.predicted_score, entry.target, entry.score, image)
+
+
+def maps_unit(clf: Any, source: Any, requests: Sequence[MapRequest], target: int | str | None,
+              seed: int) -> list[CachedMap | Any]:
+    """Run each request on one image (scored once: one unmasked query shared by all methods):
+    one :class:`CachedMap` per request, or :class:`~blackbox_cam.jobs.executors.Failed` for the
+    requests (or the image) that failed. Never raises for a bad image: the batch goes on."""
+    from .executors import failed
+    try:
+        image, _size = source.read()
+        scored = score_image(clf, image, target)
+    except Exception as e:
+        return [failed(source.name, e)] * len(requests)
+    out: list[Any] = []
+    for req in requests:
+        try:
+            out.append(entry_of(explain_scored(clf, scored, req.call(), seed=seed)))
+        except Exception as e:  # one method failing must not lose the others
+            out.append(failed(source.name, e))
+    return out
+
+
+@dataclass
+class ImageMaps:
+    """One image of a dataset run with its maps: ``results[method] = (Result, made)`` (``made``:
+    computed in this run, not taken from the cache) or ``errors[method]`` (one line).
+    ``error`` is set (and nothing else) when the image itself could not be read."""
+
+    item: Any
+    image: np.ndarray | None = None
+    size: tuple[int, int] | None = None
+    digest: str | None = None
+    results: dict[str, tuple[Any, bool]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    extra: Any = None       # what a job's own unit returned beside the maps (e.g. compare's metric rows)
+
+
+def explain_items(clf: Any, items: Iterable[Any], calls: Mapping[str, Call], *, target: int | str | None,
+                  seed: int, cache: MapCache | None, executor: Any = None,
+                  unit: Callable[..., Any] = maps_unit, unit_args: tuple[Any, ...] = ()) -> Iterable[ImageMaps]:
+    """Every item's maps for every call, in the order of ``items``, through ``cache`` and ``executor``.
+
+    The driver reads each image (digest, size; its maps are drawn on it) and looks its keys up
+    in the cache; what is missing becomes one unit per image (``unit(clf, source, requests,
+    target, seed, *unit_args)``, default :func:`maps_unit`) run by ``executor``
+    (:class:`~blackbox_cam.jobs.executors.LocalExecutor` when None, or a Ray executor); fresh
+    maps are put in the cache as they arrive, so an interrupted run resumes from them. Items
+    with ``skip`` (non-image files found in folders) are not yielded: callers list them first.
+    ``target``: None/``top1`` or a class index (already resolved from a label).
+    """
+    from .executors import Failed, ImageSource, LocalExecutor, Ready, Work
+    executor = executor or LocalExecutor(clf)
+    names = list(calls)
+
+    def tasks():
+        for item in items:
+            if getattr(item, "skip", False):
+                continue
+            im = ImageMaps(item)
+            try:
+                im.image, im.size = item.read()
+                im.digest = item.digest() if cache is not None else None
+            except BlackboxCamError as e:
+                im.error = str(e)
+                yield im, Ready(None)
+                continue
+            keys = {n: cache_key(cache, im.digest, calls[n], target, seed) for n in names} if im.digest else {}
+            got = {n: cache.get(keys[n]) for n in keys}
+            missing = [n for n in names if got.get(n) is None]
+            path = getattr(item, "path", None)
+            if not missing and unit is maps_unit:
+                yield (im, keys, got, missing), Ready(got)
+                continue
+            if path is not None:
+                src = ImageSource.of(item.name, path, remote=executor.remote, image=im.image, size=im.size)
+            else:  # an in-memory image
+                src = ImageSource(item.name, image=im.image, size=im.size)
+            reqs = tuple(MapRequest.of(calls[n]) for n in missing)
+            args = (src, reqs, target, seed, *unit_args) if unit is maps_unit else \
+                (src, reqs, target, seed, {n: got[n] for n in names if got.get(n) is not None}, *unit_args)
+            yield (im, keys, got, missing), Work(unit, args, item.name)
+
+    for ctx, value in executor.imap(tasks()):
+        if isinstance(ctx, ImageMaps):     # the image could not be read
+            yield ctx
+            continue
+        im, keys, got, missing = ctx
+        if isinstance(value, Failed):      # the whole unit failed (e.g. its worker died 3 times)
+            fresh = {n: value for n in (missing if unit is maps_unit else names)}
+        elif unit is maps_unit:
+            fresh = dict(zip(missing, value)) if missing else {}
+        else:
+            entries, im.extra = value      # (entries of the missing calls, the unit's own result)
+            fresh = dict(zip(missing, entries))
+        for n in names:
+            entry = fresh[n] if n in fresh else got[n]
+            if isinstance(entry, Failed):
+                im.errors[n] = entry.error
+                continue
+            if n in fresh and keys:
+                cache.put(keys[n], entry)
+            res = result_of(clf, entry, im.image)
+            res.cached = n not in fresh
+            im.results[n] = (res, n in fresh)
+        yield im

@@ -437,41 +437,76 @@ def write_animation(anim: Animation, out_dir, stem: str, *, norm: str = "both", 
     ``<stem>_<method>_<norm>_sheet.png`` each, ``<stem>_<method>_ybroad.csv`` and ``.png`` when
     the frames have ROAD scores, and with ``save_maps`` ``<stem>_<method>_layers.npz`` (key =
     tensor name, or ``generation_G`` for a search; value = the frame's layer-normalised map at
-    the image's size).
+    the image's size). The bytes are :func:`animation_files`'.
     """
+    return write_files(animation_files(anim, stem, norm=norm, fps=fps, fmt=fmt, save_maps=save_maps), out_dir)
+
+
+def write_files(files: dict[str, tuple[str, bytes]], out_dir) -> dict[str, Any]:
+    """Write ``kind -> (file name, bytes)`` into ``out_dir`` (each atomically); ``kind -> path``."""
     from pathlib import Path
 
+    from ...io.output import ensure_dir, write_bytes
+
+    out = ensure_dir(Path(out_dir))
+    written: dict[str, Any] = {}
+    for kind, (name, data) in files.items():
+        write_bytes(out / name, data)
+        written[kind] = out / name
+    return written
+
+
+def animation_files(anim: Animation, stem: str, *, norm: str = "both", fps: float = 5.0, fmt: str = "gif",
+                    save_maps: bool = False) -> dict[str, tuple[str, bytes]]:
+    """The files of :func:`write_animation` as ``kind -> (file name, bytes)``, made where the
+    animation was made (a Ray worker sends back bytes, the driver writes them)."""
     from ...pictures import movie
     from . import ybroad
-    from ...io.output import ensure_dir, png_bytes, write_bytes, write_text
+    from ...io.output import png_bytes
 
     if fmt not in ("gif", "mp4"):
         raise BlackboxCamError(f"--format {fmt!r}: use gif or mp4")
     if fmt == "mp4" and not movie.have_mp4():
         raise BlackboxCamError(movie.MP4_HINT)
-    out = ensure_dir(Path(out_dir))
     base = f"{stem}_{anim.method.replace('+', 'p')}"
-    written: dict[str, Any] = {}
+    files: dict[str, tuple[str, bytes]] = {}
     for n in norms_for(anim, norm):
         tag = "search" if anim.kind == "search" else n
         pics = movie.pictures(anim, n)
-        path = out / f"{base}_{tag}.{fmt}"
-        write_bytes(path, movie.gif_bytes(pics, fps) if fmt == "gif" else movie.mp4_bytes(pics, fps))
-        written[f"{tag}_{fmt}"] = path
-        sheet = out / f"{base}_{tag}_sheet.png"
-        write_bytes(sheet, png_bytes(movie.contact_sheet(anim, n), compress_level=3))
-        written[f"{tag}_sheet"] = sheet
+        files[f"{tag}_{fmt}"] = (f"{base}_{tag}.{fmt}",
+                                 movie.gif_bytes(pics, fps) if fmt == "gif" else movie.mp4_bytes(pics, fps))
+        files[f"{tag}_sheet"] = (f"{base}_{tag}_sheet.png", png_bytes(movie.contact_sheet(anim, n), compress_level=3))
     if anim.ybroad is not None:
-        written["ybroad_csv"] = out / f"{base}_ybroad.csv"
-        write_text(written["ybroad_csv"], ybroad.ybroad_csv(anim))
-        written["ybroad_png"] = out / f"{base}_ybroad.png"
-        write_bytes(written["ybroad_png"], ybroad.ybroad_plot(anim))
+        files["ybroad_csv"] = (f"{base}_ybroad.csv", ybroad.ybroad_csv(anim).encode("utf-8"))
+        files["ybroad_png"] = (f"{base}_ybroad.png", ybroad.ybroad_plot(anim))
     if save_maps:
         import io
 
         key = (lambda f: f.name) if anim.kind == "layers" else (lambda f: f"generation_{f.info['generation']}")
         buf = io.BytesIO()
         np.savez_compressed(buf, **{key(f): f.layer_map for f in anim.frames})
-        written["maps"] = out / f"{base}_layers.npz"
-        write_bytes(written["maps"], buf.getvalue())
-    return written
+        files["maps"] = (f"{base}_layers.npz", buf.getvalue())
+    return files
+
+
+def animate_unit(clf, source: Any, methods: Sequence[str], stem: str, run: dict[str, Any],
+                 per: dict[str, dict[str, Any]], files: dict[str, Any]) -> list[Any]:
+    """One image's animations, the same in-process and on a Ray worker: per method
+    ``(summary, files)`` (:func:`animation_files`) or :class:`~blackbox_cam.jobs.executors.Failed`.
+    ``run``: ``layers``, ``target``, ``budget``, ``seed``, ``road``; ``per``: each method's options;
+    ``files``: ``norm``, ``fps``, ``fmt``, ``save_maps``."""
+    from ..executors import failed
+    try:
+        image = source.load()
+    except Exception as e:
+        return [failed(source.name, e)] * len(methods)
+    out: list[Any] = []
+    for name in methods:
+        try:
+            anim = animate(clf, image, name, **run, **per.get(name, {}))
+            summary = {"label": anim.label, "score": float(anim.score), "frames": len(anim.frames),
+                       "queries": int(anim.queries), "ybroad": anim.ybroad}
+            out.append((summary, animation_files(anim, stem, **files)))
+        except Exception as e:
+            out.append(failed(f"{source.name}: {name}", e))
+    return out

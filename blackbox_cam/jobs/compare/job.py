@@ -30,9 +30,9 @@ from scipy import stats
 
 from ... import metrics
 from ...errors import BlackboxCamError
-from ..dataset import Item, MapCache, expand_inputs, explain_cached, file_digest, read_csv_rows
-from ...explainer.pipeline import Result, Scored, resolve_target, score_image
-from ...methods import METHODS, Call, bind_all, parse_methods
+from ..dataset import Item, MapCache, expand_inputs, explain_items, read_csv_rows
+from ...explainer.pipeline import Result, explain_scored, map_to_image, resolve_target, score_image
+from ...methods import METHODS, bind_all, parse_methods
 from ...pictures.display import Shows, stack
 
 #: Per-row metric keys, in report order; ``higher`` says which direction is better.
@@ -209,7 +209,8 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
                    target: str | int | None = None, budget: int | None = None, seed: int = 0,
                    boxes: dict[str, tuple[float, ...]] | None = None, reference: str | None = None,
                    settings: MetricSettings | None = None, options: Mapping[str, Any] | None = None,
-                   progress: Callable[[str], None] | None = None, cache: MapCache | None = None) -> CompareResult:
+                   progress: Callable[[str], None] | None = None, cache: MapCache | None = None,
+                   executor: Any = None, on_image: Callable[[Any], None] | None = None) -> CompareResult:
     """Run ``methods`` on ``images`` with a shared target per image and score every map.
 
     Parameters
@@ -229,6 +230,9 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
     progress : called with one line per finished step (the CLI echoes it).
     cache : a :class:`~blackbox_cam.jobs.dataset.MapCache`: maps already made are reused (the
         metrics are always recomputed).
+    executor : where each image's maps and scores are made (:mod:`blackbox_cam.jobs.executors`;
+        default in this process): :func:`compare_unit` runs there, so a Ray run gives the same rows.
+    on_image : called once per image as its results arrive (a progress bar).
     """
     methods = parse_methods(list(methods))
     calls = bind_all(methods, budget, options, clf=clf)
@@ -246,27 +250,40 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
     results: list[ImageResult] = []
     skipped: list[dict[str, str]] = []
     for item in items:
-        name, path = item.name, item.path
         if item.skip:  # a non-image file found in a folder: listed, not a failure
-            skipped.append({"image": name, "reason": item.error or ""})
-            say(item.error or f"{name}: skipped")
-            continue
+            skipped.append({"image": item.name, "reason": item.error or ""})
+            say(item.error or f"{item.name}: skipped")
+    todo = [it for it in items if not it.skip]
+    stream = explain_items(clf, todo, calls, target=None if target in (None, "top1") else target, seed=seed,
+                           cache=cache, executor=executor, unit=compare_unit, unit_args=(tuple(methods), settings))
+    for im in stream:
+        item = im.item
+        name, path = item.name, item.path
+        if on_image is not None:
+            on_image(im)
         try:
-            scored, box, size = _prepare(clf, item, target, boxes.get(path.name))
+            if im.error is not None:
+                raise BlackboxCamError(im.error)
+            if im.extra is None:  # the unit itself failed (e.g. its worker died 3 times): every method says why
+                raise BlackboxCamError(next(iter(im.errors.values()), f"{name}: no result"))
+            box = _scale_box(path, boxes.get(path.name), im.image.shape[:2], im.size)
         except Exception as e:  # a bad image is recorded; the others go on
             failures.append({"image": name, "method": "", "error": _message(e)})
             say(f"{name}: failed ({_message(e)})")
             continue
-        ir = ImageResult(name, str(path), scored.image, scored.target, clf.label(scored.target), box=box, size=size,
+        tgt = int(im.extra["target"])
+        ir = ImageResult(name, str(path), im.image, tgt, clf.label(tgt), box=box, size=im.size,
                          stem=path.stem if item.origin == "arg" else item.stem())
         results.append(ir)
         for m in methods:
-            try:
-                row = _run_method(clf, ir, scored, calls[m], seed, settings, cache)
-            except Exception as e:  # one method failing must not lose the others' results
-                failures.append({"image": name, "method": m, "error": _message(e)})
-                say(f"{name} / {m}: failed ({_message(e)})")
+            scores = im.extra["metrics"].get(m)
+            err = im.errors.get(m) or (scores if isinstance(scores, str) else None)
+            if err is not None:  # one method failing must not lose the others' results
+                failures.append({"image": name, "method": m, "error": err})
+                say(f"{name} / {m}: failed ({err})")
                 continue
+            row = _row(ir, im.results[m][0], scores, settings,
+                       in_image=getattr(clf, 'preprocess_fn', None) is not None)
             rows.append(row)
             say(f"{name} / {m}: deletion {row['deletion_auc']:.3f}, insertion {row['insertion_auc']:.3f} "
                 f"({row['queries']} queries, {row['seconds']:.1f} s)")
@@ -290,21 +307,52 @@ def _message(e: Exception) -> str:
     return str(e) if isinstance(e, BlackboxCamError) else f"{type(e).__name__}: {e}"
 
 
-def _run_method(clf, ir: ImageResult, scored: Scored, call: Call, seed: int,
-                settings: MetricSettings, cache: MapCache | None = None) -> dict[str, Any]:
-    """Explain ``ir`` with ``call`` (keeping its maps on ``ir``) and score the map: one row."""
-    digest = file_digest(ir.path) if cache is not None else None
-    res, _hit = explain_cached(clf, ir.image, call, cache=cache, digest=digest, target=ir.target,
-                               seed=seed, scored=scored)
-    method = call.spec.name
-    x = scored.x
-    t0 = time.perf_counter()
+def compare_unit(clf, source: Any, requests: Sequence[Any], target: int | None, seed: int,
+                 cached: Mapping[str, Any], methods: Sequence[str], settings: MetricSettings):
+    """One image's work for compare, the same in-process and on a Ray worker: the missing maps
+    (:func:`blackbox_cam.jobs.dataset.maps_unit`'s entries, one per request) and every method's
+    faithfulness scores (:func:`score_map` on the model-resolution map; a method that failed
+    gets its one-line error instead). Returns ``(entries, {"target", "metrics"})``."""
+    from ..dataset import entry_of
+    from ..executors import failed
+    try:
+        image, _size = source.read()
+        scored = score_image(clf, image, target)
+    except Exception as e:  # a bad image is recorded by the caller; the others go on
+        return failed(source.name, e)
+    entries: list[Any] = []
+    maps = dict(cached)
+    for req in requests:
+        try:
+            maps[req.method] = entry_of(explain_scored(clf, scored, req.call(), seed=seed))
+        except Exception as e:  # one method failing must not lose the others
+            maps[req.method] = failed(source.name, e)
+        entries.append(maps[req.method])
+    scores: dict[str, Any] = {}
+    for m in methods:
+        entry = maps.get(m)
+        if entry is None or not hasattr(entry, "saliency"):
+            continue
+        t0 = time.perf_counter()
+        try:
+            work = np.asarray(entry.saliency, np.float32)
+            if work.shape != scored.x.shape[1:]:  # a preprocess_fn's x is the image: the white-box map comes back
+                work = np.clip(map_to_image(clf, work, image.shape[:2], model_space=True), 0.0, 1.0).astype(np.float32)
+            scores[m] = score_map(clf, scored.x, work, scored.target, settings)
+            scores[m]["metric_seconds"] = time.perf_counter() - t0
+        except Exception as e:
+            scores[m] = _message(e)
+    return entries, {"target": int(scored.target), "metrics": scores}
+
+
+def _row(ir: ImageResult, res: Result, scores: Mapping[str, float], settings: MetricSettings, *,
+         in_image: bool = False) -> dict[str, Any]:
+    """One row of the report: the unit's faithfulness scores, localisation in the image's own
+    pixels (with a box), stability, queries; keeps the maps on ``ir`` for the panels."""
+    method = res.explanation.method
     row: dict[str, Any] = {"image": ir.name, "method": method, "target": ir.target, "label": ir.label,
                            "target_probability": res.score}
-    # the map in the space of x: the model's input, or, with a preprocess_fn, the image itself (a
-    # white-box map then comes back through the probed geometry, as res.saliency)
-    work = res.explanation.saliency if res.explanation.saliency.shape == x.shape[1:] else res.saliency
-    row.update(score_map(clf, x, work, ir.target, settings))
+    row.update({k: v for k, v in scores.items() if k != "metric_seconds"})
     if ir.box is not None:  # boxes are in pixels of the original image: score the map at that size
         row.update(score_box(res.saliency, ir.box, settings.tolerance))
     unc = res.explanation.uncertainty or {}
@@ -312,24 +360,28 @@ def _run_method(clf, ir: ImageResult, scored: Scored, call: Call, seed: int,
         row["stability"] = float(unc["stability"])
     row["queries"] = int(res.explanation.queries)
     row["seconds"] = float(res.explanation.seconds)
-    row["metric_seconds"] = time.perf_counter() - t0
+    row["metric_seconds"] = float(scores.get("metric_seconds", 0.0))
     ir.maps[method] = res.saliency
-    ir.model_maps[method] = work
+    # the maps compared with the reference in one space: the model's input, or, with a preprocess_fn,
+    # the image itself (a white-box map then comes back through the probed geometry, as res.saliency)
+    ir.model_maps[method] = res.saliency if in_image else res.explanation.saliency
     res.source, res.stem, res.image_size = ir.path, ir.stem, ir.size   # so res.save() names it as explain does
     ir.results[method] = res
     return row
 
 
-def _prepare(clf, item: Item, target, box):
-    path = item.path
-    img, (h, w) = item.read()
-    if box is not None and (box[2] > w + 1e-6 or box[3] > h + 1e-6):
+def _scale_box(path: Path, box, shape: tuple[int, int], size: tuple[int, int]):
+    """A box given in the file's pixels, checked against its size and scaled to the working image."""
+    if box is None:
+        return None
+    h, w = size
+    if box[2] > w + 1e-6 or box[3] > h + 1e-6:
         raise BlackboxCamError(f"{path.name}: box ({', '.join(f'{v:g}' for v in box)}) lies outside the "
                                f"{w}x{h} image; boxes are in pixels of the original image")
-    if box is not None and img.shape[:2] != (h, w):  # a large image is worked on reduced (images.MAX_SIDE)
-        sy, sx = img.shape[0] / h, img.shape[1] / w
+    if tuple(shape) != (h, w):  # a large image is worked on reduced (images.MAX_SIDE)
+        sy, sx = shape[0] / h, shape[1] / w
         box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-    return score_image(clf, img, target), box, (h, w)
+    return box
 
 
 # -- summary ---------------------------------------------------------------------------------------

@@ -41,7 +41,6 @@ References
 """
 from __future__ import annotations
 
-import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -228,6 +227,7 @@ class GateReport(Shows):
     require: list[str]
     cases: list[GateCase] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: list[dict[str, str]] = field(default_factory=list)   # non-image files found in folders
 
     def by_method(self, method: str) -> list[GateCase]:
         return [c for c in self.cases if c.method == method]
@@ -274,7 +274,7 @@ class GateReport(Shows):
                          "max_fail_rate": self.rule.max_fail_rate},
                 "forbid": self.forbid, "require": self.require,
                 "verdicts": [v.__dict__ for v in self.verdicts], "seconds": round(self.seconds, 3),
-                "images": [c.to_dict() for c in self.cases]}
+                "images": [c.to_dict() for c in self.cases], "skipped": self.skipped}
 
 
 def _why(cases: Sequence[GateCase]) -> str:
@@ -373,7 +373,8 @@ def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",
              forbid: Sequence[Region] = (), require: Sequence[Region] = (), rule: GateRule = GateRule(),
              target: str | int | None = None, budget: int | None = None, seed: int = 0,
              options: dict[str, Any] | None = None, cache: Any = None, on_case: OnCase | None = None,
-             pictures: int = KEEP_PICTURES) -> GateReport:
+             pictures: int = KEEP_PICTURES, executor: Any = None,
+             progress: Callable[[Any], None] | None = None) -> GateReport:
     """Explain every image with every method and apply the rule; a bad image is recorded, not raised.
 
     Parameters
@@ -392,12 +393,18 @@ def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",
         required)`` (e.g. to draw the failure overlay).
     pictures : how many failing images keep their overlay (:func:`failure_picture`, at most 512
         pixels a side) for the report's picture; 0 keeps none.
+    executor : where the maps are made (:mod:`blackbox_cam.jobs.executors`; default in this
+        process); a Ray executor gives the same report but for the times.
+    progress : called once per image as its maps arrive (a progress bar).
+
+    Non-image files found in folders (a README, a LICENSE, a CSV) are listed in
+    ``report.skipped``, never counted as images that could not be checked.
 
     Raises :class:`BlackboxCamError` before any query for a usage error: unknown method or
     option, bad budget, no region, a region that does not fit an image.
     """
-    from ..dataset import explain_cached
-    from ...explainer.pipeline import resolve_target, score_image
+    from ..dataset import explain_items
+    from ...explainer.pipeline import resolve_target
     from ...methods import bind_all
 
     calls = bind_all(list(methods), budget, options or {}, clf=clf)
@@ -407,37 +414,41 @@ def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",
         target = resolve_target(clf, target)
     report = GateReport(str(getattr(clf, "path", clf)), list(methods), rule, [r.spec for r in forbid],
                         [r.spec for r in require])
+    report.skipped = [{"image": item_name(it), "reason": it.error or ""} for it in items if getattr(it, "skip", False)]
+    todo = [it for it in items if not getattr(it, "skip", False)]
     t_run = time.perf_counter()
-    for item in items:
+    for im in explain_items(clf, todo, calls, target=None if target in (None, "top1") else target, seed=seed,
+                            cache=cache, executor=executor):
+        item = im.item
         name = item_name(item)
+        if progress is not None:
+            progress(im)
         try:
-            image, size = item.read()   # size: the file's own (H, W); large images come reduced
-            digest = item.digest() if cache is not None else None
-            check_regions([*forbid, *require], size, name)
-            fmask, rmask = union(forbid, image.shape[:2], size), union(require, image.shape[:2], size)
+            if im.error is not None:
+                raise BlackboxCamError(im.error)
+            check_regions([*forbid, *require], im.size, name)
+            fmask = union(forbid, im.image.shape[:2], im.size)
+            rmask = union(require, im.image.shape[:2], im.size)
         except BlackboxCamError as e:
             report.cases.extend(GateCase(name, m, error=str(e)) for m in methods)
             continue
-        scored = functools.cache(lambda image=image: score_image(clf, image, target))  # one query per image
         for m in methods:
             case = GateCase(name, m)
-            t0 = time.perf_counter()
-            try:
-                res, case.cached = explain_cached(clf, image, calls[m], cache=cache, digest=digest, target=target,
-                                                  seed=seed, scored=scored)
-            except BlackboxCamError as e:
-                case.error = str(e)
+            if m in im.errors:
+                case.error = im.errors[m]
                 report.cases.append(case)
                 continue
-            case.seconds = time.perf_counter() - t0
+            res, fresh = im.results[m]
+            case.cached = not fresh
+            case.seconds = float(res.explanation.seconds)
             case.check = check_map(res.saliency, fmask, rmask, rule)
             case.predicted, case.target, case.score = res.predicted, res.target, res.score
             case.label = clf.label(res.target) if hasattr(clf, "label") else None
             case.queries = res.explanation.queries
             report.cases.append(case)
             if not case.passed and sum(c.picture is not None for c in report.cases) < pictures:
-                case.picture = display_size(failure_picture(case, image, res.saliency, fmask, rmask), max_side=512)
+                case.picture = display_size(failure_picture(case, im.image, res.saliency, fmask, rmask), max_side=512)
             if on_case is not None:
-                on_case(case, item, image, res.saliency, fmask, rmask)
+                on_case(case, item, im.image, res.saliency, fmask, rmask)
     report.seconds = time.perf_counter() - t_run
     return report

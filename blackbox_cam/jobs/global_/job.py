@@ -4,7 +4,7 @@
 
 1. **maps** -- every input image (:func:`blackbox_cam.jobs.dataset.expand_inputs`) is explained with
    one method, through the map cache under ``OUT/maps/`` (an interrupted or extended run
-   recomputes nothing it already has), in-process or on Ray (:mod:`blackbox_cam.jobs.global_.executors`);
+   recomputes nothing it already has), in-process or on Ray (:mod:`blackbox_cam.jobs.executors`);
 2. **aggregation** -- streamed into :class:`blackbox_cam.jobs.global_.maps.Aggregator` (no list of maps):
    per label (ground truth when known, else the prediction) the mean and per-pixel std of the
    normalised maps at the model input size, and the overall map (mean of the label maps);
@@ -29,7 +29,7 @@ import numpy as np
 from ..dataset import GroundTruth, Item, MapCache, expand_inputs, read_ground_truth, resolve_label
 from ...errors import BlackboxCamError
 from ...pictures.display import Shows
-from .executors import LocalExecutor, Ready, Work
+from ..executors import LocalExecutor, Ready, Work
 from .maps import Aggregator
 from .units import Failed, ImageSource, MapJob, curves_unit, map_unit
 from ...metrics import peppr as pep
@@ -133,8 +133,8 @@ def run_global(clf: Any, inputs: Iterable[str | os.PathLike | Item], out_dir: st
     peppr : compute PEPPR (``2 x steps`` queries per image and ranking; 3 rankings per image
         plus the overall map).
     steps : fractions of the PEPPR curves (>= 11).
-    executor : :class:`~blackbox_cam.jobs.global_.executors.LocalExecutor` (default) or
-        :class:`~blackbox_cam.jobs.global_.executors.RayExecutor`.
+    executor : :class:`~blackbox_cam.jobs.executors.LocalExecutor` (default) or
+        :class:`~blackbox_cam.jobs.executors.RayExecutor`.
     progress : ``progress(iterable, total, description) -> iterable`` (e.g. a tqdm bar).
     say : called with one line per notable event (failures).
     """
@@ -199,7 +199,7 @@ def run_global(clf: Any, inputs: Iterable[str | os.PathLike | Item], out_dir: st
             ctx = _Ctx(item, digest, job.key(cache, digest), truth, small)
             entry = cache.get(ctx.key)
             ctx.cached = entry is not None
-            yield ctx, (Ready(entry) if entry is not None else Work(map_unit, (source(item), job)))
+            yield ctx, (Ready(entry) if entry is not None else Work(map_unit, (source(item), job), item.name))
 
     for ctx, res in progress(executor.imap(map_tasks()), len(items), f"{method} maps"):
         if isinstance(res, Failed):
@@ -265,7 +265,7 @@ def _peppr(clf, cache, executor, done, agg, steps, seed, result, source, fail, p
             if got is not None and got[0].get("curves") is not None and got[0]["curves"].shape == (4, 2, steps):
                 yield (ctx, key, False), Ready(got[0]["curves"])
             else:
-                yield (ctx, key, True), Work(curves_unit, (source(ctx.item), int(ctx.label), steps, ranks))
+                yield (ctx, key, True), Work(curves_unit, (source(ctx.item), int(ctx.label), steps, ranks), ctx.item.name)
 
     for (ctx, key, fresh), res in progress(executor.imap(tasks()), len(done), "PEPPR"):
         if isinstance(res, Failed):

@@ -2,7 +2,7 @@
 
 A dataset job (``blackbox-cam global``) splits into per-image units that need only a
 :class:`~blackbox_cam.model.runtime.Classifier` and the image: :func:`map_unit` (one method's map) and
-:func:`curves_unit` (PEPPR curves for several rankings). :mod:`blackbox_cam.jobs.global_.executors` runs them
+:func:`curves_unit` (PEPPR curves for several rankings). :mod:`blackbox_cam.jobs.executors` runs them
 in-process or as Ray tasks; both call these functions, so a Ray run gives the same maps as a
 serial one. The image travels as an :class:`ImageSource`: a path (in-process) or the file's bytes
 (Ray, so workers on other machines need no shared file system).
@@ -12,48 +12,13 @@ one-line message, so a batch records it and goes on.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..dataset import CachedMap, MapCache
-from ...errors import BlackboxCamError
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    """An image file as a path, or as its bytes plus the file name (for the suffix and messages)."""
-
-    name: str
-    path: str | None = None
-    data: bytes | None = None
-
-    def load(self) -> np.ndarray:
-        from ...io.images import load_image
-        if self.path is not None:
-            return load_image(self.path)
-        suffix = Path(self.name).suffix
-        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix="bbcam-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self.data or b"")
-            try:
-                return load_image(tmp)
-            except BlackboxCamError as e:
-                raise BlackboxCamError(str(e).replace(tmp, self.name)) from None
-        finally:
-            os.unlink(tmp)
-
-
-@dataclass(frozen=True)
-class Failed:
-    """A unit that failed: the message says which image and what is wrong."""
-
-    error: str
+from ..executors import Failed, ImageSource, message
 
 
 @dataclass(frozen=True)
@@ -75,10 +40,6 @@ class MapJob:
         """The cache key, the same one :func:`blackbox_cam.jobs.dataset.explain_cached` uses."""
         return cache.key(digest, self.method, target=self.target, budget=self.budget, seed=self.seed,
                          options=dict(self.options))
-
-
-def message(e: BaseException) -> str:
-    return str(e) if isinstance(e, BlackboxCamError) else f"{type(e).__name__}: {e}"
 
 
 def map_unit(clf: Any, source: ImageSource, job: MapJob) -> CachedMap | Failed:
