@@ -343,3 +343,28 @@ def test_labels_mapping_target_by_name_and_count_mismatch_names_the_format(tmp_p
     with pytest.raises(BlackboxCamError, match=r"read as name -> index mapping \(Keras class_indices\): 6 labels "
                                                r"but the model has 4 classes"):
         Classifier(model, labels=bad)
+
+
+def test_global_with_a_function_aggregates_images_of_one_size_in_their_pixels(tmp_path):
+    """global takes --preprocess-fn: black-box maps are in the images' own pixels, aggregated over
+    images of one size (the first's); an image of another size is recorded as failed, the rest go on;
+    a white-box method is refused in one line."""
+    from PIL import Image
+    root = Path(__file__).resolve().parents[1]
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for name in ("chelsea.png", "coffee.png"):
+        Image.open(root / "models" / "images" / name).convert("RGB").resize((160, 120)).save(imgs / name)
+    Image.open(root / "models" / "images" / "astronaut.png").convert("RGB").resize((90, 90)).save(imgs / "z_odd.png")
+    fn = f"{root / 'models' / 'efficientnet_lite0_fn.py'}:preprocess"
+    model = str(root / "models" / "efficientnet_lite0.onnx")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["global", model, str(imgs), "--preprocess-fn", fn, "-m", "rise", "--budget", "60",
+                                  "--grid", "4", "--out", str(out)])
+    assert r.exit_code == 1, r.output       # the odd-sized image failed, the others were aggregated
+    rec = json.loads((out / "global.json").read_text())
+    assert rec["settings"]["input_size"] == [120, 160] and len(rec["images"]) == 2, rec["settings"]
+    assert any("z_odd.png" in f["image"] and "one size" in f["error"] for f in rec["failures"])
+    r = CliRunner().invoke(main, ["global", model, str(imgs), "--preprocess-fn", fn, "-m", "gradcam",
+                                  "--out", str(tmp_path / "wb")])
+    assert r.exit_code == 2 and "black-box method" in r.output and not (tmp_path / "wb").exists()

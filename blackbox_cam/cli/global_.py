@@ -59,7 +59,7 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
     """
     from ..jobs.executors import run_summary
     from ..jobs.global_.job import run_global
-    from ..methods import bind_all
+    from ..methods import METHODS, bind_all
     from ..model.runtime import Classifier
 
     options = method_kwargs(kw)
@@ -67,10 +67,10 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
     bind_all([method], budget, options)  # options and budget checked before the model is loaded
     ckw = classifier_kwargs(kw)
     clf = Classifier(model, **ckw)
-    if clf.preprocess_fn is not None:
-        raise BlackboxCamError(f"global averages maps in the model's input space across images; with "
-                               f"{clf.preprocess_fn.name} the maps are in each image's own pixels, which global "
-                               "does not aggregate yet (--postprocess-fn and --score work here)")
+    if clf.preprocess_fn is not None and METHODS[method].whitebox:
+        raise BlackboxCamError(f"global with {clf.preprocess_fn.name} aggregates maps in the images' own pixels; "
+                               f"{method}'s maps are in the model's input space: use a black-box method "
+                               "(-m decam, rise, occlusion)")
     bind_all([method], budget, options, clf=clf)
     announce_backend(clf)
     t0 = time.perf_counter()

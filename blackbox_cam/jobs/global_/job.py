@@ -22,7 +22,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -162,6 +162,10 @@ def run_global(clf: Any, inputs: Iterable[str | os.PathLike | Item], out_dir: st
     say = say or (lambda _m: None)
     progress = progress or (lambda it, total, desc: it)
     size = tuple(clf.input_size)
+    if getattr(clf, "preprocess_fn", None) is not None:
+        # with the vendor's function the black-box maps are in the image's own pixels: global then
+        # aggregates images of one size (naturally aligned images, as PEPPR assumes), the first's
+        size = _first_size(items) or size
     agg = Aggregator(size)
     failures: list[dict[str, str]] = []
     done: list[_Ctx] = []
@@ -212,7 +216,10 @@ def run_global(clf: Any, inputs: Iterable[str | os.PathLike | Item], out_dir: st
             result.computed += 1
         if res.saliency.shape != size:
             fail(ctx.item, f"{ctx.item.path}: {method} returned a map of shape {res.saliency.shape}, "
-                           f"not the model input size {size}")
+                           + (f"not {size}: with {clf.preprocess_fn.name} maps are in the image's pixels and "
+                              "global aggregates images of one size (the first image's); resize the images alike"
+                              if getattr(clf, "preprocess_fn", None) is not None else
+                              f"not the model input size {size}"))
             continue
         ctx.label = ctx.truth if target == "truth" else int(res.predicted)
         agg.add(ctx.label, res.saliency, ctx.small)
@@ -320,3 +327,15 @@ def _write_summary(result: GlobalResult) -> None:
 
 
 __all__ = ["GlobalResult", "TARGETS", "run_global"]
+
+
+def _first_size(items: Sequence[Item]) -> tuple[int, int] | None:
+    """The (H, W) of the first readable image of ``items`` (None: none is readable)."""
+    for item in items:
+        if item.skip:
+            continue
+        try:
+            return tuple(int(v) for v in item.load().shape[:2])
+        except BlackboxCamError:
+            continue
+    return None
