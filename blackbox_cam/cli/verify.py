@@ -100,14 +100,7 @@ def verify(model: Path, also: tuple[Path, ...], expect: Path, images: Path | Non
         click.echo(f"PASS: within {tolerance:g}")
         return
     click.echo(f"FAIL: above the tolerance {tolerance:g}" if rep.max_gap > tolerance else "FAIL: top-1 differs")
-    if rep.suggestion:
-        click.echo(f"one change closes the gap (largest {rep.suggestion[1]:.4f}): {rep.suggestion[0]}")
-    elif rep.closest:
-        click.echo(f"no single usual change closes it; closest: {rep.closest[0]} (largest gap {rep.closest[1]:.4f}), "
-                   "so more than one step differs")
-    elif suspects:
-        click.echo("no single usual change helps: compare the vendor's code step by step with `pipeline:` above")
-    sys.exit(1)
+    _fail_with_suspects(rep, suspects, lambda g: f"largest {g:.4f}", lambda g: f"largest gap {g:.4f}")
 
 
 def _verify_detector(model: Path, also: tuple[Path, ...], expect: Path, images: Path | None, table: Path,
@@ -141,12 +134,17 @@ def _verify_detector(model: Path, also: tuple[Path, ...], expect: Path, images: 
         return
     click.echo("FAIL: " + ("detections missed or extra" if rep.missed or rep.extra else
                            f"a box below IoU {min_iou:g} or a score gap above {score_gap:g}"))
+    _fail_with_suspects(rep, suspects, str, str)
+
+
+def _fail_with_suspects(rep: Any, suspects: bool, said: Any, said_closest: Any) -> None:
+    """The end of a failed ``verify``: the single change that closes the gap, else the closest,
+    else a pointer to the pipeline line; exit 1. ``said``/``said_closest`` format the gap."""
     if rep.suggestion:
-        click.echo(f"one change closes the gap ({rep.suggestion[1]}): {rep.suggestion[0]}")
+        click.echo(f"one change closes the gap ({said(rep.suggestion[1])}): {rep.suggestion[0]}")
     elif rep.closest:
-        click.echo(f"no single usual change closes it; closest: {rep.closest[0]} ({rep.closest[1]}), "
+        click.echo(f"no single usual change closes it; closest: {rep.closest[0]} ({said_closest(rep.closest[1])}), "
                    "so more than one step differs")
     elif suspects:
         click.echo("no single usual change helps: compare the vendor's code step by step with `pipeline:` above")
     sys.exit(1)
-

@@ -27,38 +27,12 @@ CONF, IOU, MAX_DET, MAX_NMS, MAX_WH = 0.25, 0.45, 300, 30000, 7680
 
 
 @njit(cache=True, nogil=True)
-def _greedy(boxes: np.ndarray, iou: float, max_keep: int) -> np.ndarray:  # pragma: no cover - compiled
-    """Indices kept by greedy NMS over ``boxes`` [n, 4] (float32, already sorted by score)."""
-    n = boxes.shape[0]
-    keep = np.empty(n, np.int64)
-    nk = 0
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    for i in range(n):
-        x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
-        ok = True
-        for t in range(nk):
-            j = keep[t]
-            w = min(x1, boxes[j, 2]) - max(x0, boxes[j, 0])
-            h = min(y1, boxes[j, 3]) - max(y0, boxes[j, 1])
-            if w <= 0 or h <= 0:
-                continue
-            inter = np.float32(w * h)
-            if inter / (areas[i] + areas[j] - inter) > iou:
-                ok = False
-                break
-        if ok:
-            keep[nk] = i
-            nk += 1
-            if nk >= max_keep:
-                break
-    return keep[:nk]
-
-
-@njit(cache=True, nogil=True)
 def _greedy_by_class(boxes: np.ndarray, classes: np.ndarray, n_classes: int, iou: float,
                      max_keep: int) -> np.ndarray:  # pragma: no cover - compiled
-    """:func:`_greedy` comparing each box only with the kept boxes of its own class: the same
-    decisions when no two classes' (offset) boxes can overlap, at a fraction of the pairs."""
+    """Indices kept by greedy NMS over ``boxes`` [n, 4] (float32, already sorted by score),
+    comparing each box only with the kept boxes of its own class (``classes`` [n] in
+    ``0..n_classes-1``): the same decisions as one pass over all boxes when no two classes'
+    (offset) boxes can overlap, at a fraction of the pairs; one class is plain greedy NMS."""
     n = boxes.shape[0]
     keep = np.empty(n, np.int64)
     per = np.empty((n_classes, max_keep), np.int64)
@@ -98,9 +72,8 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = IOU, max_keep
     order = np.argsort(-scores, kind="stable")
     b = np.ascontiguousarray(boxes[order], np.float32)
     k = max_keep or len(order)
-    if classes is None:
-        return order[_greedy(b, np.float32(iou), k)]
-    cls = np.ascontiguousarray(classes[order], np.int64)
+    cls = (np.zeros(len(order), np.int64) if classes is None
+           else np.ascontiguousarray(classes[order], np.int64))
     return order[_greedy_by_class(b, cls, int(cls.max()) + 1 if len(cls) else 1, np.float32(iou), k)]
 
 
