@@ -185,7 +185,7 @@ def render_html(result: CompareResult, summary: dict, panels: dict[str, str]) ->
             ("Seed", s.get("seed")),
             ("Backend", (f"{s['backend'].get('name')} {s['backend'].get('version')} on {str(s['backend'].get('device')).upper()}"
                          if isinstance(s.get("backend"), dict) else "?")),
-            ("Images", f"{len(result.images)} scored, {len({f['image'] for f in result.failures if not f['method']})} failed"),
+            ("Images", f"{len({ir.name for ir in result.images})} scored, {len({f['image'] for f in result.failures if not f['method']})} failed"),
             ("Created", when)]
     meta_html = "".join(f"<div><b>{html.escape(k)}</b> {html.escape(str(v))}</div>" for k, v in meta)
     parts = [
@@ -202,7 +202,8 @@ def render_html(result: CompareResult, summary: dict, panels: dict[str, str]) ->
         _summary_table(result, summary),
         "<p class=note>Mean over images with a 95% Student-t interval of the mean in brackets (none for a single "
         "image); best mean per faithfulness column in bold. Deletion/insertion: RISE protocol (Petsiuk et al. 2018), "
-        "target softmax probability, normalised AUC. ROAD: noisy linear imputation, (LeRF &minus; MoRF)/2 over "
+        + ("the detection's D-RISE similarity (Petsiuk et al. 2021) as the score" if s.get("task") == "detector"
+           else "target softmax probability") + ", normalised AUC. ROAD: noisy linear imputation, (LeRF &minus; MoRF)/2 over "
         f"10&ndash;90% removal (Rong et al. 2022). Agreement: Spearman rank correlation and IoU of the top "
         f"{s.get('topk'):g}% pixels against the reference map. "
         + (f"Pointing game: is the map's maximum within {s.get('tolerance'):g} px of the box; energy in box: "

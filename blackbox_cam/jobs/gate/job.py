@@ -169,6 +169,13 @@ class GateCase:
     cached: bool = False
     overlay: str | None = None   # file name of the failure overlay, set by whoever writes it
     picture: Any = field(default=None, repr=False, compare=False)  # the failure overlay kept for display
+    detection: int | None = None   # a detector's: the detection's index in its image
+    box: list[float] | None = None  # and its box, file pixels
+
+    @property
+    def name(self) -> str:
+        """The test case's name: the image, and on a detector its detection."""
+        return self.image if self.detection is None else f"{self.image}#det{self.detection}"
 
 
     @property
@@ -177,6 +184,8 @@ class GateCase:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"image": self.image, "method": self.method, "passed": self.passed}
+        if self.detection is not None:
+            d.update(detection=self.detection, box=self.box)
         if self.error is not None:
             d["error"] = self.error
             return d
@@ -362,7 +371,7 @@ def failure_picture(case: GateCase, image: np.ndarray, saliency: np.ndarray, for
     """A failing image's overlay: the map, the forbidden region in magenta, the required one in
     white, the map's maximum marked, captioned with the image, method, class and reasons
     (``OUT/overlays/*.png``, :func:`blackbox_cam.pictures.render.region_overlay`)."""
-    caption = f"{Path(case.image).name} ({case.method}, {case.label}): FAILED\n" + "; ".join(case.check.reasons)
+    caption = f"{Path(case.name).name} ({case.method}, {case.label}): FAILED\n" + "; ".join(case.check.reasons)
     return region_overlay(image, saliency, forbidden, required, caption)
 
 
