@@ -140,8 +140,20 @@ def test_gate_forbidden_region_on_a_detector(scenes, tmp_path):
     assert r.exit_code == 1
 
 
+def test_gate_top_k_evidence_is_the_share_of_the_top_pixels(scenes, tmp_path):
+    r = run("gate", PLANTED, scenes[0][0], "-m", "occlusion", "--budget", 64, "--top-k", 10, "--min-share", 0.5,
+            "--out", tmp_path / "g", "-q")
+    doc = json.loads((tmp_path / "g" / "gate.json").read_text())
+    assert "evidence: top 10% pixels" in doc["require"]
+    for c in doc["images"]:
+        assert 0.0 <= c["share_required"] <= 1.0
+        assert (c["share_required"] >= 0.5) == c["passed"]
+    assert r.exit_code == (0 if all(c["passed"] for c in doc["images"]) else 1)
+
+
 @pytest.mark.parametrize("args, line", [
     (["--box-margin", "-1"], "--box-margin -1.0 must be a share >= 0"),
+    (["--top-k", "0"], "--top-k 0.0 must be a percentage in (0, 100]"),
     (["--max-share", "2"], "--max-share 2.0 is outside [0, 1]"),
 ])
 def test_gate_bad_detector_rule_is_one_line(scenes, tmp_path, args, line):

@@ -49,6 +49,9 @@ from .options import (announce_pipeline, classifier_kwargs, detector_kwargs, det
               help="Detectors: each detection's evidence (share of its map's positive mass, at least --min-share) "
                    "must lie in its own box grown by M (width and height times 1+M; default 0.5 when no "
                    "--forbid/--require is given).")
+@click.option("--top-k", "top_k", type=float, default=None, metavar="P",
+              help="Detectors: the evidence is the map's top P % pixels (the share of them inside a region), "
+                   "not its positive mass; any of them in a --forbid region fails the peak rule.")
 @detector_options
 @ray_options
 @method_options
@@ -56,7 +59,7 @@ from .options import (announce_pipeline, classifier_kwargs, detector_kwargs, det
 def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require: tuple[str, ...],
          max_share: float, min_share: float, max_fail_rate: float, methods: list[str], target: str,
          budget: int | None, seed: int, junit: Path | None, out_dir: Path, quiet: bool, box_margin: float | None,
-         detection: int | None, **kw: Any) -> None:
+         top_k: float | None, detection: int | None, **kw: Any) -> None:
     """Check that MODEL's evidence on INPUT... stays out of the --forbid regions.
 
     INPUT is an image file, a folder (searched recursively, sorted; other files in it, a README
@@ -100,12 +103,13 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
     items = expand_inputs(inputs)
     if forbid_r or require_r:
         check_inputs(items, forbid_r, require_r)
-    from ..jobs.gate.detections import check_margin
+    from ..jobs.gate.detections import check_margin, check_top_k
     check_margin(box_margin)
+    check_top_k(top_k)
     ckw = classifier_kwargs(kw)
     clf = open_model(model, **detector_kwargs(kw), **ckw)
     if clf.task != "detector":
-        for flag, v in (("--box-margin", box_margin), ("--detection", detection)):
+        for flag, v in (("--box-margin", box_margin), ("--top-k", top_k), ("--detection", detection)):
             if v is not None:
                 raise BlackboxCamError(f"{flag} applies to detectors; this model is a classifier")
         check_inputs(items, forbid_r, require_r)
@@ -124,7 +128,8 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
         t0 = time.perf_counter()
         with image_bar(len(items) - len(skipped), ",".join(methods), quiet) as bar:
             report = _run(clf, items, methods, forbid_r, require_r, rule, target, budget, seed, options, out,
-                          executor, lambda _im: bar.update(1), box_margin=box_margin, detection=detection)
+                          executor, lambda _im: bar.update(1), box_margin=box_margin, top_k=top_k,
+                          detection=detection)
     finally:
         executor.close()
     for case in report.cases:
@@ -144,7 +149,7 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
 
 
 def _run(clf, items, methods, forbid_r, require_r, rule, target, budget, seed, options, out, executor, progress,
-         box_margin=None, detection=None):
+         box_margin=None, top_k=None, detection=None):
     """run_gate with the map cache under OUT/maps and every failing image's overlay in OUT/overlays."""
     from ..io.output import ensure_dir, write_png
     from ..jobs.dataset import MapCache
@@ -161,7 +166,7 @@ def _run(clf, items, methods, forbid_r, require_r, rule, target, budget, seed, o
     if clf.task == "detector":
         from ..jobs.gate.detections import run_gate_detections
         return run_gate_detections(clf, items, methods, forbid=forbid_r, require=require_r, rule=rule,
-                                   box_margin=box_margin, target=None if str(target).lower() == "top1" else target,
+                                   box_margin=box_margin, top_k=top_k, target=None if str(target).lower() == "top1" else target,
                                    detection=detection, budget=budget, seed=seed, options=options,
                                    on_case=draw_failure, progress=progress)
     return run_gate(clf, items, methods, forbid=forbid_r, require=require_r, rule=rule, target=target,

@@ -13,6 +13,11 @@ per image and method explains all its detections); only the regions change:
 * **forbidden**: the ``--forbid`` regions, as for a classifier (share above ``max_share``, or
   the map's maximum inside).
 
+The evidence is the map's positive mass (Borg et al.'s share), or with ``top_k`` the map's
+``top_k`` % highest pixels (:func:`top_region`): the rule then runs on that region as a 0/1 map,
+so a share is the fraction of those pixels inside a region, and a case fails the peak rule when
+any of them lies in a forbidden region (a stricter reading of "its strongest evidence").
+
 Each (image, detection, method) is one :class:`~.job.GateCase` (``detection`` and ``box`` set),
 so ``gate.json`` and the JUnit report have one test case per detection. An image with no
 detection is one case with its error (the gate must not pass what it did not see).
@@ -42,6 +47,23 @@ def check_margin(box_margin: float | None) -> float | None:
     return float(box_margin)
 
 
+def top_region(saliency: np.ndarray, top_k: float) -> np.ndarray:
+    """The map's ``top_k`` % highest pixels as a 0/1 float map (ties at the threshold included;
+    an all-equal map gives all ones, which the rule reads as no preference)."""
+    s = np.asarray(saliency, np.float64)
+    thr = np.quantile(s, 1.0 - top_k / 100.0)
+    return (s >= thr).astype(np.float32)
+
+
+def check_top_k(top_k: float | None) -> float | None:
+    """One line for a top-k percentage outside (0, 100]."""
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, float)) or not 0.0 < float(top_k) <= 100.0:
+        raise BlackboxCamError(f"--top-k {top_k!r} must be a percentage in (0, 100] of the map's pixels (e.g. 10)")
+    return float(top_k)
+
+
 def grown_box(box: Sequence[float], margin: float, shape: tuple[int, int]) -> np.ndarray:
     """``bool (H, W)``: ``box`` (x0, y0, x1, y1 in the map's pixels) with width and height times
     ``1 + margin`` about its centre, clipped to the image of ``shape``."""
@@ -57,17 +79,19 @@ def grown_box(box: Sequence[float], margin: float, shape: tuple[int, int]) -> np
 
 def run_gate_detections(det: Any, images: Any, methods: Sequence[str] = ("drise",), *,
                         forbid: Sequence[Region] = (), require: Sequence[Region] = (), rule: GateRule = GateRule(),
-                        box_margin: float | None = 0.5, target: str | int | None = None,
+                        box_margin: float | None = 0.5, top_k: float | None = None, target: str | int | None = None,
                         detection: int | None = None, budget: int | None = None, seed: int = 0,
                         options: dict[str, Any] | None = None, on_case: Callable[..., Any] | None = None,
                         progress: Callable[[Any], None] | None = None) -> GateReport:
     """:func:`.job.run_gate` for a detector: one case per (image, detection, method).
 
     ``box_margin``: each detection's evidence must lie in its box grown by this share (None: no
-    box rule, only ``forbid``/``require``). ``target``/``detection`` choose detections as
+    box rule, only ``forbid``/``require``); ``top_k``: the evidence is the map's top ``top_k`` %
+    pixels instead of its positive mass. ``target``/``detection`` choose detections as
     ``explain`` does. Raises :class:`BlackboxCamError` before any query for a usage error
     (no rule at all, a bad margin, a region that does not fit an image)."""
     box_margin = check_margin(box_margin)
+    top_k = check_top_k(top_k)
     calls = bind_all(list(methods), budget, options or {}, clf=det)
     items = as_items(images)
     if box_margin is None:
@@ -76,7 +100,8 @@ def run_gate_detections(det: Any, images: Any, methods: Sequence[str] = ("drise"
         check_inputs(items, forbid, require)
     report = GateReport(str(getattr(det, "path", det)), list(methods), rule, [r.spec for r in forbid],
                         [r.spec for r in require] + ([f"own box grown by {box_margin:g}"]
-                                                     if box_margin is not None else []))
+                                                     if box_margin is not None else [])
+                        + ([f"evidence: top {top_k:g}% pixels"] if top_k is not None else []))
     report.skipped = [{"image": item_name(it), "reason": it.error or ""} for it in items if getattr(it, "skip", False)]
     t_run = time.perf_counter()
     for item in items:
@@ -111,7 +136,8 @@ def run_gate_detections(det: Any, images: Any, methods: Sequence[str] = ("drise"
                 case = GateCase(name, m, detection=res.detection, box=[round(v * k, 2) for v, k in zip(
                     res.box, (size[1] / image.shape[1], size[0] / image.shape[0]) * 2)])
                 case.seconds = float(res.explanation.seconds)
-                case.check = check_map(res.saliency, fmask, need, rule)
+                evidence = res.saliency if top_k is None else top_region(res.saliency, top_k)
+                case.check = check_map(evidence, fmask, need, rule)
                 case.predicted = case.target = res.target
                 case.score = res.confidence if res.confidence is not None else res.score
                 case.label = det.label(res.target)

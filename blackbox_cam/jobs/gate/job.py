@@ -267,13 +267,14 @@ class GateReport(Shows):
             cases = [c for c in self.by_method(v.method) if c.check is not None and c.check.share_forbidden is not None]
             worst = max(cases, key=lambda c: c.check.share_forbidden, default=None)
             why = _why(self.by_method(v.method))
-            text = (f"{v.method}: {v.failed}/{v.images - v.errors} images failed{f' ({why})' if why else ''}, "
+            unit = "detections" if any(c.detection is not None for c in self.by_method(v.method)) else "images"
+            text = (f"{v.method}: {v.failed}/{v.images - v.errors} {unit} failed{f' ({why})' if why else ''}, "
                     f"fail rate {v.fail_rate:.3g} {'<=' if v.fail_rate <= self.rule.max_fail_rate else '>'} "
                     f"max {self.rule.max_fail_rate:g}")
             if v.errors:
                 text += f", {v.errors} not checked"
             if worst is not None:
-                text += f", worst forbidden share {worst.check.share_forbidden:.3f} ({worst.image})"
+                text += f", worst forbidden share {worst.check.share_forbidden:.3f} ({worst.name})"
             parts.append(text)
         return f"gate {'passed' if self.passed else 'FAILED'}: {Path(self.model).name} " + "; ".join(parts)
 
