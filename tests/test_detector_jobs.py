@@ -201,3 +201,21 @@ def _iou(a, b):
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = w * h
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_python_jobs_take_a_detector(scenes, tmp_path):
+    """compare_images, run_gate and run_global hand a detector to their per-detection paths."""
+    from blackbox_cam.jobs.compare.job import compare_images
+    from blackbox_cam.jobs.gate.job import run_gate
+    from blackbox_cam.jobs.global_.job import run_global
+    from blackbox_cam.model.open import open_model
+
+    det = open_model(PLANTED)
+    path, truth = scenes[0]
+    res = compare_images(det, [path], ["occlusion"], budget=64, settings=None)
+    assert len(res.rows) >= len(truth) and all(r["detection"] is not None for r in res.rows)
+    assert len(res.images) == len(res.rows)            # one ImageResult (panel) per detection
+    gate = run_gate(det, [path], ["occlusion"], budget=64)
+    assert len(gate.cases) == len(res.rows) and all(c.check.required_area is not None for c in gate.cases)
+    glob = run_global(det, [path], tmp_path / "g", method="occlusion", budget=64)
+    assert glob.settings["task"] == "detector" and len(glob.images) == len(res.rows)
