@@ -203,11 +203,11 @@ def _iou(a, b):
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def test_python_jobs_take_a_detector(scenes, tmp_path):
-    """compare_images, run_gate and run_global hand a detector to their per-detection paths."""
-    from blackbox_cam.jobs.compare.job import compare_images
-    from blackbox_cam.jobs.gate.job import run_gate
-    from blackbox_cam.jobs.global_.job import run_global
+def test_python_jobs_on_a_detector(scenes, tmp_path):
+    """The per-detection jobs from Python, with the defaults the CLI uses."""
+    from blackbox_cam.jobs.compare.detections import compare_detections as compare_images
+    from blackbox_cam.jobs.gate.detections import run_gate_detections as run_gate
+    from blackbox_cam.jobs.global_.detections import run_global_detections as run_global
     from blackbox_cam.model.open import open_model
 
     det = open_model(PLANTED)

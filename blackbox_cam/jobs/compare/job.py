@@ -220,8 +220,7 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
 
     Parameters
     ----------
-    clf : a :class:`blackbox_cam.model.runtime.Classifier`, or a detector: then
-        :func:`blackbox_cam.jobs.compare.detections.compare_detections` (one row per detection).
+    clf : a :class:`blackbox_cam.model.runtime.Classifier`.
     images : image files, folders, manifest CSVs (see :func:`blackbox_cam.jobs.dataset.expand_inputs`)
         or already expanded :class:`~blackbox_cam.jobs.dataset.Item`.
     methods : registry names (see :func:`blackbox_cam.methods.parse_methods`).
@@ -240,13 +239,6 @@ def compare_images(clf, images: Sequence[str | os.PathLike | Item], methods: Seq
         default in this process): :func:`compare_unit` runs there, so a Ray run gives the same rows.
     on_image : called once per image as its results arrive (a progress bar).
     """
-    if getattr(clf, "task", "classifier") == "detector":  # one row per detection: .detections
-        from .detections import compare_detections
-        if boxes:
-            from .detections import check_detector_options
-            check_detector_options(clf, boxes=boxes)
-        return compare_detections(clf, images, methods, target=target, budget=budget, seed=seed, reference=reference,
-                                  settings=settings, options=options, progress=progress, on_image=on_image)
     methods = parse_methods(list(methods))
     calls = bind_all(methods, budget, options, clf=clf)
     ref = choose_reference(methods, reference)

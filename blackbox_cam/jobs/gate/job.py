@@ -389,9 +389,7 @@ def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",
 
     Parameters
     ----------
-    clf : the :class:`~blackbox_cam.model.runtime.Classifier`, or a detector: then
-        :func:`blackbox_cam.jobs.gate.detections.run_gate_detections` with each detection's box
-        grown by 0.5 as its required region when no region is given.
+    clf : the :class:`~blackbox_cam.model.runtime.Classifier`.
     images : files, folders, manifest CSVs (:func:`blackbox_cam.jobs.dataset.expand_inputs`), dataset
         items, or ``H x W x 3`` RGB arrays (0..255).
     methods : registered method names (:data:`blackbox_cam.methods.METHODS`).
@@ -415,12 +413,6 @@ def run_gate(clf: Any, images: Iterable[Any], methods: Sequence[str] = ("decam",
     Raises :class:`BlackboxCamError` before any query for a usage error: unknown method or
     option, bad budget, no region, a region that does not fit an image.
     """
-    if getattr(clf, "task", "classifier") == "detector":  # one case per detection, in its own box
-        from .detections import run_gate_detections
-        return run_gate_detections(clf, images, methods, forbid=forbid, require=require, rule=rule,
-                                   box_margin=None if (forbid or require) else 0.5,
-                                   target=None if target is None or str(target).lower() == "top1" else target,
-                                   budget=budget, seed=seed, options=options, on_case=on_case, progress=progress)
     from ..dataset import explain_items
     from ...explainer.pipeline import resolve_target
     from ...methods import bind_all

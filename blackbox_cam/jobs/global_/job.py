@@ -122,8 +122,7 @@ def run_global(clf: Any, inputs: Iterable[str | os.PathLike | Item], out_dir: st
 
     Parameters
     ----------
-    clf : a :class:`~blackbox_cam.model.runtime.Classifier`, or a detector: then
-        :func:`blackbox_cam.jobs.global_.detections.run_global_detections` (maps aligned to boxes).
+    clf : a :class:`~blackbox_cam.model.runtime.Classifier`.
     inputs : files, folders, manifest CSVs or :class:`~blackbox_cam.jobs.dataset.Item`.
     out_dir : output folder (the map cache is ``out_dir/maps``).
     method, budget, seed, options : the saliency method and its settings (see ``explain``).
@@ -139,10 +138,6 @@ def run_global(clf: Any, inputs: Iterable[str | os.PathLike | Item], out_dir: st
     progress : ``progress(iterable, total, description) -> iterable`` (e.g. a tqdm bar).
     say : called with one line per notable event (failures).
     """
-    if getattr(clf, "task", "classifier") == "detector":  # box-aligned maps per label: .detections
-        from .detections import run_global_detections
-        return run_global_detections(clf, inputs, out_dir, method=method, budget=budget, seed=seed, options=options,
-                                     say=say)
     from ...io.output import ensure_dir
     from ...methods import get_method
     call = get_method(method).bind(budget, clf.input_size, **(options or {}))  # checked before any query
