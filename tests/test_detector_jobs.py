@@ -46,7 +46,7 @@ def scenes(tmp_path_factory):
 def compared(scenes, tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp")
     r = run("compare", require(PLANTED), scenes[0][0], "-m", "occlusion,drise,gradcam", "--budget", 64,
-            "--layer", NECK, "--no-road", "--out", out, "-q")
+            "--layer", NECK, "--no-road", "--save-maps", "--out", out, "-q")
     assert r.exit_code == 0, r.output
     return out, json.loads((out / "compare.json").read_text())
 
@@ -87,6 +87,18 @@ def test_compare_report_has_one_panel_per_detection_with_its_box(compared):
     green = (a[..., 1] > 200) & (a[..., 0] < 60) & (a[..., 2] < 60)
     cols = np.where(green.any(0))[0]
     assert cols.size and (cols.max() - cols.min()) > a.shape[1] * 0.5   # spans the tiles, not one
+
+
+def test_compare_save_maps_names_them_as_explain_does(compared):
+    out, doc = compared
+    n = len({r["detection"] for r in doc["rows"]})
+    for m in ("occlusion", "drise", "gradcam"):
+        for k in range(n):
+            a = np.load(out / "explain" / f"scene6_{m}_det{k}.npy")
+            assert a.shape == (128, 128)
+    recs = json.loads((out / "explain" / "explain.json").read_text())
+    assert {(r["method"], r["detection"]) for r in recs} == {(m, k) for m in ("occlusion", "drise", "gradcam")
+                                                            for k in range(n)}
 
 
 def test_compare_refuses_boxes_on_a_detector(scenes, tmp_path):

@@ -30,7 +30,8 @@ import numpy as np
 
 from ... import metrics
 from ...errors import BlackboxCamError
-from ...explainer.detection_maps import choose_targets, explain_detections, no_detection_message, score_detections
+from ...explainer.detection_maps import (choose_targets, explain_detections, in_file_pixels, no_detection_message,
+                                         score_detections)
 from ...explainer.pipeline import map_to_image
 from ...methods import bind_all, parse_methods
 from ...metrics.detection import detection_deletion, detection_insertion
@@ -108,7 +109,7 @@ def compare_detections(det: Any, images: Sequence[Any], methods: Sequence[str], 
         stem = item.path.stem if item.origin == "arg" else item.stem()
         per_det = [ImageResult(name, str(item.path), scored.image, int(chosen.classes[k]),
                                det.label(int(chosen.classes[k])), box=tuple(float(v) for v in chosen.image_boxes[k]),
-                               size=size, stem=f"{stem}_det{int(chosen.detections[k])}",
+                               size=size, stem=stem,
                                detection=int(chosen.detections[k])) for k in range(chosen.count)]
         results.extend(per_det)
         sy, sx = size[0] / scored.image.shape[0], size[1] / scored.image.shape[1]
@@ -135,6 +136,7 @@ def compare_detections(det: Any, images: Sequence[Any], methods: Sequence[str], 
                        (ir.box[0] * sx, ir.box[1] * sy, ir.box[2] * sx, ir.box[3] * sy)],
                        "class": ir.target, **row}
                 rows.append(row)
+                in_file_pixels([res], size)  # --save-maps records the box in the file's pixels, as explain does
                 say(f"{name} / det{ir.detection} {ir.label} / {m}: deletion {row['deletion_auc']:.3f}, insertion "
                     f"{row['insertion_auc']:.3f}, energy in box {row['energy_in_box']:.2f}")
         for ir in per_det:
