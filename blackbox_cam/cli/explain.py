@@ -13,7 +13,7 @@ from ..methods import bind_all
 from ..methods.uncertainty import DEFAULT_STABILITY, AutoBudget
 from ..model.open import open_model
 from ._group import progress
-from .options import (announce_backend, classifier_kwargs, image_bar, method_kwargs, method_options, methods_option,
+from .options import (announce_backend, classifier_kwargs, detector_options, image_bar, method_kwargs, method_options, methods_option,
                       model_options, note_skipped, ray_kwargs, ray_options, run_options, start_executor)
 
 
@@ -32,16 +32,9 @@ from .options import (announce_backend, classifier_kwargs, image_bar, method_kwa
 @click.option("--show-uncertainty", is_flag=True, default=False,
               help="Overlays desaturate where the map is not 2 standard errors above zero.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is off anyway when stderr is not a terminal).")
-@click.option("--detection", type=int, default=None, metavar="K",
-              help="Detectors: explain only the K-th detection of each image (0 = the highest score).")
 @click.option("--box", default=None, metavar="X0,Y0,X1,Y1",
               help="Detectors: explain a box the model did not report (image pixels), as a detection of --target LABEL.")
-@click.option("--conf", type=float, default=None,
-              help="Detectors: keep detections scoring above this, in [0, 1] (default 0.25, Ultralytics').")
-@click.option("--iou", type=float, default=None,
-              help="Detectors: NMS IoU threshold in [0, 1] (default 0.45, Ultralytics').")
-@click.option("--max-detections", type=int, default=None,
-              help="Detectors: at most this many detections per image, highest scores first (default 300).")
+@detector_options
 @ray_options
 @method_options
 @model_options

@@ -16,7 +16,7 @@ import click
 
 from ..jobs.gate.job import MAX_FAIL_RATE, MAX_SHARE, MIN_SHARE
 from ..methods import METHODS
-from .options import (announce_pipeline, classifier_kwargs, image_bar, method_kwargs, method_options, methods_option,
+from .options import (announce_pipeline, classifier_kwargs, detector_kwargs, detector_options, image_bar, method_kwargs, method_options, methods_option,
                       model_options, note_skipped, ray_kwargs, ray_options, run_options, start_executor)
 
 
@@ -45,12 +45,21 @@ from .options import (announce_pipeline, classifier_kwargs, image_bar, method_kw
               show_default=True, help="Folder for gate.json, overlays/ of the failing images and the map "
                                       "cache maps/.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (it is off anyway when stderr is not a terminal).")
+@click.option("--box-margin", type=float, default=None, metavar="M",
+              help="Detectors: each detection's evidence (share of its map's positive mass, at least --min-share) "
+                   "must lie in its own box grown by M (width and height times 1+M; default 0.5 when no "
+                   "--forbid/--require is given).")
+@click.option("--top-k", "top_k", type=float, default=None, metavar="P",
+              help="Detectors: the evidence is the map's top P % pixels (the share of them inside a region), "
+                   "not its positive mass; any of them in a --forbid region fails the peak rule.")
+@detector_options
 @ray_options
 @method_options
 @model_options
 def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require: tuple[str, ...],
          max_share: float, min_share: float, max_fail_rate: float, methods: list[str], target: str,
-         budget: int | None, seed: int, junit: Path | None, out_dir: Path, quiet: bool, **kw: Any) -> None:
+         budget: int | None, seed: int, junit: Path | None, out_dir: Path, quiet: bool, box_margin: float | None,
+         top_k: float | None, detection: int | None, **kw: Any) -> None:
     """Check that MODEL's evidence on INPUT... stays out of the --forbid regions.
 
     INPUT is an image file, a folder (searched recursively, sorted; other files in it, a README
@@ -64,6 +73,10 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
 
     Writes OUT/gate.json (per-image numbers), OUT/overlays/*.png for failing images (forbidden
     region outlined in magenta) and, with --junit, a JUnit XML report (one testcase per image).
+
+    On a detector each detection is a case (one JUnit testcase per image and detection): its
+    evidence must lie in its own box grown by --box-margin (required share >= --min-share)
+    and/or out of the --forbid regions.
     Prints one summary line. Exit code 0 passed, 1 failed, 2 usage error (nothing written).
 
     \b
@@ -78,7 +91,8 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
     from ..methods import bind_all
     from ..io.output import ensure_dir, write_json
     from ..jobs.gate.regions import parse_region
-    from ..model.runtime import Classifier
+    from ..errors import BlackboxCamError
+    from ..model.open import open_model
 
     rule = GateRule(max_share=max_share, min_share=min_share, max_fail_rate=max_fail_rate)
     options = method_kwargs(kw)
@@ -87,9 +101,22 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
     forbid_r = [parse_region(s) for s in forbid]
     require_r = [parse_region(s) for s in require]
     items = expand_inputs(inputs)
-    check_inputs(items, forbid_r, require_r)
+    if forbid_r or require_r:
+        check_inputs(items, forbid_r, require_r)
+    from ..jobs.gate.detections import check_margin, check_top_k
+    check_margin(box_margin)
+    check_top_k(top_k)
     ckw = classifier_kwargs(kw)
-    clf = Classifier(model, **ckw)
+    clf = open_model(model, **detector_kwargs(kw), **ckw)
+    if clf.task != "detector":
+        for flag, v in (("--box-margin", box_margin), ("--top-k", top_k), ("--detection", detection)):
+            if v is not None:
+                raise BlackboxCamError(f"{flag} applies to detectors; this model is a classifier")
+        check_inputs(items, forbid_r, require_r)
+    elif ray.get("ray") is not None:
+        raise BlackboxCamError("--ray runs classifiers' gates for now; gate a detector without --ray")
+    elif box_margin is None and not (forbid_r or require_r):
+        box_margin = 0.5
     announce_pipeline(clf)
     bind_all(methods, budget, options, clf=clf)
     executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing
@@ -101,7 +128,8 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
         t0 = time.perf_counter()
         with image_bar(len(items) - len(skipped), ",".join(methods), quiet) as bar:
             report = _run(clf, items, methods, forbid_r, require_r, rule, target, budget, seed, options, out,
-                          executor, lambda _im: bar.update(1))
+                          executor, lambda _im: bar.update(1), box_margin=box_margin, top_k=top_k,
+                          detection=detection)
     finally:
         executor.close()
     for case in report.cases:
@@ -120,7 +148,8 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
         sys.exit(1)
 
 
-def _run(clf, items, methods, forbid_r, require_r, rule, target, budget, seed, options, out, executor, progress):
+def _run(clf, items, methods, forbid_r, require_r, rule, target, budget, seed, options, out, executor, progress,
+         box_margin=None, top_k=None, detection=None):
     """run_gate with the map cache under OUT/maps and every failing image's overlay in OUT/overlays."""
     from ..io.output import ensure_dir, write_png
     from ..jobs.dataset import MapCache
@@ -129,10 +158,17 @@ def _run(clf, items, methods, forbid_r, require_r, rule, target, budget, seed, o
     def draw_failure(case, item, image, saliency, fmask, rmask) -> None:
         if case.passed:
             return
-        name = f"{item.stem()}_{case.method}.png"
+        det = "" if case.detection is None else f"_det{case.detection}"
+        name = f"{item.stem()}{det}_{case.method}.png"
         write_png(ensure_dir(out / "overlays") / name, failure_picture(case, image, saliency, fmask, rmask))
         case.overlay = f"overlays/{name}"
 
+    if clf.task == "detector":
+        from ..jobs.gate.detections import run_gate_detections
+        return run_gate_detections(clf, items, methods, forbid=forbid_r, require=require_r, rule=rule,
+                                   box_margin=box_margin, top_k=top_k, target=None if str(target).lower() == "top1" else target,
+                                   detection=detection, budget=budget, seed=seed, options=options,
+                                   on_case=draw_failure, progress=progress)
     return run_gate(clf, items, methods, forbid=forbid_r, require=require_r, rule=rule, target=target,
                     budget=budget, seed=seed, options=options, cache=MapCache(out, clf), on_case=draw_failure,
                     pictures=0, executor=executor, progress=progress)

@@ -34,12 +34,15 @@ from .options import (announce_backend, budget_help, classifier_kwargs, method_k
 @click.option("--steps", type=click.IntRange(min=11), default=21, show_default=True,
               help="Fractions on each PEPPR curve (0..100 %).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (they are off anyway when stderr is not a terminal).")
+@click.option("--box-margin", type=float, default=None, metavar="M",
+              help="Detectors: each detection's map is cropped to its box grown by M (width and height times 1+M; "
+                   "default 0.5) and resized to a 64x64 box grid before averaging per label.")
 @ray_options
 @method_options
 @model_options
 def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | None, seed: int,
             ground_truth: Path | None, target: str, out_dir: Path, peppr: bool, steps: int,
-            quiet: bool, **kw: Any) -> None:
+            quiet: bool, box_margin: float | None, **kw: Any) -> None:
     """Global maps of MODEL over a dataset of aligned images, and their PEPPR faithfulness score.
 
     INPUT is an image file, a folder (recursive, sorted) or a manifest CSV (`image` column,
@@ -60,13 +63,18 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
     from ..jobs.executors import run_summary
     from ..jobs.global_.job import run_global
     from ..methods import METHODS, bind_all
-    from ..model.runtime import Classifier
+    from ..model.open import open_model
 
     options = method_kwargs(kw)
     ray = ray_kwargs(kw)
     bind_all([method], budget, options)  # options and budget checked before the model is loaded
     ckw = classifier_kwargs(kw)
-    clf = Classifier(model, **ckw)
+    clf = open_model(model, **ckw)
+    if clf.task == "detector":
+        return _global_detector(clf, inputs, out_dir, method=method, budget=budget, seed=seed, options=options,
+                                margin=0.5 if box_margin is None else box_margin, ray=ray.get("ray"))
+    if box_margin is not None:
+        raise BlackboxCamError("--box-margin applies to detectors; this model is a classifier")
     if clf.preprocess_fn is not None and METHODS[method].whitebox:
         raise BlackboxCamError(f"global with {clf.preprocess_fn.name} aggregates maps in the images' own pixels; "
                                f"{method}'s maps are in the model's input space: use a black-box method "
@@ -94,6 +102,26 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
         o = result.peppr.get("overall")
         if o:
             click.echo(f"  overall: PEPPR {o['peppr']:.3f} (own maps {o['own_map']['peppr']:.3f})")
+    click.echo(f"-> {Path(out_dir) / 'global_sheet.png'}, {Path(out_dir) / 'global.json'}")
+    if result.failures:
+        sys.exit(1)
+
+
+def _global_detector(det: Any, inputs: Any, out_dir: Path, *, method: str, budget: int | None, seed: int,
+                     options: dict[str, Any], margin: float, ray: Any) -> None:
+    """``global`` on a detector (:func:`blackbox_cam.jobs.global_.detections.run_global_detections`)."""
+    from ..jobs.global_.detections import run_global_detections
+    if ray is not None:
+        raise BlackboxCamError("--ray runs classifiers' global maps for now; run global on a detector without --ray")
+    announce_backend(det)
+    t0 = time.perf_counter()
+    result = run_global_detections(det, inputs, out_dir, method=method, budget=budget, seed=seed, options=options,
+                                   margin=margin, say=lambda m: click.echo(m, err=True))
+    secs = time.perf_counter() - t0
+    click.echo(f"{len(result.images)} detection(s) of {result.computed} image(s) in {len(result.labels)} label(s), "
+               f"{len(result.failures)} failed; {secs:.1f} s; maps aligned to each box grown by {margin:g}")
+    for k in result.aggregator.labels:
+        click.echo(f"  {result.names[k]}: n={result.aggregator.count(k)}")
     click.echo(f"-> {Path(out_dir) / 'global_sheet.png'}, {Path(out_dir) / 'global.json'}")
     if result.failures:
         sys.exit(1)

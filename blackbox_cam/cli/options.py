@@ -89,6 +89,33 @@ def load_classifier(model: Any, kw: dict[str, Any]) -> Any:
     return Classifier(model, **classifier_kwargs(kw))
 
 
+def detector_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """How a detector's detections are selected (Ultralytics' defaults); a classifier refuses them."""
+    opts = [
+        click.option("--detection", type=int, default=None, metavar="K",
+                     help="Detectors: only the K-th detection of each image (0 = the highest score)."),
+        click.option("--conf", type=float, default=None,
+                     help="Detectors: keep detections scoring above this, in [0, 1] (default 0.25, Ultralytics')."),
+        click.option("--iou", type=float, default=None,
+                     help="Detectors: NMS IoU threshold in [0, 1] (default 0.45, Ultralytics')."),
+        click.option("--max-detections", type=int, default=None,
+                     help="Detectors: at most this many detections per image, highest scores first (default 300)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def detector_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """Pop :func:`detector_options`' thresholds from ``kw`` (those given), checked before any query."""
+    given = {k: kw.pop(k) for k in ("conf", "iou", "max_detections")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given:
+        from ..model.detector import check_thresholds
+        check_thresholds(given.get("conf", 0.25), given.get("iou", 0.45), given.get("max_detections", 300))
+    return given
+
+
 def announce_backend(clf: Any) -> None:
     """Say once, on stderr, which backend and device run the model (after the options are checked,
     so a bad option is still the only line)."""

@@ -78,6 +78,11 @@ class ImageResult:
     results: dict[str, Result] = field(default_factory=dict, repr=False)  # each method's Result (save_maps)
     size: tuple[int, int] | None = None      # (H, W) of the file (maps are at the working size)
     stem: str | None = None                  # file-name stem of its saved maps (as explain names them)
+    detection: int | None = None             # a detector's: the detection's index in its image (box is its box)
+
+    def rows_of(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The report rows of this image (and, on a detector, of this detection)."""
+        return [r for r in rows if r["image"] == self.name and r.get("detection") == self.detection]
 
 
 @dataclass(repr=False)

@@ -19,17 +19,19 @@ def make_panel(ir: Any, result: Any) -> Image.Image:
     (``ir`` an :class:`~.job.ImageResult`, ``result`` its :class:`~.job.CompareResult`)."""
     base = Image.fromarray(to_uint8(ir.image))
     if ir.box is not None:
-        d = ImageDraw.Draw(base)
-        lw = max(1, round(max(base.size) / 128))          # about 2 px once the tile is scaled to 256
-        x0, y0, x1, y1 = ir.box
-        d.rectangle([x0, y0, x1 - 1, y1 - 1], outline=(0, 255, 0), width=lw)
-    tiles, caps = [base], [f"{ir.name}\ntarget {ir.target}: {_short(ir.label)}\n"]
+        _draw_box(base, ir.box, ir.image.shape[:2])
+    what = (f"detection {ir.detection}: {_short(ir.label)}" if ir.detection is not None
+            else f"target {ir.target}: {_short(ir.label)}")
+    tiles, caps = [base], [f"{ir.name}\n{what}\n"]
     ref = result.reference
     for m in result.methods:
         if m not in ir.maps:
             continue
-        row = next(r for r in result.rows if r["image"] == ir.name and r["method"] == m)
-        tiles.append(overlay(ir.image, ir.maps[m]))
+        row = next(r for r in ir.rows_of(result.rows) if r["method"] == m)
+        tile = overlay(ir.image, ir.maps[m])
+        if ir.detection is not None:  # a detection's maps each show its box
+            _draw_box(tile, ir.box, ir.image.shape[:2])
+        tiles.append(tile)
         lines = [f"{m}  ({row['queries']} q, {row['seconds']:.1f} s)",
                  f"del {row['deletion_auc']:.3f}  ins {row['insertion_auc']:.3f}"]
         if ref is not None and m != ref and f"spearman_vs_{ref}" in row:
@@ -40,6 +42,15 @@ def make_panel(ir: Any, result: Any) -> Image.Image:
     n_lines = max(c.count("\n") + 1 for c in caps)
     caps = [c + "\n" * (n_lines - c.count("\n") - 1) for c in caps]
     return panel(tiles, caps, tile=256)
+
+
+def _draw_box(tile: Image.Image, box: Any, image_hw: tuple[int, int]) -> None:
+    """Draw ``box`` (pixels of the ``image_hw`` image) on ``tile`` in green, in place."""
+    d = ImageDraw.Draw(tile)
+    kx, ky = tile.size[0] / image_hw[1], tile.size[1] / image_hw[0]
+    lw = max(1, round(max(tile.size) / 128))          # about 2 px once the tile is scaled to 256
+    x0, y0, x1, y1 = box
+    d.rectangle([x0 * kx, y0 * ky, x1 * kx - 1, y1 * ky - 1], outline=(0, 255, 0), width=lw)
 
 
 def _short(label: str | None, n: int = 28) -> str:

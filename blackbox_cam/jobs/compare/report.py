@@ -61,7 +61,10 @@ def _label(key: str) -> str:
 
 # -- tables -------------------------------------------------------------------------------------------
 def write_csv(path: str | os.PathLike, result: CompareResult) -> Path:
-    keys = ["image", "method", "target", "label", "target_probability"] + result.metric_keys + ["metric_seconds"]
+    lead = ["image", "method", "target", "label", "target_probability"]
+    if result.settings.get("task") == "detector":  # one row per (image, detection, method)
+        lead = ["image", "detection", "box", "label", "class", "method", "target_probability"]
+    keys = lead + result.metric_keys + ["metric_seconds"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(keys)
@@ -76,6 +79,8 @@ def _fmt_csv(v: Any) -> str:
         return ""
     if isinstance(v, float):
         return repr(round(v, 6))
+    if isinstance(v, (list, tuple)):  # a box: x0 y0 x1 y1, one cell
+        return " ".join(f"{x:g}" for x in v)
     return str(v)
 
 
@@ -144,7 +149,8 @@ def _summary_table(result: CompareResult, summary: dict) -> str:
             cells.append(f"<td{cls}>{_fmt(s['mean'], k)}{ci}</td>")
         tag = " <span class=dir>(reference)</span>" if m == result.reference else ""
         body.append(f"<tr><td>{html.escape(m)}{tag}</td><td>{n}</td>{''.join(cells)}</tr>")
-    return (f"<table><thead><tr><th>Method</th><th>Images</th>{head}</tr></thead>"
+    unit = "Detections" if result.settings.get("task") == "detector" else "Images"
+    return (f"<table><thead><tr><th>Method</th><th>{unit}</th>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 
 
@@ -155,12 +161,16 @@ def _arrow(k: str) -> str:
 
 def _image_table(result: CompareResult, ir: ImageResult) -> str:
     keys = [k for k in result.metric_keys]
-    rows = [r for r in result.rows if r["image"] == ir.name]
+    rows = ir.rows_of(result.rows)
     head = "".join(f"<th>{html.escape(_label(k))}</th>" for k in keys)
     body = "".join(
         f"<tr><td>{html.escape(r['method'])}</td>" + "".join(f"<td>{_fmt(r.get(k), k)}</td>" for k in keys) + "</tr>"
         for r in rows)
     return f"<table><thead><tr><th>Method</th>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _key(ir: ImageResult) -> str:
+    return ir.name if ir.detection is None else f"{ir.name}#{ir.detection}"
 
 
 def render_html(result: CompareResult, summary: dict, panels: dict[str, str]) -> str:
@@ -175,7 +185,7 @@ def render_html(result: CompareResult, summary: dict, panels: dict[str, str]) ->
             ("Seed", s.get("seed")),
             ("Backend", (f"{s['backend'].get('name')} {s['backend'].get('version')} on {str(s['backend'].get('device')).upper()}"
                          if isinstance(s.get("backend"), dict) else "?")),
-            ("Images", f"{len(result.images)} scored, {len({f['image'] for f in result.failures if not f['method']})} failed"),
+            ("Images", f"{len({ir.name for ir in result.images})} scored, {len({f['image'] for f in result.failures if not f['method']})} failed"),
             ("Created", when)]
     meta_html = "".join(f"<div><b>{html.escape(k)}</b> {html.escape(str(v))}</div>" for k, v in meta)
     parts = [
@@ -184,14 +194,16 @@ def render_html(result: CompareResult, summary: dict, panels: dict[str, str]) ->
         f"<title>blackbox-cam comparison: {html.escape(', '.join(result.methods))}</title>",
         f"<style>{CSS}</style></head><body><main>",
         "<h1>Saliency method comparison</h1>",
-        f"<p class=sub>{html.escape(', '.join(result.methods))} on {len(result.images)} image(s), "
-        "same target per image. Files: <a href=compare.csv>compare.csv</a>, <a href=compare.json>compare.json</a>.</p>",
+        f"<p class=sub>{html.escape(', '.join(result.methods))} on {len({ir.name for ir in result.images})} image(s), "
+        + ("each detection explained and scored on its own (D-RISE similarity, its box). "
+           if s.get("task") == "detector" else "same target per image. ") + "Files: <a href=compare.csv>compare.csv</a>, <a href=compare.json>compare.json</a>.</p>",
         f"<div class=meta>{meta_html}</div>",
         "<h2>Summary</h2>",
         _summary_table(result, summary),
         "<p class=note>Mean over images with a 95% Student-t interval of the mean in brackets (none for a single "
         "image); best mean per faithfulness column in bold. Deletion/insertion: RISE protocol (Petsiuk et al. 2018), "
-        "target softmax probability, normalised AUC. ROAD: noisy linear imputation, (LeRF &minus; MoRF)/2 over "
+        + ("the detection's D-RISE similarity (Petsiuk et al. 2021) as the score" if s.get("task") == "detector"
+           else "target softmax probability") + ", normalised AUC. ROAD: noisy linear imputation, (LeRF &minus; MoRF)/2 over "
         f"10&ndash;90% removal (Rong et al. 2022). Agreement: Spearman rank correlation and IoU of the top "
         f"{s.get('topk'):g}% pixels against the reference map. "
         + (f"Pointing game: is the map's maximum within {s.get('tolerance'):g} px of the box; energy in box: "
@@ -204,13 +216,21 @@ def render_html(result: CompareResult, summary: dict, panels: dict[str, str]) ->
         parts.append(f"<h2>Failures</h2><div class=fail><ul>{items}</ul></div>")
     parts.append("<h2>Images</h2>")
     for ir in result.images:
-        src = panels.get(ir.name)
+        src = panels.get(_key(ir))
         parts.append("<figure>")
         if src:
             parts.append(f"<img src='{html.escape(src, quote=True)}' alt='{html.escape(ir.name, quote=True)} "
                          "and each method&#39;s saliency overlay'>")
-        parts.append(f"<figcaption><b>{html.escape(ir.name)}</b>: target {ir.target} "
-                     f"({html.escape(ir.label or '')}).</figcaption>")
+        if ir.detection is not None:
+            row = next(iter(ir.rows_of(result.rows)), {})
+            box = ", ".join(f"{v:.0f}" for v in row.get("box", ir.box))
+            parts.append(f"<figcaption><b>{html.escape(ir.name)}</b>, detection {ir.detection}: "
+                         f"{html.escape(ir.label or '')} (class {ir.target}, score {_fmt(row.get('target_probability'))}) "
+                         f"in box [{box}] (file pixels, green); each map scored with this detection's D-RISE "
+                         "similarity.</figcaption>")
+        else:
+            parts.append(f"<figcaption><b>{html.escape(ir.name)}</b>: target {ir.target} "
+                         f"({html.escape(ir.label or '')}).</figcaption>")
         parts.append(_image_table(result, ir))
         parts.append("</figure>")
     parts.append("</main></body></html>\n")
@@ -231,11 +251,13 @@ def write_report(result: CompareResult, out: str | os.PathLike) -> dict[str, Any
         if ir.image is None or not ir.maps:
             continue
         rel = f"{PANEL_DIR}/{_slug(Path(ir.name).stem)}.png"
+        if ir.detection is not None:
+            rel = f"{PANEL_DIR}/{_slug(Path(ir.name).stem)}_det{ir.detection}.png"
         if rel in panels.values():
             rel = f"{PANEL_DIR}/{_slug(ir.name)}.png"
         write_png(out / rel, make_panel(ir, result))
         written.append(out / rel)
-        panels[ir.name] = rel
+        panels[_key(ir)] = rel
     j = write_json(out / "compare.json", result, summary)
     c = write_csv(out / "compare.csv", result)
     h = out / "index.html"

@@ -169,6 +169,13 @@ class GateCase:
     cached: bool = False
     overlay: str | None = None   # file name of the failure overlay, set by whoever writes it
     picture: Any = field(default=None, repr=False, compare=False)  # the failure overlay kept for display
+    detection: int | None = None   # a detector's: the detection's index in its image
+    box: list[float] | None = None  # and its box, file pixels
+
+    @property
+    def name(self) -> str:
+        """The test case's name: the image, and on a detector its detection."""
+        return self.image if self.detection is None else f"{self.image}#det{self.detection}"
 
 
     @property
@@ -177,6 +184,8 @@ class GateCase:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"image": self.image, "method": self.method, "passed": self.passed}
+        if self.detection is not None:
+            d.update(detection=self.detection, box=self.box)
         if self.error is not None:
             d["error"] = self.error
             return d
@@ -258,13 +267,14 @@ class GateReport(Shows):
             cases = [c for c in self.by_method(v.method) if c.check is not None and c.check.share_forbidden is not None]
             worst = max(cases, key=lambda c: c.check.share_forbidden, default=None)
             why = _why(self.by_method(v.method))
-            text = (f"{v.method}: {v.failed}/{v.images - v.errors} images failed{f' ({why})' if why else ''}, "
+            unit = "detections" if any(c.detection is not None for c in self.by_method(v.method)) else "images"
+            text = (f"{v.method}: {v.failed}/{v.images - v.errors} {unit} failed{f' ({why})' if why else ''}, "
                     f"fail rate {v.fail_rate:.3g} {'<=' if v.fail_rate <= self.rule.max_fail_rate else '>'} "
                     f"max {self.rule.max_fail_rate:g}")
             if v.errors:
                 text += f", {v.errors} not checked"
             if worst is not None:
-                text += f", worst forbidden share {worst.check.share_forbidden:.3f} ({worst.image})"
+                text += f", worst forbidden share {worst.check.share_forbidden:.3f} ({worst.name})"
             parts.append(text)
         return f"gate {'passed' if self.passed else 'FAILED'}: {Path(self.model).name} " + "; ".join(parts)
 
@@ -362,7 +372,7 @@ def failure_picture(case: GateCase, image: np.ndarray, saliency: np.ndarray, for
     """A failing image's overlay: the map, the forbidden region in magenta, the required one in
     white, the map's maximum marked, captioned with the image, method, class and reasons
     (``OUT/overlays/*.png``, :func:`blackbox_cam.pictures.render.region_overlay`)."""
-    caption = f"{Path(case.image).name} ({case.method}, {case.label}): FAILED\n" + "; ".join(case.check.reasons)
+    caption = f"{Path(case.name).name} ({case.method}, {case.label}): FAILED\n" + "; ".join(case.check.reasons)
     return region_overlay(image, saliency, forbidden, required, caption)
 
 

@@ -36,6 +36,7 @@ def _case_details(case: GateCase, report: GateReport) -> str:
     c = case.check
     assert c is not None
     lines = [f"image: {case.image}", f"method: {case.method}",
+             f"detection: {case.detection}, box {case.box}" if case.detection is not None else "",
              f"predicted: {case.predicted} ({case.label}), score {case.score:.4f}" if case.score is not None else "",
              f"forbidden share: {c.share_forbidden} (max-share {report.rule.max_share:g}); "
              f"forbidden area: {c.forbidden_area}" if c.forbidden_area is not None else "",
@@ -62,7 +63,7 @@ def _suite(root: ET.Element, report: GateReport, v: MethodVerdict) -> tuple[int,
         ET.SubElement(props, "property", name=k, value=val)
     classname = f"blackbox-cam.gate.{Path(report.model).stem}.{v.method}"
     for case in cases:
-        tc = ET.SubElement(suite, "testcase", classname=classname, name=case.image, time=f"{case.seconds:.3f}")
+        tc = ET.SubElement(suite, "testcase", classname=classname, name=case.name, time=f"{case.seconds:.3f}")
         if case.error is not None:
             ET.SubElement(tc, "error", message=case.error, type="GateInputError").text = case.error
         elif not case.passed:
