@@ -45,21 +45,29 @@ Map
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from scipy.optimize import differential_evolution
 from scipy.stats import qmc
 
-from .masks import accumulate, baseline as make_baseline, upsample
+from .masks import accumulate, baseline as make_baseline, compose, upsample
 from ._evidence import Elite, RidgeStats, grid_values
 from .base import MethodOutput, normalise, register
 from .options import Option
-from .perturb import BASELINE_OPTION, MaskScorer
+from .perturb import BASELINE_OPTION, batch_capacity
 from .uncertainty import Rounds, Uncertainty, summarise
 
 DEFAULT_BUDGET = 2000
 AGGREGATES = ("combined", "regression", "elite", "best")
+KEEP_FILLS = ("same", "blur")
+#: Relative standard error of the combined map's elite factor (how much the search's elite moves
+#: between seeds, which the ridge covariance does not see), added in quadrature to the ridge term.
+#: Chosen on the tune half for top-20 % coverage (docs/uncertainty.md, issue 30).
+ELITE_RELATIVE_SE = 0.12
+#: Gaussian sigma (pixels) of ``keep_fill="blur"``: about RISE's insertion substrate (gkern(11, 5)).
+KEEP_BLUR_SIGMA = 5.0
 
 
 def plan(budget: int, population: int | None = None, ratio: float = 1.6) -> tuple[int, int]:
@@ -120,6 +128,64 @@ def schedule(generations: int, refine: float) -> tuple[int, int]:
     return (generations, 0) if generations - fine < 2 or fine < 1 else (generations - fine, fine)
 
 
+class PairScorer:
+    """Scores each mask kept and removed (DE-CAM's antithetic pair) in one stream of model calls.
+
+    The ``2 n`` images of a generation (the ``n`` masks kept, then the ``n`` removed) are cut into
+    ``ceil(2 n / capacity)`` batches of near-equal size (no small tail call: a batch of 2 costs
+    ONNX Runtime far more per image than one of 6), and batch ``k + 1`` is composed by a worker
+    thread (the Numba kernel releases the GIL) while the model runs batch ``k``, into the other of
+    two reused buffers: mask composition hides behind the model call instead of adding to it.
+    The scores are those of :class:`~.perturb.MaskScorer` image for image; only the order of the
+    work changes. ``pipeline=False`` composes in the calling thread (the reference for
+    ``bench/bench_decam.py``).
+    """
+
+    #: Compose the next batch while the model runs (module default; the bench flips it to compare).
+    PIPELINE = True
+
+    def __init__(self, clf, x: np.ndarray, base: np.ndarray, target: int, pipeline: bool | None = None,
+                 keep_base: np.ndarray | None = None) -> None:
+        self.clf, self.x, self.base, self.target = clf, x, base, int(target)
+        self.keep_base = base if keep_base is None else keep_base
+        self.capacity = batch_capacity(clf, x.shape)
+        self._bufs = [np.empty((self.capacity,) + x.shape, np.float32) for _ in range(2)]
+        self.pipeline = self.PIPELINE if pipeline is None else bool(pipeline)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="decam-compose") if self.pipeline else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _compose(self, masks, cell, offsets, start: int, stop: int, buf: np.ndarray) -> np.ndarray:
+        """Images ``start:stop`` of the stream (index ``i < n``: mask ``i`` kept; ``i >= n``: mask
+        ``i - n`` removed) into ``buf``."""
+        n = len(masks)
+        for lo, hi, invert in ((start, min(stop, n), False), (max(start, n), stop, True)):
+            if hi > lo:
+                k = lo - n if invert else lo
+                compose(self.x, self.base if invert else self.keep_base, masks[k:k + hi - lo], cell,
+                        offsets[k:k + hi - lo], invert=invert, out=buf[lo - start:hi - start])
+        return buf[:stop - start]
+
+    def __call__(self, masks: np.ndarray, cell: tuple[float, float], offsets: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """``(keep, drop)``: the target probability with each mask kept and with it removed."""
+        total = 2 * len(masks)
+        calls = -(-total // self.capacity)
+        edges = [round(total * k / calls) for k in range(calls + 1)]
+        out = np.empty(total, np.float64)
+        job = lambda k: self._compose(masks, cell, offsets, edges[k], edges[k + 1], self._bufs[k % 2])  # noqa: E731
+        pending = self._pool.submit(job, 0) if self._pool is not None else None
+        for k in range(calls):
+            batch = pending.result() if pending is not None else job(k)
+            if self._pool is not None and k + 1 < calls:
+                pending = self._pool.submit(job, k + 1)
+            out[edges[k]:edges[k + 1]] = self.clf.probabilities(batch)[:, self.target]
+        return out[:len(masks)], out[len(masks):]
+
+
 class _Search:
     """The fitness scipy calls, one generation at a time; keeps what the map is made of.
 
@@ -129,11 +195,13 @@ class _Search:
     """
 
     def __init__(self, clf, x: np.ndarray, target: int, *, grid: int, baseline: str, area: float, seed: int,
-                 resolution: int, alpha: float, elite: int, trace: bool) -> None:
+                 resolution: int, alpha: float, elite: int, trace: bool, keep_fill: str = "same") -> None:
         self.h, self.w = x.shape[1:]
         self.area, self.alpha, self.r = area, alpha, resolution
         self.set_grid(grid)
-        self.scorer = MaskScorer(clf, x, make_baseline(x, baseline, seed=seed), target)
+        base = make_baseline(x, baseline, seed=seed)
+        keep_base = make_baseline(x, "blur", sigma=KEEP_BLUR_SIGMA) if keep_fill == "blur" else None
+        self.scorer = PairScorer(clf, x, base, target, keep_base=keep_base)
         self.shifts = np.random.default_rng([seed, 3])
         # two halves of the observations (alternate generations): their maps give the stability
         # score, their sum the map (docs/uncertainty.md)
@@ -154,8 +222,7 @@ class _Search:
     def __call__(self, genomes: np.ndarray) -> np.ndarray:  # scipy passes (dims, S)
         masks = (genomes.T.reshape(-1, self.g, self.g) > 0.5).astype(np.float32)
         offsets = np.floor(self.shifts.random((len(masks), 2)) * self.cell)
-        keep = self.scorer(masks, self.cell, offsets)
-        drop = self.scorer(masks, self.cell, offsets, invert=True)
+        keep, drop = self.scorer(masks, self.cell, offsets)
         fitness = -(keep - drop) + self.area * masks.mean(axis=(1, 2))
         xs = grid_values(masks, self.cell, offsets, (self.h, self.w), self.r)
         # alternate generations: one X^T X product per generation, as without the halves
@@ -188,25 +255,32 @@ class _Search:
         """The (unclipped) regression of each half, on the ``r x r`` grid."""
         return tuple(h.solve(self.alpha).reshape(self.r, self.r) for h in self.halves)
 
-    def uncertainty(self, maps: dict[str, np.ndarray], aggregate: str, score: float) -> Uncertainty:
-        """Standard error of the map from the ridge covariance; stability from the two halves."""
-        beta, se = self.stats.solve_se(self.alpha)
+    def uncertainty(self, maps: dict[str, np.ndarray], aggregate: str, score: float,
+                    fit: tuple[np.ndarray, np.ndarray] | None = None) -> Uncertainty:
+        """Standard error of the map from the ridge covariance; stability from the two halves.
+        ``fit``: ``stats.solve_se(alpha)`` when the caller has it already."""
+        beta, se = fit if fit is not None else self.stats.solve_se(self.alpha)
         size = (self.h, self.w)
         se_pix = upsample(se.reshape(self.r, self.r).astype(np.float32), size)
         effect = upsample(beta.reshape(self.r, self.r).astype(np.float32), size)
         z = np.divide(effect, se_pix, out=np.zeros_like(se_pix), where=se_pix > 0)
         scale = float(np.ptp(maps["regression"]))
         se_reg = se_pix / scale if scale > 1e-12 else np.zeros_like(se_pix)
-        se_map = {"regression": se_reg, "combined": se_reg * normalise(maps["elite"])}.get(aggregate)
+        se_map = {"regression": se_reg, "combined": np.sqrt((se_reg * normalise(maps["elite"])) ** 2
+                                                            + (ELITE_RELATIVE_SE * normalise(maps["combined"])) ** 2)
+                  }.get(aggregate)
         kind = ("DE-CAM: ridge covariance s^2 A^-1 C A^-1 per regression cell, upsampled"
-                + (", times the elite factor (held fixed)" if aggregate == "combined" else "")
+                + (f", times the elite factor, plus (in quadrature) {ELITE_RELATIVE_SE:g} of the map for the "
+                   "elite factor's own seed-to-seed error" if aggregate == "combined" else "")
                 if se_map is not None else f"none (aggregate {aggregate!r} has no closed form)")
         spread = max(self.hi - score, score - self.lo) if self.count else 0.0
         return summarise(normalise(maps[aggregate]), se_map, z, *self.half_maps(), spread, kind)
 
-    def maps(self) -> dict[str, np.ndarray]:
-        """Every aggregate at the model's input size (non-negative, not yet normalised)."""
-        beta = np.maximum(self.stats.solve(self.alpha), 0.0).reshape(self.r, self.r).astype(np.float32)
+    def maps(self, beta: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Every aggregate at the model's input size (non-negative, not yet normalised); ``beta``:
+        the ridge coefficients when the caller has them already."""
+        beta = self.stats.solve(self.alpha) if beta is None else beta
+        beta = np.maximum(beta, 0.0).reshape(self.r, self.r).astype(np.float32)
         regression = upsample(beta, (self.h, self.w))
         elite = np.zeros((self.h, self.w))
         for cell, weights, masks, offsets in self.elite.groups():
@@ -233,6 +307,8 @@ OPTIONS = (
     Option("recombination", float, 0.7, "DE's crossover probability.", min=0.0, max=1.0),
     Option("refine", float, 0.0, "Share of the generations searched at a genome of 2 grid - 1 cells per side "
            "(coarse-to-fine: the population carries over, edges move by half a cell).", min=0.0, max=0.9),
+    Option("keep_fill", str, "same", "What the removed cells become when a mask is *kept*: the baseline "
+           "('same') or a blur of the image ('blur', as insertion starts from).", choices=KEEP_FILLS),
     Option("trace", bool, False, "Record the map after every generation in extra['trace'].", cli=False),
 )
 
@@ -242,7 +318,7 @@ OPTIONS = (
 def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: float,
           grid: int, baseline: str, area: float, population: int | None, aggregate: str,
           resolution: int | None, alpha: float, elite: float, mutation: float, recombination: float,
-          refine: float, trace: bool, auto: Rounds | None = None) -> MethodOutput:
+          refine: float, trace: bool, keep_fill: str = "same", auto: Rounds | None = None) -> MethodOutput:
     """DE-CAM saliency within ``budget`` queries (default 2000).
 
     ``trace=True`` records, after every generation, the map as the search has built it so far
@@ -259,7 +335,7 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: flo
     r = int(resolution or fine_resolution((h, w), g))
     pop, gens = plan(int(budget), population)
     search = _Search(clf, x, target, grid=g, baseline=baseline, area=area, seed=seed, resolution=r, alpha=alpha,
-                     elite=max(1, round(elite * pop * gens)), trace=trace)
+                     elite=max(1, round(elite * pop * gens)), trace=trace, keep_fill=keep_fill)
     coarse, fine = schedule(gens, refine)
     common = dict(polish=False, tol=0.0, atol=0.0, updating="deferred", vectorized=True, strategy="best1bin",
                   mutation=(mutation, 1.0), recombination=recombination)
@@ -267,24 +343,28 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: flo
         def settled(intermediate_result) -> bool:  # scipy stops the search when this returns True
             return auto.settled(clf.queries - search.q0 + 1, *search.half_maps())
         common["callback"] = settled
-    init = qmc.LatinHypercube(d=g * g, rng=np.random.default_rng([seed, 7])).random(pop)
-    res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g * g), maxiter=coarse - 1, init=init,
-                                 rng=np.random.default_rng([seed, 11]), **common)
-    done = len(search.history)
-    if auto is not None and done < coarse:
-        fine = 0
-    if fine:
-        g2 = refined_grid(g)
-        search.set_grid(g2)
-        res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g2 * g2), maxiter=fine - 1,
-                                     init=refine_genomes(res.population, g),
-                                     rng=np.random.default_rng([seed, 13]), **common)
-    maps = search.maps()
+    try:
+        init = qmc.LatinHypercube(d=g * g, rng=np.random.default_rng([seed, 7])).random(pop)
+        res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g * g), maxiter=coarse - 1, init=init,
+                                     rng=np.random.default_rng([seed, 11]), **common)
+        done = len(search.history)
+        if auto is not None and done < coarse:
+            fine = 0
+        if fine:
+            g2 = refined_grid(g)
+            search.set_grid(g2)
+            res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g2 * g2), maxiter=fine - 1,
+                                         init=refine_genomes(res.population, g),
+                                         rng=np.random.default_rng([seed, 13]), **common)
+    finally:
+        search.scorer.close()
+    fit = search.stats.solve_se(alpha)
+    maps = search.maps(fit[0])
     gens = len(search.history)
     extra: dict[str, Any] = {
         "best_mask": maps["best"], "best_fitness": float(search.best[0]), "fitness_history": search.history,
         "evaluations": int(pop * gens), "grid_maps": maps, "message": res.message,
-        "uncertainty": search.uncertainty(maps, aggregate, score),
+        "uncertainty": search.uncertainty(maps, aggregate, score, fit),
         # JSON-ready summary of the search, recorded in explain.json
         "search": {"population": pop, "generations": gens, "evaluations": int(pop * gens),
                    "grids": ([g] * coarse + [refined_grid(g)] * fine)[:gens],
