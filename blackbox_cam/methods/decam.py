@@ -24,7 +24,9 @@ Fitness (minimised)
 Search
     :func:`scipy.optimize.differential_evolution`, ``vectorized=True``,
     ``updating="deferred"``: each generation is composed by the Numba kernel and scored in
-    batched model calls. Population ``S`` and generations ``G`` with ``2 S G <= budget`` (a hard
+    batched model calls (:class:`PairScorer`: the masks kept and removed in one stream of
+    near-equal batches, the next batch composed while the model runs the current one).
+    Population ``S`` and generations ``G`` with ``2 S G <= budget`` (a hard
     limit, also enforced by the runtime). ``best1bin``, dithered mutation ``(mutation, 1)``,
     no polishing (it would spend queries outside the budget), ``tol = 0``. Optionally
     coarse-to-fine (``refine``): the last share of the generations searches a genome of
@@ -61,13 +63,11 @@ from .uncertainty import Rounds, Uncertainty, summarise
 
 DEFAULT_BUDGET = 2000
 AGGREGATES = ("combined", "regression", "elite", "best")
-KEEP_FILLS = ("same", "blur")
 #: Relative standard error of the combined map's elite factor (how much the search's elite moves
 #: between seeds, which the ridge covariance does not see), added in quadrature to the ridge term.
 #: Chosen on the tune half for top-20 % coverage (docs/uncertainty.md, issue 30).
 ELITE_RELATIVE_SE = 0.12
-#: Gaussian sigma (pixels) of ``keep_fill="blur"``: about RISE's insertion substrate (gkern(11, 5)).
-KEEP_BLUR_SIGMA = 5.0
+
 
 
 def plan(budget: int, population: int | None = None, ratio: float = 1.6) -> tuple[int, int]:
@@ -145,9 +145,8 @@ class PairScorer:
     PIPELINE = True
 
     def __init__(self, clf, x: np.ndarray, base: np.ndarray, target: int, pipeline: bool | None = None,
-                 keep_base: np.ndarray | None = None) -> None:
+                 ) -> None:
         self.clf, self.x, self.base, self.target = clf, x, base, int(target)
-        self.keep_base = base if keep_base is None else keep_base
         self.capacity = batch_capacity(clf, x.shape)
         self._bufs = [np.empty((self.capacity,) + x.shape, np.float32) for _ in range(2)]
         self.pipeline = self.PIPELINE if pipeline is None else bool(pipeline)
@@ -165,8 +164,8 @@ class PairScorer:
         for lo, hi, invert in ((start, min(stop, n), False), (max(start, n), stop, True)):
             if hi > lo:
                 k = lo - n if invert else lo
-                compose(self.x, self.base if invert else self.keep_base, masks[k:k + hi - lo], cell,
-                        offsets[k:k + hi - lo], invert=invert, out=buf[lo - start:hi - start])
+                compose(self.x, self.base, masks[k:k + hi - lo], cell, offsets[k:k + hi - lo], invert=invert,
+                        out=buf[lo - start:hi - start])
         return buf[:stop - start]
 
     def __call__(self, masks: np.ndarray, cell: tuple[float, float], offsets: np.ndarray
@@ -195,13 +194,11 @@ class _Search:
     """
 
     def __init__(self, clf, x: np.ndarray, target: int, *, grid: int, baseline: str, area: float, seed: int,
-                 resolution: int, alpha: float, elite: int, trace: bool, keep_fill: str = "same") -> None:
+                 resolution: int, alpha: float, elite: int, trace: bool) -> None:
         self.h, self.w = x.shape[1:]
         self.area, self.alpha, self.r = area, alpha, resolution
         self.set_grid(grid)
-        base = make_baseline(x, baseline, seed=seed)
-        keep_base = make_baseline(x, "blur", sigma=KEEP_BLUR_SIGMA) if keep_fill == "blur" else None
-        self.scorer = PairScorer(clf, x, base, target, keep_base=keep_base)
+        self.scorer = PairScorer(clf, x, make_baseline(x, baseline, seed=seed), target)
         self.shifts = np.random.default_rng([seed, 3])
         # two halves of the observations (alternate generations): their maps give the stability
         # score, their sum the map (docs/uncertainty.md)
@@ -307,8 +304,6 @@ OPTIONS = (
     Option("recombination", float, 0.7, "DE's crossover probability.", min=0.0, max=1.0),
     Option("refine", float, 0.0, "Share of the generations searched at a genome of 2 grid - 1 cells per side "
            "(coarse-to-fine: the population carries over, edges move by half a cell).", min=0.0, max=0.9),
-    Option("keep_fill", str, "same", "What the removed cells become when a mask is *kept*: the baseline "
-           "('same') or a blur of the image ('blur', as insertion starts from).", choices=KEEP_FILLS),
     Option("trace", bool, False, "Record the map after every generation in extra['trace'].", cli=False),
 )
 
@@ -318,7 +313,7 @@ OPTIONS = (
 def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: float,
           grid: int, baseline: str, area: float, population: int | None, aggregate: str,
           resolution: int | None, alpha: float, elite: float, mutation: float, recombination: float,
-          refine: float, trace: bool, keep_fill: str = "same", auto: Rounds | None = None) -> MethodOutput:
+          refine: float, trace: bool, auto: Rounds | None = None) -> MethodOutput:
     """DE-CAM saliency within ``budget`` queries (default 2000).
 
     ``trace=True`` records, after every generation, the map as the search has built it so far
@@ -327,21 +322,22 @@ def decam(clf, x: np.ndarray, target: int, *, budget: int, seed: int, score: flo
     returned map (default aggregate). Used by ``blackbox-cam animate -m decam``.
 
     With ``auto`` (``--budget auto``) the population is planned for the maximum budget and the
-    search stops after the first generation at which the two halves' regressions agree
-    (:class:`~.uncertainty.Rounds`); the refined phase runs only if the coarse one did not stop.
+    search stops after the first generation at which the two halves' clipped regressions agree
+    (:meth:`~.uncertainty.Rounds.settled_shown`); the refined phase runs only if the coarse one did
+    not stop.
     """
     h, w = x.shape[1:]
     g = int(grid)
     r = int(resolution or fine_resolution((h, w), g))
     pop, gens = plan(int(budget), population)
     search = _Search(clf, x, target, grid=g, baseline=baseline, area=area, seed=seed, resolution=r, alpha=alpha,
-                     elite=max(1, round(elite * pop * gens)), trace=trace, keep_fill=keep_fill)
+                     elite=max(1, round(elite * pop * gens)), trace=trace)
     coarse, fine = schedule(gens, refine)
     common = dict(polish=False, tol=0.0, atol=0.0, updating="deferred", vectorized=True, strategy="best1bin",
                   mutation=(mutation, 1.0), recombination=recombination)
     if auto is not None:
         def settled(intermediate_result) -> bool:  # scipy stops the search when this returns True
-            return auto.settled(clf.queries - search.q0 + 1, *search.half_maps())
+            return auto.settled_shown(clf.queries - search.q0 + 1, *search.half_maps())
         common["callback"] = settled
     try:
         init = qmc.LatinHypercube(d=g * g, rng=np.random.default_rng([seed, 7])).random(pop)
