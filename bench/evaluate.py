@@ -109,15 +109,18 @@ def source_hash(method: str) -> str:
 
 
 def plan(methods: list[str], budgets: list[int], ov_budgets: list[int], decam_options: dict,
-         variants: dict[str, dict], auto: float | None = None) -> dict[str, dict]:
+         variants: dict[str, dict], auto: float | None = None, auto_only: bool = False) -> dict[str, dict]:
     """``{label: {"method", "options", "budgets"}}`` for every method label to run; with ``auto``
     (a stability threshold) also ``decam:auto`` / ``rise:auto``: ``--budget auto`` with each budget
-    as the maximum (issue 21)."""
+    as the maximum (issue 21); ``auto_only``: only those (the fixed-budget rows come from another run,
+    e.g. copied in with ``--rows-from``)."""
     out: dict[str, dict] = {}
     for m in methods:
         if auto is not None and m in ("decam", "rise"):
             opts = dict(decam_options) if m == "decam" else {}
             out[f"{m}:auto"] = {"method": m, "options": opts, "budgets": budgets, "auto": auto}
+            if auto_only:
+                continue
         if m == "decam" and variants:
             for name, opts in variants.items():
                 out[f"decam:{name}"] = {"method": "decam", "options": {**decam_options, **opts}, "budgets": budgets}
@@ -720,6 +723,12 @@ def main(argv=None) -> None:
     ap.add_argument("--auto", type=float, default=None, metavar="STABILITY",
                     help="also run decam:auto / rise:auto (--budget auto at this stability threshold, each of "
                          "--budgets as the maximum) and tabulate them against the fixed budget (issue 21)")
+    ap.add_argument("--auto-only", action="store_true",
+                    help="with --auto: run only decam:auto / rise:auto, not the fixed budgets")
+    ap.add_argument("--rows-from", default=None, metavar="NAME",
+                    help="copy into this run's output the rows of output NAME (same split and AUC step) whose "
+                         "method label and budget this run does not compute (e.g. the fixed-budget DE-CAM and "
+                         "RISE rows of an earlier report, for paired differences without recomputing them)")
     ap.add_argument("--coverage", default=None, metavar="SEEDS",
                     help="comma-separated seeds: instead of the metrics, measure how often these seeds' maps lie "
                          "within 2 standard errors of --seed's (issue 21); writes <name>.md/.json")
@@ -753,7 +762,7 @@ def main(argv=None) -> None:
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     if not a.ov_python:
         methods = [m for m in methods if m not in ov_xai.METHODS]
-    tasks = plan(methods, budgets, ov_budgets, decam_options, variants, a.auto)
+    tasks = plan(methods, budgets, ov_budgets, decam_options, variants, a.auto, a.auto_only)
     for lb, t in tasks.items():
         if t["method"] == "decam":
             check_options("decam", t["options"], f"options of {lb}")
@@ -798,6 +807,18 @@ def main(argv=None) -> None:
         print((a.out / f"{name}.md").read_text())
         return
     store = Store(a.out, name, meta, keep)
+    if a.rows_from:
+        src = json.loads((a.out / f"{a.rows_from}.json").read_text())
+        if src["meta"].get("auc_step") != a.auc_step or src["meta"].get("split") != a.split:
+            raise SystemExit(f"error: --rows-from {a.rows_from}: another split or AUC step")
+        mine = {(s_, lb) for s_ in sets for lb in tasks}
+        ids = {d_["index"][j] for s_, d_ in data.items() for j in range(len(d_["targets"]))}
+        extra = [r for r in src["rows"] if r["set"] in sets and (r["set"], r["label"]) not in mine
+                 and r["index"] in ids and r["key"] not in store.done]
+        for r in extra:
+            store.rows.append({**r, "copied_from": a.rows_from})
+            store.done.add(r["key"])
+        meta["rows_from"] = {"name": a.rows_from, "when": src["meta"].get("when"), "rows": len(extra)}
     if a.estimate:
         estimate(data, tasks, a, store, cache)
         return

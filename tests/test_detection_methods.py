@@ -129,6 +129,58 @@ def test_decam_explains_several_detections_with_one_search(det, scene):
     assert all(e.saliency.shape == tuple(det.input_size) for e in out)
 
 
+def test_decam_pair_scorer_scores_every_detection_as_mask_scorer_does(scene):
+    """DE-CAM's PairScorer (masks kept and removed in one stream of near-equal batches, the next
+    batch composed by a worker thread) only reorders MaskScorer's work: the same ``[n, T]`` D-RISE
+    scores image for image, with the pipeline and without, across different batch cuts."""
+    from blackbox_cam.methods.decam import PairScorer
+    from blackbox_cam.methods.perturb import MaskScorer
+    small = Detector(PLANTED, device="cpu", batch_size=5)  # 26 images: 6 calls of 4-5, against 5, 5, 3 twice
+    t = choose_targets(small, scene)
+    rng = np.random.default_rng(0)
+    masks = (rng.random((13, 6, 6)) > 0.5).astype(np.float32)
+    cell = (small.input_size[0] / 5, small.input_size[1] / 5)
+    offsets = np.floor(rng.random((13, 2)) * cell)
+    base = np.zeros_like(scene.x)
+    ref = MaskScorer(small, scene.x, base, t)
+    keep_ref, drop_ref = ref(masks, cell, offsets), ref(masks, cell, offsets, invert=True)
+    assert keep_ref.shape == (13, t.count) and t.count >= 2
+    assert not np.array_equal(keep_ref, drop_ref)
+    for pipeline in (True, False):
+        pair = PairScorer(small, scene.x, base, t, pipeline=pipeline)
+        try:
+            keep, drop = pair(masks, cell, offsets)
+        finally:
+            pair.close()
+        np.testing.assert_array_equal(keep, keep_ref)
+        np.testing.assert_array_equal(drop, drop_ref)
+
+
+def test_decam_auto_reads_the_least_stable_targets_clipped_halves():
+    """``--budget auto`` with several targets: the target whose *clipped* halves (what its map
+    shows; Rounds.settled_shown, issue 30) agree least decides. Target 1's halves agree wherever
+    they are positive and differ only in negative cells the map clips away; target 0's differ a
+    little everywhere. Unclipped, target 1 looks the less stable; clipped, target 0 is."""
+    from types import SimpleNamespace
+    from blackbox_cam.methods.decam import _Search
+    from blackbox_cam.methods.uncertainty import AutoBudget, Rounds, reliability
+    rng = np.random.default_rng(0)
+    r = 10
+    pos, keep = rng.random((r, r)) + 0.1, rng.random((r, r)) < 0.5
+    a1, b1 = (np.where(keep, pos, -3 * rng.random((r, r))) for _ in range(2))
+    q = rng.random((r, r))
+    a0, b0 = q + 0.3 * rng.random((r, r)), q + 0.3 * rng.random((r, r))
+    clip = lambda m: np.maximum(m, 0.0)  # noqa: E731
+    assert reliability(a1, b1) < reliability(a0, b0)                       # unclipped: target 1 worst
+    assert reliability(clip(a0), clip(b0)) < reliability(clip(a1), clip(b1)) == 1.0  # clipped: target 0
+    stub = SimpleNamespace(t=2, half_maps=lambda: (np.stack([a0, a1]), np.stack([b0, b1])),
+                           clf=SimpleNamespace(queries=1099), q0=99)
+    rounds = Rounds(AutoBudget(0.9), 2000)
+    assert _Search.settled(stub, rounds)  # 1000 queries >= a quarter of 2000, stability >= 0.85
+    assert rounds.history == [(1001, round(reliability(clip(a0), clip(b0)), 4))]
+    assert "clipped halves" in rounds.reason
+
+
 def test_a_method_that_does_not_explain_detections_says_which_do(det, scene):
     t = choose_targets(det, scene).one(0)
     with pytest.raises(BlackboxCamError, match="rollout does not explain a detection; choose from"):

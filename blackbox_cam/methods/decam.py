@@ -24,7 +24,9 @@ Fitness (minimised)
 Search
     :func:`scipy.optimize.differential_evolution`, ``vectorized=True``,
     ``updating="deferred"``: each generation is composed by the Numba kernel and scored in
-    batched model calls. Population ``S`` and generations ``G`` with ``2 S G <= budget`` (a hard
+    batched model calls (:class:`PairScorer`: the masks kept and removed in one stream of
+    near-equal batches, the next batch composed while the model runs the current one).
+    Population ``S`` and generations ``G`` with ``2 S G <= budget`` (a hard
     limit, also enforced by the runtime). ``best1bin``, dithered mutation ``(mutation, 1)``,
     no polishing (it would spend queries outside the budget), ``tol = 0``. Optionally
     coarse-to-fine (``refine``): the last share of the generations searches a genome of
@@ -48,26 +50,34 @@ Several targets (:mod:`.targets`: every detection of an image, or several classe
     from the same observations by its own regression (one shared ``X^T X``, one response column
     per target, corrected for where the search sampled) times its own elite (the evaluated masks
     best for that target). Measured against one search per detection on the planted-cue
-    detector in bench/bench_detection.py (README, "Explaining a detection").
+    detector in bench/bench_detection.py (README, "Explaining a detection"). Each batch of
+    :class:`PairScorer` reads all ``T`` scores from one model call; ``--budget auto`` stops when
+    the least stable target's clipped halves settle (:meth:`_Search.settled`).
 """
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from scipy.optimize import differential_evolution
 from scipy.stats import qmc
 
-from .masks import accumulate, baseline as make_baseline, upsample
+from .masks import accumulate, baseline as make_baseline, compose, upsample
 from ._evidence import Elite, RidgeStats, grid_values
 from .base import MethodOutput, normalise, register
 from .options import Option
-from .perturb import BASELINE_OPTION, MaskScorer
+from .perturb import BASELINE_OPTION, batch_capacity
+from .targets import AnyTarget, as_target
 from .uncertainty import Rounds, Uncertainty, reliability, summarise
 
 DEFAULT_BUDGET = 2000
 AGGREGATES = ("combined", "regression", "elite", "best")
+#: Relative standard error of the combined map's elite factor (how much the search's elite moves
+#: between seeds, which the ridge covariance does not see), added in quadrature to the ridge term.
+#: Chosen on the tune half for top-20 % coverage (docs/uncertainty.md, issue 30).
+ELITE_RELATIVE_SE = 0.12
 
 
 def plan(budget: int, population: int | None = None, ratio: float = 1.6) -> tuple[int, int]:
@@ -128,6 +138,66 @@ def schedule(generations: int, refine: float) -> tuple[int, int]:
     return (generations, 0) if generations - fine < 2 or fine < 1 else (generations - fine, fine)
 
 
+class PairScorer:
+    """Scores each mask kept and removed (DE-CAM's antithetic pair) in one stream of model calls,
+    for every target of ``target`` (:mod:`.targets`: classes or detections, ``T`` columns).
+
+    The ``2 n`` images of a generation (the ``n`` masks kept, then the ``n`` removed) are cut into
+    ``ceil(2 n / capacity)`` batches of near-equal size (no small tail call: a batch of 2 costs
+    ONNX Runtime far more per image than one of 6), and batch ``k + 1`` is composed by a worker
+    thread (the Numba kernel releases the GIL) while the model runs batch ``k``, into the other of
+    two reused buffers: mask composition hides behind the model call instead of adding to it.
+    The scores are those of :class:`~.perturb.MaskScorer` image for image; only the order of the
+    work changes. ``pipeline=False`` composes in the calling thread (the reference for
+    ``bench/bench_decam.py``).
+    """
+
+    #: Compose the next batch while the model runs (module default; the bench flips it to compare).
+    PIPELINE = True
+
+    def __init__(self, clf, x: np.ndarray, base: np.ndarray, target: AnyTarget, pipeline: bool | None = None,
+                 ) -> None:
+        self.clf, self.x, self.base, self.target = clf, x, base, as_target(target)
+        self.capacity = batch_capacity(clf, x.shape)
+        self._bufs = [np.empty((self.capacity,) + x.shape, np.float32) for _ in range(2)]
+        self.pipeline = self.PIPELINE if pipeline is None else bool(pipeline)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="decam-compose") if self.pipeline else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _compose(self, masks, cell, offsets, start: int, stop: int, buf: np.ndarray) -> np.ndarray:
+        """Images ``start:stop`` of the stream (index ``i < n``: mask ``i`` kept; ``i >= n``: mask
+        ``i - n`` removed) into ``buf``."""
+        n = len(masks)
+        for lo, hi, invert in ((start, min(stop, n), False), (max(start, n), stop, True)):
+            if hi > lo:
+                k = lo - n if invert else lo
+                compose(self.x, self.base, masks[k:k + hi - lo], cell, offsets[k:k + hi - lo], invert=invert,
+                        out=buf[lo - start:hi - start])
+        return buf[:stop - start]
+
+    def __call__(self, masks: np.ndarray, cell: tuple[float, float], offsets: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """``(keep, drop)``, each ``[n, T]``: every target's score (:meth:`~.targets.ClassTarget.scores`,
+        :meth:`~.targets.DetectionTarget.scores`, one model call per batch) with each mask kept and
+        with it removed."""
+        total = 2 * len(masks)
+        calls = -(-total // self.capacity)
+        edges = [round(total * k / calls) for k in range(calls + 1)]
+        out = np.empty((total, self.target.count), np.float64)
+        job = lambda k: self._compose(masks, cell, offsets, edges[k], edges[k + 1], self._bufs[k % 2])  # noqa: E731
+        pending = self._pool.submit(job, 0) if self._pool is not None else None
+        for k in range(calls):
+            batch = pending.result() if pending is not None else job(k)
+            if self._pool is not None and k + 1 < calls:
+                pending = self._pool.submit(job, k + 1)
+            out[edges[k]:edges[k + 1]] = self.target.scores(self.clf, batch)
+        return out[:len(masks)], out[len(masks):]
+
+
 class _Search:
     """The fitness scipy calls, one generation at a time; keeps what the maps are made of.
 
@@ -148,8 +218,9 @@ class _Search:
         self.h, self.w = x.shape[1:]
         self.area, self.alpha, self.r = area, alpha, resolution
         self.set_grid(grid)
+        target = as_target(target)
         self.t = target.count
-        self.scorer = MaskScorer(clf, x, make_baseline(x, baseline, seed=seed), target)
+        self.scorer = PairScorer(clf, x, make_baseline(x, baseline, seed=seed), target)
         self.shifts = np.random.default_rng([seed, 3])
         # two halves of the observations (alternate generations): their maps give the stability
         # score, their sum the map (docs/uncertainty.md)
@@ -172,8 +243,7 @@ class _Search:
     def __call__(self, genomes: np.ndarray) -> np.ndarray:  # scipy passes (dims, S)
         masks = (genomes.T.reshape(-1, self.g, self.g) > 0.5).astype(np.float32)
         offsets = np.floor(self.shifts.random((len(masks), 2)) * self.cell)
-        keep = self.scorer(masks, self.cell, offsets)                # (S, T)
-        drop = self.scorer(masks, self.cell, offsets, invert=True)
+        keep, drop = self.scorer(masks, self.cell, offsets)           # (S, T) each
         each = -(keep - drop) + self.area * masks.mean(axis=(1, 2))[:, None]
         fitness = each.mean(axis=1)
         xs = grid_values(masks, self.cell, offsets, (self.h, self.w), self.r)
@@ -217,14 +287,17 @@ class _Search:
         return tuple(self._grid(h.solve(self.alpha)) for h in self.halves)
 
     def settled(self, auto: Rounds) -> bool:
-        """``--budget auto``'s rule: the least stable target's halves decide."""
+        """``--budget auto``'s rule (:meth:`~.uncertainty.Rounds.settled_shown`: the stability of
+        the clipped halves, what the maps show): the least stable target's clipped halves decide."""
         a, b = self.half_maps()
-        worst = min(range(self.t), key=lambda k: reliability(a[k], b[k]))
-        return auto.settled(self.clf.queries - self.q0 + 1, a[worst], b[worst])
+        worst = min(range(self.t), key=lambda k: reliability(np.maximum(a[k], 0.0), np.maximum(b[k], 0.0)))
+        return auto.settled_shown(self.clf.queries - self.q0 + 1, a[worst], b[worst])
 
-    def uncertainty(self, maps: list[dict[str, np.ndarray]], aggregate: str, score: np.ndarray) -> list[Uncertainty]:
-        """Standard error of each map from the ridge covariance; stability from the two halves."""
-        beta, se = self.stats.solve_se(self.alpha)
+    def uncertainty(self, maps: list[dict[str, np.ndarray]], aggregate: str, score: np.ndarray,
+                    fit: tuple[np.ndarray, np.ndarray] | None = None) -> list[Uncertainty]:
+        """Standard error of each map from the ridge covariance; stability from the two halves.
+        ``fit``: ``stats.solve_se(alpha)`` when the caller has it already (``[d]`` or ``[d, T]``)."""
+        beta, se = fit if fit is not None else self.stats.solve_se(self.alpha)
         size = (self.h, self.w)
         betas, ses = self._grid(beta), self._grid(se)
         half_a, half_b = self.half_maps()
@@ -235,17 +308,23 @@ class _Search:
             z = np.divide(effect, se_pix, out=np.zeros_like(se_pix), where=se_pix > 0)
             scale = float(np.ptp(m["regression"]))
             se_reg = se_pix / scale if scale > 1e-12 else np.zeros_like(se_pix)
-            se_map = {"regression": se_reg, "combined": se_reg * normalise(m["elite"])}.get(aggregate)
+            se_map = {"regression": se_reg, "combined": np.sqrt((se_reg * normalise(m["elite"])) ** 2
+                                                                + (ELITE_RELATIVE_SE * normalise(m["combined"])) ** 2)
+                      }.get(aggregate)
             kind = ("DE-CAM: ridge covariance s^2 A^-1 C A^-1 per regression cell, upsampled"
-                    + (", times the elite factor (held fixed)" if aggregate == "combined" else "")
+                    + (f", times the elite factor, plus (in quadrature) {ELITE_RELATIVE_SE:g} of the map for the "
+                       "elite factor's own seed-to-seed error" if aggregate == "combined" else "")
                     if se_map is not None else f"none (aggregate {aggregate!r} has no closed form)")
             spread = max(self.hi[t] - score[t], score[t] - self.lo[t]) if self.count else 0.0
             out.append(summarise(normalise(m[aggregate]), se_map, z, half_a[t], half_b[t], spread, kind))
         return out
 
-    def maps(self) -> list[dict[str, np.ndarray]]:
-        """Every aggregate of every target at the model's input size (non-negative, not yet normalised)."""
-        betas = self._grid(np.maximum(self.stats.solve(self.alpha), 0.0)).astype(np.float32)
+    def maps(self, beta: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
+        """Every aggregate of every target at the model's input size (non-negative, not yet
+        normalised); ``beta``: the ridge coefficients (``[d]`` or ``[d, T]``) when the caller has
+        them already."""
+        beta = self.stats.solve(self.alpha) if beta is None else beta
+        betas = self._grid(np.maximum(beta, 0.0)).astype(np.float32)
         out = []
         for t in range(self.t):
             regression = upsample(betas[t], (self.h, self.w))
@@ -295,8 +374,9 @@ def decam(clf, x: np.ndarray, target, *, budget: int, seed: int, score: np.ndarr
     returned map (default aggregate). Used by ``blackbox-cam animate -m decam``.
 
     With ``auto`` (``--budget auto``) the population is planned for the maximum budget and the
-    search stops after the first generation at which the two halves' regressions agree
-    (:class:`~.uncertainty.Rounds`); the refined phase runs only if the coarse one did not stop.
+    search stops after the first generation at which the two halves' clipped regressions agree
+    (:meth:`~.uncertainty.Rounds.settled_shown`); the refined phase runs only if the coarse one did
+    not stop.
     """
     h, w = x.shape[1:]
     g = int(grid)
@@ -311,21 +391,25 @@ def decam(clf, x: np.ndarray, target, *, budget: int, seed: int, score: np.ndarr
         def settled(intermediate_result) -> bool:  # scipy stops the search when this returns True
             return search.settled(auto)
         common["callback"] = settled
-    init = qmc.LatinHypercube(d=g * g, rng=np.random.default_rng([seed, 7])).random(pop)
-    res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g * g), maxiter=coarse - 1, init=init,
-                                 rng=np.random.default_rng([seed, 11]), **common)
-    done = len(search.history)
-    if auto is not None and done < coarse:
-        fine = 0
-    if fine:
-        g2 = refined_grid(g)
-        search.set_grid(g2)
-        res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g2 * g2), maxiter=fine - 1,
-                                     init=refine_genomes(res.population, g),
-                                     rng=np.random.default_rng([seed, 13]), **common)
-    maps = search.maps()
+    try:
+        init = qmc.LatinHypercube(d=g * g, rng=np.random.default_rng([seed, 7])).random(pop)
+        res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g * g), maxiter=coarse - 1, init=init,
+                                     rng=np.random.default_rng([seed, 11]), **common)
+        done = len(search.history)
+        if auto is not None and done < coarse:
+            fine = 0
+        if fine:
+            g2 = refined_grid(g)
+            search.set_grid(g2)
+            res = differential_evolution(search, bounds=[(0.0, 1.0)] * (g2 * g2), maxiter=fine - 1,
+                                         init=refine_genomes(res.population, g),
+                                         rng=np.random.default_rng([seed, 13]), **common)
+    finally:
+        search.scorer.close()
+    fit = search.stats.solve_se(alpha)
+    maps = search.maps(fit[0])
     gens = len(search.history)
-    uncs = search.uncertainty(maps, aggregate, np.asarray(score, np.float64).reshape(search.t))
+    uncs = search.uncertainty(maps, aggregate, np.asarray(score, np.float64).reshape(search.t), fit)
     outs = []
     for t, m in enumerate(maps):
         best = search.bests[t] if search.t > 1 else search.best

@@ -60,7 +60,7 @@ def _tables(n_pix: int, offsets: np.ndarray, cell: float, n_grid: int, smooth: b
     return i0.astype(np.int32), i1.astype(np.int32), f.astype(np.float32)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _compose(image, baseline, masks, y0, y1, fy, x0, x1, fx, invert, out, row):
     nb = masks.shape[0]
     nc, h, w = image.shape
