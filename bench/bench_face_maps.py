@@ -47,7 +47,6 @@ CONF, IOU = 0.2, 0.3
 #: (label, method, baseline); budget None = the method's default (occlusion: every window).
 RUNS = [("drise (zeros)", "drise", "zeros"), ("drise (mean)", "drise", "mean"), ("drise (blur)", "drise", "blur"),
         ("decam (zeros)", "decam", "zeros"), ("decam (mean)", "decam", "mean"), ("occlusion (zeros)", "occlusion", "zeros")]
-ORDER = {"drise": 0, "decam": 1, "occlusion": 2}
 RESULTS = ROOT / "bench/results"
 
 
@@ -121,10 +120,15 @@ def figure(args) -> None:
             if any(r["method"] == c for r in out["rows"])]
     picks = [("astronaut.png", 0), ("group.png", 0), ("group.png", 2)]
     tile = 200
-    sheet = Image.new("RGB", (tile * len(cols), (tile + 16) * len(picks) + 16), "white")
+    heights = []
+    for name, _ in picks:
+        w, h = load_image(next(p for p in IMAGES if p.name == name)).shape[1::-1]
+        heights.append(round(h * min(tile / w, tile / h)) + 16)
+    sheet = Image.new("RGB", (tile * len(cols), sum(heights) + 16), "white")
     draw = ImageDraw.Draw(sheet)
     for j, c in enumerate(cols):
-        draw.text((j * tile + 4, 2), c, fill="black")
+        draw.text((j * tile + 4, 2), c + (" = default" if c == "drise (mean)" else ""), fill="black")
+    y = 16
     for i, (name, k) in enumerate(picks):
         path = next(p for p in IMAGES if p.name == name)
         image = load_image(path)
@@ -136,12 +140,13 @@ def figure(args) -> None:
             pic = draw_boxes(overlay(image, maps[key].astype(np.float32)), np.array([row["box"]]), [0],
                              [f"det{k} {row['score']:.2f}"])
             pic.thumbnail((tile, tile))
-            y = 16 + i * (tile + 16)
             sheet.paste(pic, (j * tile, y))
             draw.text((j * tile + 4, y + pic.size[1] + 1),
-                      f"peak {'in' if row['pointing'] else 'OUT'}, energy {row['energy']:.2f}", fill="black")
+                      f"{name} det{k}: peak {'in' if row['pointing'] else 'OUT'}, energy {row['energy']:.2f}",
+                      fill="black")
+        y += heights[i]
     dest = ROOT / "docs/img/face_maps.png"
-    sheet.save(dest, optimize=True)
+    sheet.convert("P", palette=Image.ADAPTIVE, colors=256).save(dest, optimize=True)  # a small file for the docs
     print(dest)
 
 
