@@ -69,3 +69,28 @@ def test_detect_with_ray_writes_the_files_of_a_serial_run(tmp_path, ray_runtime,
     assert [r["image"].rsplit("/", 1)[-1] for r in records if "skipped" in r] == ["README"]
     again = run("detect", DETECTOR, scenes, "--device", "cpu", "--out", b, "--ray", "--workers", "2")
     assert again.output.count("(recorded)") == len(lines)   # nothing asked again, with or without Ray
+
+
+def _untimed(o):
+    if isinstance(o, dict):
+        return {k: _untimed(v) for k, v in o.items() if k != "seconds"}
+    if isinstance(o, list):
+        return [_untimed(v) for v in o]
+    return o
+
+
+def test_explain_on_a_detector_with_ray_writes_the_files_of_a_serial_run(tmp_path, ray_runtime, scenes):
+    """Every detection's map (``drise``, ``decam``), its overlay and record, byte for byte / equal but the seconds."""
+    args = ("explain", require(DETECTOR), scenes, "-m", "drise,decam", "--budget", "40", "--device", "cpu", "-q")
+    serial = run(*args, "--out", tmp_path / "serial")
+    ray = run(*args, "--out", tmp_path / "ray", "--ray", "--workers", "2")
+    assert serial.exit_code == ray.exit_code == 1, ray.output   # broken.png recorded, the others explained
+    assert "Ray: 2 worker(s)" in ray.output
+    a, b = tmp_path / "serial", tmp_path / "ray"
+    names = sorted(p.name for p in a.iterdir() if p.suffix in (".png", ".npy"))
+    assert len(names) >= 8 * 2 * 3 and names == sorted(p.name for p in b.iterdir() if p.suffix in (".png", ".npy"))
+    for n in names:
+        assert (a / n).read_bytes() == (b / n).read_bytes(), n
+    ra, rb = json.loads((a / "explain.json").read_text()), json.loads((b / "explain.json").read_text())
+    assert _untimed(ra) == _untimed(rb)
+    assert sum("box" in r for r in rb) >= 16 and sum("error" in r for r in rb) == 2   # broken.png, per method
