@@ -1,5 +1,5 @@
 """Detectors on the shared executor (issue 29: "the coming detector jobs take --ray"): ``detect``
-with ``--ray`` writes the files a serial run writes, byte for byte.
+and ``explain`` on a detector with ``--ray`` write the files a serial run writes, byte for byte.
 
 One local Ray runtime (2 CPUs) is shared by the module: Ray starts slowly on a loaded machine.
 The planted-cue detector (a YOLO-style head, Ultralytics' layout) answers the same whatever
