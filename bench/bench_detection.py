@@ -110,6 +110,8 @@ def faithfulness(args) -> dict:
     for m in WHITEBOX:
         if m in METHODS and "detection" in METHODS[m].kinds:
             calls[m] = METHODS[m].bind(None, det.input_size, layer=NECK)
+    if args.methods:
+        calls = {k: v for k, v in calls.items() if k.split(" ")[0] in args.methods.split(",")}
     methods = list(calls)
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     joint: list[dict] = []
@@ -296,6 +298,9 @@ def main() -> None:
     ap.add_argument("--baselines", default="mean,zeros",
                     help="Baselines of the black-box methods: the first for every method and the curves, the "
                          "others for drise and decam only (pointing and energy).")
+    ap.add_argument("--methods", default=None,
+                    help="Only these methods (comma-separated; e.g. drise with --baselines mean,zeros,blur), "
+                         "results to detection_faithfulness_<methods>.json.")
     ap.add_argument("--cost", default=None, metavar="MODEL")
     ap.add_argument("--cost-methods", default=",".join(BLACKBOX))
     ap.add_argument("--image", default=str(ROOT / "models/images/astronaut.png"))
@@ -317,7 +322,7 @@ def main() -> None:
     else:
         out = faithfulness(args)
         report(out)
-        name = "detection_faithfulness.json"
+        name = f"detection_faithfulness{'_' + args.methods.replace(',', '_') if args.methods else ''}.json"
     out["load_before"] = load
     out["load_after"] = os.getloadavg()
     (res_dir / name).write_text(json.dumps(out, indent=1))

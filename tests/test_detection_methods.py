@@ -194,7 +194,8 @@ def test_drise_equals_xaitk_drise_scoring_on_the_same_masks_and_detections(det, 
     ref = np.load(XAITK)
     t = choose_targets(det, scene)
     np.testing.assert_allclose(t.boxes, ref["boxes"], atol=1e-4)
-    out = METHODS["drise"].bind(int(ref["budget"]), det.input_size).run_targets(
+    # the reference's candidates were recorded on black-filled masks (make_xaitk_reference.py: BASELINE)
+    out = METHODS["drise"].bind(int(ref["budget"]), det.input_size, baseline="zeros").run_targets(
         det, scene.x, t, seed=int(ref["seed"]), scores=t.score_candidates(scene.candidates)[0])
     for k, e in enumerate(out):
         raw = e.extra["raw"].astype(np.float64)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..model.nms import CONF, IOU, MAX_DET
-from .options import announce_backend, classifier_kwargs, model_options
+from .options import announce_backend, classifier_kwargs, model_options, ray_kwargs, ray_options, start_executor
 
 
 @click.command()
@@ -21,6 +21,7 @@ from .options import announce_backend, classifier_kwargs, model_options
 @click.option("--iou", type=float, default=IOU, show_default=True,
               help="NMS drops a box whose IoU with a better one of its class is above this, in [0, 1].")
 @click.option("--max-detections", type=int, default=MAX_DET, show_default=True, help="At most this many per image.")
+@ray_options
 @model_options
 def detect(model: Path, images: tuple[Path, ...], out_dir: Path, conf: float, iou: float, max_detections: int,
            **kw: Any) -> None:
@@ -32,26 +33,32 @@ def detect(model: Path, images: tuple[Path, ...], out_dir: Path, conf: float, io
     strict JSON, merged across runs by image) and OUT/<stem>_detect.png (boxes and labels drawn).
     Thresholds and NMS are Ultralytics' defaults (class-aware, --conf 0.25, --iou 0.45, 300 at
     most). An image already recorded with the same model, settings and file content is not run
-    again. A failing image is recorded with its error and the others go on (exit 1).
+    again. A failing image is recorded with its error and the others go on (exit 1). --ray runs
+    the images as Ray tasks (a local runtime or a cluster) and writes the same files.
 
     \b
-    Example:
+    Examples:
       blackbox-cam detect yolov8n.onnx street.jpg --out out/
+      blackbox-cam detect yolov8n.onnx photos/ --ray --workers 4
     """
     from ..io.output import RecordBook, ensure_dir
     from ..jobs.dataset import expand_inputs
     from ..jobs.detect.job import run
     from ..model.detector import Detector, check_thresholds
 
+    ray = ray_kwargs(kw)
     check_thresholds(conf, iou, max_detections)  # before the model is loaded or anything is written
     items = expand_inputs(images)
-    det = Detector(model, conf=conf, iou=iou, max_detections=max_detections, **classifier_kwargs(kw))
+    ckw = classifier_kwargs(kw)
+    det = Detector(model, conf=conf, iou=iou, max_detections=max_detections, **ckw)
     announce_backend(det)
     click.echo(f"model: {det.signature.task_reason}", err=True)
-    out = ensure_dir(out_dir)
-    with RecordBook(out / "detections.json") as book:
-        failed = run(det, items, book, model=str(model), conf=conf, iou=iou, max_detections=max_detections,
-                     echo=click.echo, warn=lambda s: click.echo(s, err=True))
+    executor = start_executor(det, ckw, ray)  # before anything is written: a bad --ray writes nothing
+    with executor:
+        out = ensure_dir(out_dir)
+        with RecordBook(out / "detections.json") as book:
+            failed = run(det, items, book, model=str(model), conf=conf, iou=iou, max_detections=max_detections,
+                         echo=click.echo, warn=lambda s: click.echo(s, err=True), executor=executor)
     click.echo(f"{len(items)} image(s) -> {out / 'detections.json'}", err=True)
     if failed:
         sys.exit(1)

@@ -105,9 +105,6 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     if not detector and (detection is not None or box is not None):
         raise BlackboxCamError(f"{'--detection' if detection is not None else '--box'} applies to detectors; "
                                f"{model} is a classifier")
-    if detector and ray.get("ray") is not None:
-        raise BlackboxCamError("--ray runs classifiers' explanations for now; explain a detector without --ray "
-                               "(one process: every detection of an image from one query set)")
     calls = bind_all(methods, budget, given, clf=clf)  # now also against the model: input size, --layer
     if str(target).lower() != "top1":
         target = resolve_target(clf, target)  # a named target is resolved once, for every image
@@ -115,11 +112,15 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
     if detector:
         from ..jobs.explain import explain_detector_items
 
-        out = ensure_dir(out_dir)  # nothing is written before every option is checked
-        with RecordBook(out / "explain.json") as book:
-            failed = explain_detector_items(clf, items, calls, book, model=str(model), target=target,
-                                            detection=detection, box=box, seed=seed, show_uncertainty=show_uncertainty,
-                                            echo=click.echo, warn=lambda s: click.echo(s, err=True), progress=progress)
+        executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing
+        with executor:
+            out = ensure_dir(out_dir)  # nothing is written before every option is checked
+            with RecordBook(out / "explain.json") as book:
+                failed = explain_detector_items(clf, items, calls, book, model=str(model), target=target,
+                                                detection=detection, box=box, seed=seed,
+                                                show_uncertainty=show_uncertainty, echo=click.echo,
+                                                warn=lambda s: click.echo(s, err=True), progress=progress,
+                                                executor=executor)
         if failed:
             sys.exit(1)
         return

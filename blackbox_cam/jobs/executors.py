@@ -171,18 +171,23 @@ class ModelBundle:
     sidecar: bytes | None
     labels: tuple[str, ...] | None
     kwargs: tuple[tuple[str, Any], ...]
+    task: str = "classifier"   # or "detector": the worker builds a Detector with the driver's thresholds
 
     @classmethod
     def of(cls, clf: Any, kwargs: dict[str, Any]) -> "ModelBundle":
         path = Path(clf.path)
         side = getattr(clf, "sidecar_file", None) or path.with_suffix(".json")
         kw = {k: v for k, v in kwargs.items() if k not in ("labels", "sidecar") and v is not None}
+        task = "detector" if getattr(clf, "task", None) == "detector" else "classifier"
+        if task == "detector":
+            kw.update(conf=clf.conf, iou=clf.iou, max_detections=clf.max_detections)
         return cls(path.name, path.read_bytes(), Path(side).read_bytes() if Path(side).is_file() else None,
-                   tuple(clf.labels) if clf.labels else None, tuple(sorted(kw.items())))
+                   tuple(clf.labels) if clf.labels else None, tuple(sorted(kw.items())), task)
 
     def build(self, threads: int | None = 1, device: str | None = None) -> Any:
-        """A :class:`~blackbox_cam.model.runtime.Classifier` in a private folder of this process
-        (``device``: overrides the driver's, e.g. ``auto`` on a GPU actor)."""
+        """A :class:`~blackbox_cam.model.runtime.Classifier` (or a
+        :class:`~blackbox_cam.model.detector.Detector` for a detector's bundle) in a private folder
+        of this process (``device``: overrides the driver's, e.g. ``auto`` on a GPU actor)."""
         from ..model import runtime
         d = Path(tempfile.mkdtemp(prefix="bbcam-worker-"))
         model = d / self.name
@@ -197,6 +202,9 @@ class ModelBundle:
             kwargs["labels"] = d / "labels.txt"
         if threads:
             _limit_session_threads(threads)
+        if self.task == "detector":
+            from ..model.detector import Detector
+            return Detector(model, **kwargs)
         return runtime.Classifier(model, **kwargs)
 
 

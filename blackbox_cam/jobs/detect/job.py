@@ -1,17 +1,22 @@
-"""``detect`` over many images: one record and one overlay per image, resumable.
+"""``detect`` over many images: one record and one overlay per image, resumable, here or on Ray.
 
-The work on one image is :func:`blackbox_cam.explainer.detections.detect_image`; this module runs it
-over a dataset's items and commits each result to ``detections.json`` through the same
-:class:`~blackbox_cam.io.output.RecordBook` as ``explain`` (atomic, merged across runs, Ctrl-C safe).
+The work on one image is :func:`blackbox_cam.explainer.detections.detect_image`; :func:`detect_unit`
+wraps it as a *unit* of the shared executor (:mod:`blackbox_cam.jobs.executors`): it reads the
+image, detects, and returns what the driver writes (the lines, the record's detections, the
+overlay's PNG bytes), so a Ray worker, which holds its own
+:class:`~blackbox_cam.model.detector.Detector` built from the model's bytes, computes exactly what
+the driver would. :func:`run` commits each result to ``detections.json`` through the same
+:class:`~blackbox_cam.io.output.RecordBook` as ``explain`` (atomic, merged across runs, Ctrl-C
+safe), in the order of the items whatever ran them.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ...errors import BlackboxCamError
 from ...explainer.detections import detect_image
 from ...io.output import png_bytes
 from ..dataset import file_digest
+from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work, message
 
 
 def settings(detector, model: str, conf: float, iou: float, max_detections: int) -> dict[str, Any]:
@@ -22,40 +27,72 @@ def settings(detector, model: str, conf: float, iou: float, max_detections: int)
                                                           f"{detector.preprocessing.describe()}"}
 
 
+def detect_unit(detector, source: ImageSource, conf: float, iou: float, max_detections: int,
+                stem: str | None = None) -> dict[str, Any] | Failed:
+    """One image through ``detector``: ``{"lines", "detections", "size", "png"}`` (the printed lines,
+    the record's ``detections``, the file's (H, W), the overlay's PNG bytes), or :class:`Failed`
+    with one line. Never raises for a bad image: the batch goes on."""
+    try:
+        image, size = source.read()
+        res = detect_image(detector, image, image_size=size, conf=conf, iou=iou, max_detections=max_detections,
+                           source=source.name, stem=stem)
+        return {"lines": res.lines(), "detections": res.record(), "size": [int(v) for v in size],
+                "png": png_bytes(res.overlay())}
+    except Exception as e:  # recorded by the driver as this image's error
+        return Failed(message(e))
+
+
 def run(detector, items, book, *, model: str, conf: float, iou: float, max_detections: int,
-        echo=print, warn=print) -> int:
+        echo=print, warn=print, executor: Any = None) -> int:
     """``detect`` over ``items`` (:func:`blackbox_cam.jobs.dataset.expand_inputs`), each committed
     to ``book`` (a :class:`~blackbox_cam.io.output.RecordBook` on ``detections.json``) with its
     overlay PNG; an image already recorded with the same settings and file digest is reused.
-    ``echo`` gets one line per detection, ``warn`` the errors. Returns the number of failed images."""
+    ``executor``: where the units run (:class:`~blackbox_cam.jobs.executors.LocalExecutor` when
+    None, or a Ray executor; the same records and files either way). ``echo`` gets one line per
+    detection, ``warn`` the errors. Returns the number of failed images."""
+    executor = executor or LocalExecutor(detector)
     base = settings(detector, model, conf, iou, max_detections)
     done = {(r.get("image"), r.get("digest")): r for r in book.records() if r.get("method") == "detect"}
+
+    def tasks():
+        for item in items:
+            if item.skip:
+                yield (item, None), Ready(None)
+                continue
+            try:
+                digest = item.digest()
+            except Exception as e:  # an unreadable file: recorded like any other failure
+                yield (item, None), Ready(Failed(message(e)))
+                continue
+            old = done.get((str(item.path), digest))
+            if old is not None and all(old.get(k) == v for k, v in base.items()) and "detections" in old:
+                yield (item, digest), Ready(old)
+                continue
+            stem = item.path.stem if item.origin == "arg" else item.stem()
+            src = ImageSource.of(str(item.path), item.path, remote=executor.remote)
+            yield (item, digest), Work(detect_unit, (src, conf, iou, max_detections, stem), str(item.path))
+
     failed = 0
-    for item in items:
+    for (item, digest), value in executor.imap(tasks()):
         if item.skip:
             warn(item.error)
             book.commit({**base, "image": str(item.path), "method": None, "skipped": item.error})
             continue
-        try:
-            digest = item.digest()
-            old = done.get((str(item.path), digest))
-            if old is not None and all(old.get(k) == v for k, v in base.items()) and "detections" in old:
-                for d in old["detections"]:
-                    echo(f"{item.path}: {d['label']} {d['score']:.3f} [" + ", ".join(f"{v:.1f}" for v in d["box"])
-                         + "] (recorded)")
-                continue
-            image, size = item.read()
-            res = detect_image(detector, image, image_size=size, conf=conf, iou=iou, max_detections=max_detections,
-                               source=str(item.path), stem=item.stem())
-        except BlackboxCamError as e:  # one bad image is recorded and the batch goes on
-            warn(f"error: {e}" if str(e).startswith(str(item.path)) else f"error: {item.path}: {e}")
-            book.commit({**base, "image": str(item.path), "method": "detect", "error": str(e)})
+        if isinstance(value, Failed):  # one bad image is recorded and the batch goes on
+            e = value.error
+            warn(f"error: {e}" if e.startswith(str(item.path)) else f"error: {item.path}: {e}")
+            book.commit({**base, "image": str(item.path), "method": "detect", "error": e})
             failed += 1
             continue
-        for line in res.lines():
+        if "lines" not in value:  # recorded by an earlier run with the same settings and file
+            for d in value["detections"]:
+                echo(f"{item.path}: {d['label']} {d['score']:.3f} [" + ", ".join(f"{v:.1f}" for v in d["box"])
+                     + "] (recorded)")
+            continue
+        for line in value["lines"]:
             echo(line)
         rec = {**base, "image": str(item.path), "method": "detect", "digest": digest,
-               "image_size": [int(v) for v in size], "backend": detector.session.record(),
-               "detections": res.record()}
-        book.commit(rec, {"png": png_bytes(res.overlay())}, stem=item.path.stem if item.origin == "arg" else item.stem())
+               "image_size": value["size"], "backend": detector.session.record(),
+               "detections": value["detections"]}
+        book.commit(rec, {"png": value["png"]}, stem=item.path.stem if item.origin == "arg" else item.stem())
     return failed

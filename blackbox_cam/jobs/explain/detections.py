@@ -8,6 +8,10 @@ did not report), explain all of them with each method from one query set
 An image with no detection gets one line and a record saying so (``"detections": 0`` and a
 ``warning``); an image whose ``--detection`` or ``--box`` does not fit it is recorded with its
 error and the others go on. Detector maps are not cached (``MapCache`` keys classifier maps).
+
+The work on one image is :func:`detector_unit`, a unit of the shared executor
+(:mod:`blackbox_cam.jobs.executors`): in this process, or on a Ray worker that holds its own
+:class:`~blackbox_cam.model.detector.Detector`; the driver alone writes, in input order.
 """
 from __future__ import annotations
 
@@ -19,62 +23,108 @@ from ...explainer.detection_maps import (choose_targets, explain_detections, in_
                                     score_detections)
 from ...explainer.records import commit_result, result_record
 from ...methods import Call
+from ..dataset import MapRequest
+from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work
+
+
+def detector_unit(det, source: ImageSource, requests: Sequence[MapRequest], target: str | int | None,
+                  detection: int | None, box: Any, seed: int, progress: Callable[..., Any] | None = None
+                  ) -> dict[str, Any] | Failed:
+    """One image's detections explained by every request from one query set each:
+    ``{"size", "count", "methods": {name: (results, seconds) | Failed}}`` (``"none"``: the line
+    for an image with no detection to explain), or :class:`Failed` when the image or its targets
+    do not fit. ``progress`` (in-process only) makes one bar per method."""
+    try:
+        image, size = source.read()
+        scored = score_detections(det, image)
+        chosen = choose_targets(det, scored, target=target, detection=detection, box=box)
+    except BlackboxCamError as e:
+        return Failed(str(e))
+    out: dict[str, Any] = {"size": size, "count": len(scored), "methods": {}}
+    if chosen.count == 0:
+        out["none"] = no_detection_message(det, scored, target)
+        return out
+    for req in requests:
+        t0 = time.perf_counter()
+        bar = progress(req.budget, f"{source.name} {req.method}") if progress else None
+        if bar is not None:
+            det.on_queries = bar.update
+        try:
+            results = explain_detections(det, scored, req.call(), chosen, seed=seed)
+        except BlackboxCamError as e:
+            out["methods"][req.method] = Failed(str(e))
+            continue
+        finally:
+            if bar is not None:
+                bar.close()
+                det.on_queries = None
+        in_file_pixels(results, size)
+        out["methods"][req.method] = (results, round(time.perf_counter() - t0, 3))
+    return out
 
 
 def explain_detector_items(det, items: Sequence[Any], calls: Mapping[str, Call], book, *, model: str,
                            target: str | int | None = None, detection: int | None = None, box: Any = None,
                            seed: int = 0, show_uncertainty: bool = False, echo: Callable[[str], None] = print,
-                           warn: Callable[[str], None] = print, progress: Callable[..., Any] | None = None) -> int:
+                           warn: Callable[[str], None] = print, progress: Callable[..., Any] | None = None,
+                           executor: Any = None) -> int:
     """Explain ``items`` (:func:`blackbox_cam.jobs.dataset.expand_inputs`) with every method of
-    ``calls``; records go to ``book`` (a :class:`~blackbox_cam.io.output.RecordBook`). Returns the
-    number of failed images."""
-    failed = 0
+    ``calls``; records go to ``book`` (a :class:`~blackbox_cam.io.output.RecordBook`). ``executor``:
+    where the units run (in this process when None, or a Ray executor; the same files either
+    way). Returns the number of failed images."""
+    executor = executor or LocalExecutor(det)
     methods = list(calls)
-    for item in items:
+    requests = tuple(MapRequest.of(calls[n]) for n in methods)
+    bars = None if executor.remote else progress
+
+    def tasks():
+        for item in items:
+            if item.skip:
+                yield item, Ready(None)
+            elif item.error is not None:   # known before reading (Item.read would raise it)
+                yield item, Ready(Failed(item.error))
+            else:
+                try:
+                    src = ImageSource.of(str(item.path), item.path, remote=executor.remote)
+                except OSError as e:       # remote: the file's bytes could not be read
+                    yield item, Ready(Failed(f"{item.path}: {e}"))
+                    continue
+                yield item, Work(detector_unit, (src, requests, target, detection, box, seed, bars), str(item.path))
+
+    failed = 0
+    for item, value in executor.imap(tasks()):
         base = {"model": model, "image": str(item.path)}
         if item.skip:
             warn(item.error)
             book.commit({**base, "method": None, "skipped": item.error})
             continue
-        try:
-            image, size = item.read()
-            scored = score_detections(det, image)
-            chosen = choose_targets(det, scored, target=target, detection=detection, box=box)
-        except BlackboxCamError as e:
-            warn(f"error: {e}" if str(e).startswith(str(item.path)) else f"error: {item.path}: {e}")
+        if isinstance(value, Failed):
+            e = value.error
+            warn(f"error: {e}" if e.startswith(str(item.path)) else f"error: {item.path}: {e}")
             for m in methods:
-                book.commit({**base, "method": m, "error": str(e)})
+                book.commit({**base, "method": m, "error": e})
             failed += 1
             continue
-        if chosen.count == 0:
-            line = no_detection_message(det, scored, target)
-            warn(f"warning: {item.name}: {line}")
+        if "none" in value:
+            warn(f"warning: {item.name}: {value['none']}")
             for m in methods:
-                book.commit({**base, "method": m, "detections": 0, "warning": line, "backend": det.session.record()})
+                book.commit({**base, "method": m, "detections": 0, "warning": value["none"],
+                             "backend": det.session.record()})
             continue
         stem = item.path.stem if item.origin == "arg" else item.stem()
+        size = value["size"]
         for name in methods:
-            t0 = time.perf_counter()
-            bar = progress(calls[name].budget, f"{item.name} {name}") if progress else None
-            if bar is not None:
-                det.on_queries = bar.update
-            try:
-                results = explain_detections(det, scored, calls[name], chosen, seed=seed)
-            except BlackboxCamError as e:
-                warn(f"error: {item.path}: {e}")
-                book.commit({**base, "method": name, "error": str(e)})
+            got = value["methods"][name]
+            if isinstance(got, Failed):
+                warn(f"error: {item.path}: {got.error}")
+                book.commit({**base, "method": name, "error": got.error})
                 failed += 1
                 continue
-            finally:
-                if bar is not None:
-                    bar.close()
-                    det.on_queries = None
-            seconds = round(time.perf_counter() - t0, 3)
-            in_file_pixels(results, size)
+            results, seconds = got
             for res in results:
                 rec = result_record(res, image=str(item.path), model=model, cached=False, image_size=size,
                                     seconds=seconds)
-                rec["detections"] = len(scored)
+                rec["detections"] = value["count"]
                 if res.explanation.warning:
                     warn(f"warning: {item.name} {res.box_caption()}: {res.explanation.warning}")
                 commit_result(book, rec, res, stem=stem, show_uncertainty=show_uncertainty)
@@ -82,3 +132,4 @@ def explain_detector_items(det, items: Sequence[Any], calls: Mapping[str, Call],
                      + f"], similarity {res.score:.3f}, {res.explanation.queries} queries (shared by "
                      f"{len(results)}), {seconds:.1f}s -> {book.path.parent / rec['png']}")
     return failed
+

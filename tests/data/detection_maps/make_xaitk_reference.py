@@ -36,6 +36,9 @@ from blackbox_cam.model.detector import Detector
 HERE = Path(__file__).parent
 ROOT = HERE.parents[2]
 BUDGET, SEED, SCENE = 201, 0, 6  # scene 6: three detections, both classes
+#: Masked pixels black (the D-RISE paper's fill, drise's default when the reference was made; drise now
+#: defaults to the mean colour): the fill changes the candidates, not what DRISEScoring does with them.
+BASELINE = "zeros"
 
 
 class Recording:
@@ -66,7 +69,7 @@ def main() -> None:
     scored = score_detections(det, image)
     targets = choose_targets(det, scored)
     rec = Recording(det)
-    call = METHODS["drise"].bind(BUDGET, det.input_size)
+    call = METHODS["drise"].bind(BUDGET, det.input_size, baseline=BASELINE)
     scores = targets.score_candidates(scored.candidates)[0]
     expls = call.run_targets(rec, scored.x, targets, seed=SEED, scores=scores)
     ours = np.stack([e.extra["raw"].astype(np.float64) for e in expls])
