@@ -80,27 +80,11 @@ def _compose(image, baseline, masks, y0, y1, fy, x0, x1, fx, invert, out, row):
 
 
 @njit(parallel=True, cache=True)
-def _accumulate(masks, weights, y0, y1, fy, x0, x1, fx, square, out):
-    nb = masks.shape[0]
-    h, w = out.shape
-    for y in prange(h):
-        for b in range(nb):
-            a, c_, t = y0[b, y], y1[b, y], fy[b, y]
-            wb = weights[b]
-            for x in range(w):
-                i, j, s = x0[b, x], x1[b, x], fx[b, x]
-                top = masks[b, a, i] + s * (masks[b, a, j] - masks[b, a, i])
-                bot = masks[b, c_, i] + s * (masks[b, c_, j] - masks[b, c_, i])
-                m = top + t * (bot - top)
-                out[y, x] += wb * (m * m if square else m)
-
-
-@njit(parallel=True, cache=True)
 def _accumulate_many(masks, weights, y0, y1, fy, x0, x1, fx, square, out):
-    """:func:`_accumulate` for ``K`` weight vectors at once: ``weights (B, K)``, ``out (K, H, W)``.
-    Per output row, the upsampled masks' values are computed once into a row buffer, then each of
-    the ``K`` sums runs along contiguous memory (same order of additions per output as
-    :func:`_accumulate`, so ``K = 1`` gives the same numbers)."""
+    """``out[k] += sum_b weights[b, k] * M_b`` (or ``M_b ** 2``) for ``K`` weight vectors at once:
+    ``weights (B, K)``, ``out (K, H, W)``. Per output row, the upsampled masks' values are computed
+    once into a row buffer, then each of the ``K`` sums runs along contiguous memory, masks in
+    order (one weight vector, ``K = 1``, is the plain weighted sum)."""
     nb = masks.shape[0]
     nk, h, w = out.shape
     for y in prange(h):
@@ -174,8 +158,8 @@ def accumulate(masks: np.ndarray, weights: np.ndarray, size: tuple[int, int], ce
         return out
     if out is None:
         out = np.zeros(size, np.float64)
-    _accumulate(masks, np.ascontiguousarray(weights, np.float64), *_geometry(masks, size, cell, offsets, smooth),
-                bool(square), out)
+    _accumulate_many(masks, np.ascontiguousarray(weights[:, None]), *_geometry(masks, size, cell, offsets, smooth),
+                     bool(square), out[None])
     return out
 
 
