@@ -236,29 +236,6 @@ def test_dynamic_ultralytics_export_says_it_is_letterboxed_to_imgsz(tmp_path):
     assert bc.Detector(VEND / "nudenet_tiny.onnx").notes == []  # its own sidecar says how it is fed
 
 
-# -- 6. the README's bad inputs, refused by verify too ---------------------------------------------
-@pytest.mark.parametrize("case, message", [
-    ("segment", "an Ultralytics segment model (an instance-segmentation head"),
-    ("pose", "an Ultralytics pose model (a pose head"),
-    ("unknown", "match no known detector layout"),
-    ("two-inputs", "the model has 2 inputs (x0, x1)"),
-])
-def test_verify_refuses_bad_detector_models_exit_2_nothing_written(tmp_path, case, message):
-    from conftest import linear_classifier
-    from test_detectors import _unknown_detector, _with_metadata
-
-    if case in ("segment", "pose"):
-        model = _with_metadata(tmp_path, f"{case}.onnx", task=case)
-    elif case == "unknown":
-        model = _unknown_detector(tmp_path)
-    else:
-        model = linear_classifier(tmp_path / "two.onnx", inputs=2)
-    table = tmp_path / "t.csv"
-    r = _cli(["verify", model, "--expect", CF_CSV, "--table", table])
-    _one_error_line(r, message)
-    assert not table.exists()
-
-
 # -- 5b. "letterbox_auto": Ultralytics' rect=True on a dynamic export -------------------------------
 @pytest.mark.parametrize("name", ["yolov8_dyn", "yolo11_dyn"])
 def test_letterbox_auto_is_ultralytics_rect_on_a_dynamic_export(tmp_path, name):

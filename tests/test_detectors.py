@@ -275,7 +275,7 @@ def _unknown_detector(tmp_path) -> Path:
     ("unknown", "match no known detector layout; declare it in the sidecar as \"detector\""),
     ("two-inputs", "the model has 2 inputs (x0, x1)"),
 ])
-def test_bad_models_refused_exit_2_nothing_written(tmp_path, case, message):
+def test_bad_models_refused_by_detect_and_verify_exit_2_nothing_written(tmp_path, case, message):
     from conftest import linear_classifier
 
     if case in ("segment", "pose"):
@@ -296,6 +296,13 @@ def test_bad_models_refused_exit_2_nothing_written(tmp_path, case, message):
     assert not out.exists()
     if case == "unknown":
         assert "'heads' [1, 5, 7, 9]" in lines[0]
+    # verify refuses it the same way, before any table is written
+    table = tmp_path / "t.csv"
+    expect = Path(__file__).resolve().parent / "data" / "detector_vendors" / "expected_centerface_tiny.csv"
+    r = _cli(["verify", model, "--expect", expect, "--table", table])
+    lines = [ln for ln in r.output.strip().splitlines() if not ln.startswith("\x1b")]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.output
+    assert "Traceback" not in r.output and not table.exists()
 
 
 def test_sidecar_declares_a_layout(tmp_path):

@@ -44,7 +44,7 @@ import numpy as np
 from .base import MethodOutput, register
 from .options import Option
 from .perturb import BASELINE_OPTION
-from .rise import outputs, sample
+from .rise import KEEP_OPTION, outputs, sample
 from .targets import ClassTarget, DetectionTarget
 from .uncertainty import Rounds
 
@@ -57,9 +57,7 @@ DEFAULT_BASELINE = "mean"
           kinds=("detection", "class"),
           summary="D-RISE (Petsiuk et al. 2021): detection-similarity-weighted random masks",
           options=(Option("grid", int, 16, "Mask grid size (cells per side).", min=2, max_side=True),
-                   Option("p", float, 0.5, "Probability that a grid cell is kept.", min=0.01, max=1.0,
-                          flag="--keep-probability"),
-                   replace(BASELINE_OPTION, default=DEFAULT_BASELINE)))
+                   KEEP_OPTION, replace(BASELINE_OPTION, default=DEFAULT_BASELINE)))
 def drise(model, x: np.ndarray, target: ClassTarget | DetectionTarget, *, budget: int, seed: int,
           score: np.ndarray, grid: int, p: float, baseline: str, auto: Rounds | None = None) -> list[MethodOutput]:
     """D-RISE saliency from ``budget`` queries (default 1000 with the unmasked prediction): one map

@@ -75,13 +75,16 @@ def outputs(stats: PixelMoments, sal: np.ndarray, p: float, score: np.ndarray, k
     return outs
 
 
+#: RISE's (and D-RISE's) cell keep-probability.
+KEEP_OPTION = Option("p", float, 0.5, "Probability that a grid cell is kept.", min=0.01, max=1.0,
+                     flag="--keep-probability")
+
+
 @register("rise", default_budget=DEFAULT_BUDGET, min_budget=2, anytime=True, multi=True,
           kinds=("class", "detection"),
           summary="RISE (Petsiuk et al. 2018): score-weighted sum of random smooth masks",
           options=(Option("grid", int, 7, "Mask grid size (cells per side).", min=2, max_side=True),
-                   Option("p", float, 0.5, "Probability that a grid cell is kept.", min=0.01, max=1.0,
-                          flag="--keep-probability"),
-                   BASELINE_OPTION))
+                   KEEP_OPTION, BASELINE_OPTION))
 def rise(clf, x: np.ndarray, target: ClassTarget | DetectionTarget, *, budget: int, seed: int, score: np.ndarray,
          grid: int, p: float, baseline: str, auto: Rounds | None = None) -> list[MethodOutput]:
     """RISE saliency from ``budget`` masked queries (default 4000 with the unmasked prediction);
