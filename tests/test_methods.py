@@ -177,3 +177,30 @@ def test_occlusion_does_not_pay_twice_for_the_unmasked_score(planted, heldout):
     res = explain_image(planted, img, "occlusion", budget=50)
     windows = res.explanation.params["windows"]
     assert res.explanation.queries == windows + 1  # the windows plus the one unmasked prediction
+
+
+@pytest.mark.parametrize("method", BLACKBOX)
+def test_blas_runs_on_one_thread_beside_the_model(planted_path, heldout, method):
+    """OpenBLAS's idle threads spin on the cores the model needs next (issue 30: DE-CAM at 0.85 of
+    raw ONNX Runtime throughput because of them): every model call of a black-box method sees BLAS
+    limited to one thread, and the user's limits are back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    from blackbox_cam import Classifier
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    clf = Classifier(planted_path, device="cpu")
+    seen, run = [], clf.session.run
+
+    def spy(*a, **k):
+        seen.append(blas_threads())
+        return run(*a, **k)
+
+    clf.session.run = spy
+    before = blas_threads()
+    explain_image(clf, heldout["images"][2].astype(np.float32), method, budget=60, seed=0)
+    assert seen and before
+    assert all(t == [1] * len(before) for t in seen[1:]), seen[:3]  # the first call: the unmasked score
+    assert blas_threads() == before

@@ -31,6 +31,7 @@ does that for an image at its own resolution. Registering makes a method appear 
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -42,6 +43,20 @@ from ..errors import BlackboxCamError
 from .options import Option, suggest
 from .targets import AnyTarget, as_target
 from .uncertainty import AutoBudget, Rounds, no_information, parse_budget
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """BLAS (numpy's OpenBLAS) on one thread while a black-box method alternates its own numpy
+    work with model calls. OpenBLAS's idle threads spin for a while after every call, on the very
+    cores the model runs on next: the first model call after DE-CAM's ridge update ran 37 % slower
+    per image, and DE-CAM reached 0.85 of raw ONNX Runtime throughput instead of 0.95+
+    (``bench/bench_decam.py``, 2 cores, issue 30). The method's own BLAS work is small (a
+    ``d x d`` update and one solve per image, ``d <= 1024``), so one thread costs it nothing
+    measurable. Uses threadpoolctl (scikit-learn's) and restores the previous limits. The loaded
+    libraries are looked up on every call (about 2 ms, 0.1 % of a 300-query explanation), since a
+    BLAS loaded later in the process (another package's own OpenBLAS) must be held too."""
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -252,7 +267,8 @@ class Call:
         """The one place a hook is called: budget, unmasked scores, queries, explanations."""
         t0, q0 = time.perf_counter(), model.queries
         paid = scores is not None
-        with model.limit(None if self.budget is None else self.budget - paid):
+        quiet = contextlib.nullcontext() if self.spec.whitebox else one_blas_thread()
+        with quiet, model.limit(None if self.budget is None else self.budget - paid):
             if scores is None:
                 scores = t.scores(model, x[None])[0]
             scores = np.asarray(scores, np.float64).reshape(t.count)
