@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 
 import numpy as np
+from scipy import linalg
 
 from .masks import axis_weights
 
@@ -90,45 +91,58 @@ class RidgeStats:
         return out
 
     def _centred(self, alpha: float):
+        """``(C_xx, C_xy, A, S_yy, penalty)``: the centred statistics, ``A = C_xx + penalty I``."""
         d = len(self.sx)
         mx, my = self.sx / self.n, self.sy / self.n
         cxx = self.xtx - self.n * np.outer(mx, mx)
         cxy = self.xty - self.n * np.multiply.outer(mx, my)
-        scale = max(float(np.trace(cxx)) / d, 1e-12)
-        return cxx, cxy, cxx + alpha * scale * np.eye(d), self.syy - self.n * my * my
+        penalty = alpha * max(float(np.trace(cxx)) / d, 1e-12)
+        return cxx, cxy, cxx + penalty * np.eye(d), self.syy - self.n * my * my, penalty
 
     def solve_se(self, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """``(beta, se)``: the ridge coefficients and their standard errors from the covariance
         ``s^2 A^-1 C A^-1`` (``A = C + penalty``, ``s^2`` = residual sum of squares over
         ``n - 1 - tr(A^-1 C)`` degrees of freedom; Hoerl and Kennard 1970), all from the
         sufficient statistics. Treats the observations as independent with equal variance: the
-        search's adaptivity is not in it (docs/uncertainty.md measures the coverage)."""
-        d = len(self.sx)
+        search's adaptivity is not in it (docs/uncertainty.md measures the coverage).
+
+        ``A^-1`` comes from a Cholesky factorisation (``A`` is symmetric positive definite when the
+        penalty is positive), and ``A^-1 C = I - penalty A^-1`` gives the trace and the diagonal of
+        ``A^-1 C A^-1`` without a further ``d^3`` product (issue 30: DE-CAM's fixed cost per image)."""
         if self.n < 2:
             return np.zeros(self.xty.shape), np.zeros(self.xty.shape)
-        cxx, cxy, a, syy = self._centred(alpha)
-        ainv = np.linalg.inv(a)
+        cxx, cxy, a, syy, penalty = self._centred(alpha)
+        ainv = _spd_inverse(a)
         beta = ainv @ cxy
         if beta.ndim == 1:
             rss = max(syy - 2 * float(beta @ cxy) + float(beta @ cxx @ beta), 0.0)
         else:
             rss = np.maximum(syy - 2 * (beta * cxy).sum(axis=0) + np.einsum("it,ij,jt->t", beta, cxx, beta), 0.0)
-        m = ainv @ cxx
-        dof = max(self.n - 1 - float(np.trace(m)), 1.0)
-        diag = np.einsum("ij,ji->i", m, ainv)
+        dof = max(self.n - 1 - (len(a) - penalty * float(np.trace(ainv))), 1.0)
+        diag = np.diagonal(ainv) - penalty * np.einsum("ij,ij->i", ainv, ainv)
         var = (rss / dof) * diag if beta.ndim == 1 else np.multiply.outer(diag, rss / dof)
         return beta, np.sqrt(np.maximum(var, 0.0))
 
     def solve(self, alpha: float) -> np.ndarray:
         """Ridge coefficients ``beta`` (centred data, intercept not penalised)."""
-        d = len(self.sx)
         if self.n < 2:
             return np.zeros(self.xty.shape)
-        mx, my = self.sx / self.n, self.sy / self.n
-        cxx = self.xtx - self.n * np.outer(mx, mx)
-        cxy = self.xty - self.n * np.multiply.outer(mx, my)
-        scale = max(float(np.trace(cxx)) / d, 1e-12)
-        return np.linalg.solve(cxx + alpha * scale * np.eye(d), cxy)
+        _, cxy, a, _, _ = self._centred(alpha)
+        try:
+            return linalg.cho_solve(linalg.cho_factor(a, check_finite=False), cxy, check_finite=False)
+        except linalg.LinAlgError:  # no penalty and collinear masks: not positive definite
+            return np.linalg.solve(a, cxy)
+
+
+def _spd_inverse(a: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive definite matrix by Cholesky (LAPACK ``potrf``/``potri``:
+    half the work of a general inverse); a general inverse when ``a`` is not positive definite."""
+    c, info = linalg.lapack.dpotrf(a, lower=False, clean=False)
+    if info == 0:
+        inv, info = linalg.lapack.dpotri(c, lower=False)
+        if info == 0:
+            return np.triu(inv) + np.triu(inv, 1).T
+    return np.linalg.inv(a)
 
 
 class Elite:
