@@ -134,6 +134,7 @@ def compare_detections(det: Any, images: Sequence[Any], methods: Sequence[str], 
         items = expand_inputs(images)
     executor = executor or LocalExecutor(det)
     requests = tuple(MapRequest.of(calls[m]) for m in methods)
+    model = str(det.path) if getattr(det, "path", None) is not None else None
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     results: list[ImageResult] = []
@@ -185,6 +186,7 @@ def compare_detections(det: Any, images: Sequence[Any], methods: Sequence[str], 
                 say(f"{name} / {m}: failed ({found.error})")
                 continue
             for ir, (res, scores) in zip(per_det, found):
+                res.model = model   # a Ray worker's result names its private copy of the model file
                 if isinstance(scores, str):
                     failures.append({"image": name, "method": m, "error": f"detection {ir.detection}: {scores}"})
                     continue
