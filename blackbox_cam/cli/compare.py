@@ -81,17 +81,18 @@ def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Pa
     clf = open_model(model, **detector_kwargs(kw), **ckw)
     if clf.task == "detector":
         from ..jobs.compare.detections import check_detector_options
-        check_detector_options(clf, boxes=boxes, ray=ray.get("ray"))
+        check_detector_options(clf, boxes=boxes)
     elif detection is not None:
         raise BlackboxCamError("--detection applies to detectors; this model is a classifier")
     bind_all(methods, budget, given, clf=clf)  # against the model (input size, --layer), before anything is said
     announce_backend(clf)
+    executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing
     if clf.task == "detector":
         _compare_detector(clf, items, methods, target=target, detection=detection, budget=budget, seed=seed,
                           reference=reference, given=given, out_dir=out_dir, save_maps=save_maps, quiet=quiet,
-                          settings=MetricSettings(road=road, tolerance=tolerance, topk=topk, seed=seed))
+                          settings=MetricSettings(road=road, tolerance=tolerance, topk=topk, seed=seed),
+                          executor=executor)
         return
-    executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing
     t0 = time.perf_counter()
     try:
         ensure_dir(out_dir)
@@ -123,22 +124,27 @@ def compare(model: Path, images: tuple[Path, ...], methods: list[str], boxes: Pa
 
 def _compare_detector(det: Any, items: list[Any], methods: list[str], *, target: str, detection: int | None,
                       budget: int | None, seed: int, reference: str | None, given: dict[str, Any], out_dir: Path,
-                      save_maps: bool, quiet: bool, settings: Any) -> None:
-    """``compare`` on a detector (:func:`blackbox_cam.jobs.compare.detections.compare_detections`)."""
+                      save_maps: bool, quiet: bool, settings: Any, executor: Any) -> None:
+    """``compare`` on a detector (:func:`blackbox_cam.jobs.compare.detections.compare_detections`),
+    its images' work run by ``executor`` (in this process, or Ray workers with ``--ray``)."""
     from ..io.output import ensure_dir
     from ..jobs.compare.detections import compare_detections
     from ..jobs.compare.report import write_report
     from ..jobs.executors import run_summary
 
     t0 = time.perf_counter()
-    ensure_dir(out_dir)
-    skipped = note_skipped(items)
-    with image_bar(len(items) - len(skipped), ",".join(methods), quiet) as bar:
-        result = compare_detections(det, [it for it in items if not it.skip], methods,
-                                    target=None if str(target).lower() == "top1" else target, detection=detection,
-                                    budget=budget, seed=seed, reference=reference, settings=settings, options=given,
-                                    progress=lambda msg: bar.write(msg, file=sys.stderr),
-                                    on_image=lambda _it: bar.update(1))
+    try:
+        ensure_dir(out_dir)
+        skipped = note_skipped(items)
+        with image_bar(len(items) - len(skipped), ",".join(methods), quiet) as bar:
+            result = compare_detections(det, [it for it in items if not it.skip], methods,
+                                        target=None if str(target).lower() == "top1" else target,
+                                        detection=detection, budget=budget, seed=seed, reference=reference,
+                                        settings=settings, options=given,
+                                        progress=lambda msg: bar.write(msg, file=sys.stderr),
+                                        on_image=lambda _it: bar.update(1), executor=executor)
+    finally:
+        executor.close()
     result.skipped = [{"image": it.name, "reason": it.error or ""} for it in skipped] + result.skipped
     written = write_report(result, out_dir)
     if save_maps:
@@ -147,8 +153,9 @@ def _compare_detector(det: Any, items: list[Any], methods: list[str], *, target:
         saved = save_results([r for ir in result.images for r in ir.results.values()], out_dir / "explain")
         click.echo(f"{len(saved)} maps -> {out_dir / 'explain'}", err=True)
     n_images = len({ir.name for ir in result.images}) + len({f["image"] for f in result.failures if not f["method"]})
-    click.echo(run_summary(n_images, len(result.rows), len(result.failures), 0, time.perf_counter() - t0, 1,
-                           made=len(result.rows), skipped=len(skipped)), err=True)
+    click.echo(run_summary(n_images, len(result.rows), len(result.failures), executor.retries,
+                           time.perf_counter() - t0, executor.workers, made=len(result.rows), skipped=len(skipped)),
+               err=True)
     click.echo(f"{len(result.rows)} detection maps scored, {len(result.failures)} failure(s) -> {written['html']}")
     if result.failures:
         sys.exit(1)

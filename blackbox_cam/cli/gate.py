@@ -113,8 +113,6 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
             if v is not None:
                 raise BlackboxCamError(f"{flag} applies to detectors; this model is a classifier")
         check_inputs(items, forbid_r, require_r)
-    elif ray.get("ray") is not None:
-        raise BlackboxCamError("--ray runs classifiers' gates for now; gate a detector without --ray")
     elif box_margin is None and not (forbid_r or require_r):
         box_margin = 0.5
     announce_pipeline(clf)
@@ -168,7 +166,7 @@ def _run(clf, items, methods, forbid_r, require_r, rule, target, budget, seed, o
         return run_gate_detections(clf, items, methods, forbid=forbid_r, require=require_r, rule=rule,
                                    box_margin=box_margin, top_k=top_k, target=None if str(target).lower() == "top1" else target,
                                    detection=detection, budget=budget, seed=seed, options=options,
-                                   on_case=draw_failure, progress=progress)
+                                   on_case=draw_failure, progress=progress, executor=executor)
     return run_gate(clf, items, methods, forbid=forbid_r, require=require_r, rule=rule, target=target,
                     budget=budget, seed=seed, options=options, cache=MapCache(out, clf), on_case=draw_failure,
                     pictures=0, executor=executor, progress=progress)

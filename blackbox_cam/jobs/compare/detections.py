@@ -18,8 +18,12 @@ The result is a :class:`~.job.CompareResult` with one :class:`~.job.ImageResult`
 (image, detection) and one row per (image, detection, method), so the report
 (:mod:`.report`) and its panels show each detection's maps side by side with its box.
 An image with no detection is listed (``skipped``, with the reason), not failed. Detector maps
-are not cached (:class:`~blackbox_cam.jobs.dataset.MapCache` keys classifier maps) and run in
-this process.
+are not cached (:class:`~blackbox_cam.jobs.dataset.MapCache` keys classifier maps).
+
+The work on one image is :func:`compare_detector_unit`, a unit of the shared executor
+(:mod:`blackbox_cam.jobs.executors`): in this process, or on a Ray worker that holds its own
+:class:`~blackbox_cam.model.detector.Detector`; the driver alone builds the rows and writes, in
+input order, so a Ray run writes what a serial run writes.
 """
 from __future__ import annotations
 
@@ -35,7 +39,8 @@ from ...explainer.detection_maps import (choose_targets, explain_detections, in_
 from ...explainer.pipeline import map_to_image
 from ...methods import bind_all, parse_methods
 from ...metrics.detection import detection_deletion, detection_insertion
-from ..dataset import Item, expand_inputs
+from ..dataset import Item, MapRequest, expand_inputs
+from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work
 from .job import CompareResult, ImageResult, MetricSettings, _message, _row, choose_reference
 
 
@@ -59,18 +64,66 @@ def score_detection_map(det: Any, scored: Any, targets: Any, column: int, salien
     return out
 
 
+def compare_detector_unit(det: Any, source: ImageSource, requests: Sequence[MapRequest],
+                          target: str | int | None, detection: int | None, seed: int,
+                          settings: MetricSettings) -> dict[str, Any] | Failed:
+    """One image's work for ``compare`` on a detector, the same in this process and on a Ray
+    worker (:mod:`blackbox_cam.jobs.executors`): ask the detector once, choose the detections,
+    explain them all with each request from one query set and score each detection's map
+    (:func:`score_detection_map`).
+
+    Returns :class:`Failed` when the image cannot be read or its detections chosen, else
+    ``{"image", "size", "chosen": [(class, box, detection), ...], "methods": {name: Failed |
+    [(result, scores | one-line error), ...]}}`` (``"none"``: the line for an image with no
+    detection to explain). Everything in it is picklable; the driver builds the rows."""
+    try:
+        image, size = source.read()
+        scored = score_detections(det, image)
+        chosen = choose_targets(det, scored, target=target, detection=detection)
+    except Exception as e:  # a bad image is recorded by the driver; the others go on
+        return Failed(_message(e))
+    out: dict[str, Any] = {"image": scored.image, "size": size, "methods": {}}
+    if chosen.count == 0:
+        out["none"] = no_detection_message(det, scored, target)
+        return out
+    out["chosen"] = [(int(chosen.classes[k]), tuple(float(v) for v in chosen.image_boxes[k]),
+                      int(chosen.detections[k])) for k in range(chosen.count)]
+    for req in requests:
+        try:
+            found = explain_detections(det, scored, req.call(), chosen, seed=seed)
+        except Exception as e:  # one method failing must not lose the others
+            out["methods"][req.method] = Failed(_message(e))
+            continue
+        per: list[tuple[Any, Any]] = []
+        for k, res in enumerate(found):
+            try:
+                work = np.asarray(res.explanation.saliency, np.float32)
+                if work.shape != scored.x.shape[1:]:  # a preprocess_fn's x is the image
+                    work = np.clip(map_to_image(det, work, scored.image.shape[:2], model_space=True),
+                                   0.0, 1.0).astype(np.float32)
+                per.append((res, score_detection_map(det, scored, chosen, k, work, settings)))
+            except Exception as e:
+                per.append((res, _message(e)))
+        out["methods"][req.method] = per
+    return out
+
+
 def compare_detections(det: Any, images: Sequence[Any], methods: Sequence[str], *,
                        target: str | int | None = None, detection: int | None = None, budget: int | None = None,
                        seed: int = 0, reference: str | None = None, settings: MetricSettings | None = None,
                        options: Mapping[str, Any] | None = None, progress: Callable[[str], None] | None = None,
-                       on_image: Callable[[Any], None] | None = None) -> CompareResult:
+                       on_image: Callable[[Any], None] | None = None, executor: Any = None) -> CompareResult:
     """:func:`~.job.compare_images` for a detector ``det``: one row per (image, detection, method).
 
     ``target`` keeps the detections of one class (name or index), ``detection`` one detection
     by index (as ``explain --detection``); the detector's own ``conf``/``iou``/``max_detections``
     select them. Rows carry ``detection`` (index among the image's detections), ``box``
     (``[x0, y0, x1, y1]`` in the file's pixels), ``label`` and ``class``; ``target_probability``
-    is the detection's score as the detector reported it."""
+    is the detection's score as the detector reported it.
+
+    ``executor``: where each image's work (:func:`compare_detector_unit`) runs
+    (:mod:`blackbox_cam.jobs.executors`; in this process when None, or on Ray workers); results
+    are consumed in input order, so the rows, failures and files are the same either way."""
     methods = parse_methods(list(methods))
     calls = bind_all(methods, budget, options, clf=det)
     ref = choose_reference(methods, reference)
@@ -79,56 +132,63 @@ def compare_detections(det: Any, images: Sequence[Any], methods: Sequence[str], 
     items = [i for i in images if isinstance(i, Item)]
     if len(items) != len(images):
         items = expand_inputs(images)
+    executor = executor or LocalExecutor(det)
+    requests = tuple(MapRequest.of(calls[m]) for m in methods)
+    model = str(det.path) if getattr(det, "path", None) is not None else None
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, str]] = []
     results: list[ImageResult] = []
     skipped: list[dict[str, str]] = []
-    for item in items:
+
+    def tasks():
+        for item in items:
+            if item.skip:
+                yield item, Ready(None)
+            elif item.error is not None:   # known before reading (Item.read would raise it)
+                yield item, Ready(Failed(item.error))
+            else:
+                try:
+                    src = ImageSource.of(str(item.path), item.path, remote=executor.remote)
+                except OSError as e:       # remote: the file's bytes could not be read
+                    yield item, Ready(Failed(f"{item.path}: {e}"))
+                    continue
+                yield item, Work(compare_detector_unit, (src, requests, target, detection, seed, settings),
+                                 str(item.path))
+
+    for item, value in executor.imap(tasks()):
         if item.skip:
             skipped.append({"image": item.name, "reason": item.error or ""})
             say(item.error or f"{item.name}: skipped")
             continue
         name = item.name
-        try:
-            image, size = item.read()
-            scored = score_detections(det, image)
-            chosen = choose_targets(det, scored, target=target, detection=detection)
-        except Exception as e:  # a bad image is recorded; the others go on
-            failures.append({"image": name, "method": "", "error": _message(e)})
-            say(f"{name}: failed ({_message(e)})")
+        if isinstance(value, Failed):  # a bad image is recorded; the others go on
+            failures.append({"image": name, "method": "", "error": value.error})
+            say(f"{name}: failed ({value.error})")
             if on_image is not None:
                 on_image(item)
             continue
-        if chosen.count == 0:
-            line = no_detection_message(det, scored, target)
-            skipped.append({"image": name, "reason": line})
-            say(f"{name}: {line}")
+        if "none" in value:
+            skipped.append({"image": name, "reason": value["none"]})
+            say(f"{name}: {value['none']}")
             if on_image is not None:
                 on_image(item)
             continue
+        image, size = value["image"], value["size"]
         stem = item.path.stem if item.origin == "arg" else item.stem()
-        per_det = [ImageResult(name, str(item.path), scored.image, int(chosen.classes[k]),
-                               det.label(int(chosen.classes[k])), box=tuple(float(v) for v in chosen.image_boxes[k]),
-                               size=size, stem=stem,
-                               detection=int(chosen.detections[k])) for k in range(chosen.count)]
+        per_det = [ImageResult(name, str(item.path), image, cls, det.label(cls), box=box, size=size, stem=stem,
+                               detection=k) for cls, box, k in value["chosen"]]
         results.extend(per_det)
-        sy, sx = size[0] / scored.image.shape[0], size[1] / scored.image.shape[1]
+        sy, sx = size[0] / image.shape[0], size[1] / image.shape[1]
         for m in methods:
-            try:
-                found = explain_detections(det, scored, calls[m], chosen, seed=seed)
-            except Exception as e:  # one method failing must not lose the others
-                failures.append({"image": name, "method": m, "error": _message(e)})
-                say(f"{name} / {m}: failed ({_message(e)})")
+            found = value["methods"][m]
+            if isinstance(found, Failed):  # one method failing must not lose the others
+                failures.append({"image": name, "method": m, "error": found.error})
+                say(f"{name} / {m}: failed ({found.error})")
                 continue
-            for k, (ir, res) in enumerate(zip(per_det, found)):
-                try:
-                    work = np.asarray(res.explanation.saliency, np.float32)
-                    if work.shape != scored.x.shape[1:]:  # a preprocess_fn's x is the image
-                        work = np.clip(map_to_image(det, work, scored.image.shape[:2], model_space=True),
-                                       0.0, 1.0).astype(np.float32)
-                    scores = score_detection_map(det, scored, chosen, k, work, settings)
-                except Exception as e:
-                    failures.append({"image": name, "method": m, "error": f"detection {ir.detection}: {_message(e)}"})
+            for ir, (res, scores) in zip(per_det, found):
+                res.model = model   # a Ray worker's result names its private copy of the model file
+                if isinstance(scores, str):
+                    failures.append({"image": name, "method": m, "error": f"detection {ir.detection}: {scores}"})
                     continue
                 # _row adds pointing game and energy in ir.box (the detection's box, working pixels)
                 row = _row(ir, res, scores, settings, in_image=getattr(det, "preprocess_fn", None) is not None)
@@ -160,10 +220,8 @@ def compare_detections(det: Any, images: Sequence[Any], methods: Sequence[str], 
     return CompareResult(rows, failures, results, list(methods), ref, setts, skipped)
 
 
-def check_detector_options(det: Any, *, boxes: Any = None, ray: Any = None) -> None:
+def check_detector_options(det: Any, *, boxes: Any = None) -> None:
     """Options of ``compare`` that a detector refuses, as one line."""
     if boxes is not None:
         raise BlackboxCamError("--boxes applies to classifiers: on a detector each map is scored against its own "
                                "detection's box")
-    if ray is not None:
-        raise BlackboxCamError("--ray runs classifiers' comparisons for now; compare a detector without --ray")

@@ -21,6 +21,11 @@ any of them lies in a forbidden region (a stricter reading of "its strongest evi
 Each (image, detection, method) is one :class:`~.job.GateCase` (``detection`` and ``box`` set),
 so ``gate.json`` and the JUnit report have one test case per detection. An image with no
 detection is one case with its error (the gate must not pass what it did not see).
+
+Each image's maps are made by :func:`gate_detector_unit`, a unit of the shared executor
+(:mod:`blackbox_cam.jobs.executors`): in this process, or on a Ray worker that holds its own
+:class:`~blackbox_cam.model.detector.Detector`; the driver applies the rule and writes, in
+input order, so a Ray run writes what a serial run writes (but the times).
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ import numpy as np
 from ...errors import BlackboxCamError
 from ...explainer.detection_maps import choose_targets, explain_detections, no_detection_message, score_detections
 from ...methods import bind_all
+from ..dataset import MapRequest
+from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work
 from .job import GateCase, GateReport, GateRule, as_items, check_inputs, check_map, item_name
 from .regions import Region, check_regions, union
 
@@ -77,19 +84,57 @@ def grown_box(box: Sequence[float], margin: float, shape: tuple[int, int]) -> np
     return m
 
 
+def gate_detector_unit(det: Any, source: ImageSource, requests: Sequence[MapRequest], regions: Sequence[Region],
+                       target: str | int | None, detection: int | None, seed: int) -> dict[str, Any] | Failed:
+    """One image's maps for the gate on a detector, the same in this process and on a Ray worker
+    (:mod:`blackbox_cam.jobs.executors`): read it, check that ``regions`` fit it (before any
+    query), ask the detector once, choose the detections and explain them all with each request
+    from one query set.
+
+    Returns :class:`Failed` (the image's one line: unreadable, a region that does not fit, no
+    detection) or ``{"image", "size", "methods": {name: [Result, ...] | Failed}}``; the driver
+    applies the rule to each detection's map."""
+    try:
+        image, size = source.read()
+        check_regions(list(regions), size, source.name)
+        scored = score_detections(det, image)
+        chosen = choose_targets(det, scored, target=target, detection=detection)
+        if chosen.count == 0:
+            raise BlackboxCamError(no_detection_message(det, scored, target))
+    except BlackboxCamError as e:
+        return Failed(str(e))
+    out: dict[str, Any] = {"image": image, "size": size, "methods": {}}
+    for req in requests:
+        try:
+            out["methods"][req.method] = explain_detections(det, scored, req.call(), chosen, seed=seed)
+        except BlackboxCamError as e:
+            out["methods"][req.method] = Failed(str(e))
+    return out
+
+
+def _source(item: Any, remote: bool) -> ImageSource:
+    """What :func:`gate_detector_unit` reads: a file (its bytes for a remote executor) or an
+    in-memory image (:class:`~.job.ArrayImage`)."""
+    if getattr(item, "path", None) is None:
+        return ImageSource(item_name(item), image=np.asarray(item.array), size=tuple(item.array.shape[:2]))
+    return ImageSource.of(item_name(item), item.path, remote=remote)
+
+
 def run_gate_detections(det: Any, images: Any, methods: Sequence[str] = ("drise",), *,
                         forbid: Sequence[Region] = (), require: Sequence[Region] = (), rule: GateRule = GateRule(),
                         box_margin: float | None = 0.5, top_k: float | None = None, target: str | int | None = None,
                         detection: int | None = None, budget: int | None = None, seed: int = 0,
                         options: dict[str, Any] | None = None, on_case: Callable[..., Any] | None = None,
-                        progress: Callable[[Any], None] | None = None) -> GateReport:
+                        progress: Callable[[Any], None] | None = None, executor: Any = None) -> GateReport:
     """:func:`.job.run_gate` for a detector: one case per (image, detection, method).
 
     ``box_margin``: each detection's evidence must lie in its box grown by this share (None: no
     box rule, only ``forbid``/``require``); ``top_k``: the evidence is the map's top ``top_k`` %
     pixels instead of its positive mass. ``target``/``detection`` choose detections as
-    ``explain`` does. Raises :class:`BlackboxCamError` before any query for a usage error
-    (no rule at all, a bad margin, a region that does not fit an image)."""
+    ``explain`` does. ``executor``: where each image's maps are made (:func:`gate_detector_unit`;
+    in this process when None, or on Ray workers); the cases come in input order either way.
+    Raises :class:`BlackboxCamError` before any query for a usage error (no rule at all, a bad
+    margin, a region that does not fit an image)."""
     box_margin = check_margin(box_margin)
     top_k = check_top_k(top_k)
     calls = bind_all(list(methods), budget, options or {}, clf=det)
@@ -103,30 +148,45 @@ def run_gate_detections(det: Any, images: Any, methods: Sequence[str] = ("drise"
                                                      if box_margin is not None else [])
                         + ([f"evidence: top {top_k:g}% pixels"] if top_k is not None else []))
     report.skipped = [{"image": item_name(it), "reason": it.error or ""} for it in items if getattr(it, "skip", False)]
+    executor = executor or LocalExecutor(det)
+    requests = tuple(MapRequest.of(calls[m]) for m in methods)
+    regions = (*forbid, *require)
+
+    def tasks():
+        for item in items:
+            if getattr(item, "skip", False):
+                continue
+            if getattr(item, "error", None) is not None:   # known before reading (Item.read would raise it)
+                yield item, Ready(Failed(item.error))
+                continue
+            try:
+                src = _source(item, executor.remote)
+            except OSError as e:                            # remote: the file's bytes could not be read
+                yield item, Ready(Failed(f"{item.path}: {e}"))
+                continue
+            yield item, Work(gate_detector_unit, (src, requests, regions, target, detection, seed), item_name(item))
+
     t_run = time.perf_counter()
-    for item in items:
-        if getattr(item, "skip", False):
-            continue
+    for item, value in executor.imap(tasks()):
         name = item_name(item)
+        if isinstance(value, Failed):
+            report.cases.extend(GateCase(name, m, error=value.error) for m in methods)
+            if progress is not None:
+                progress(item)
+            continue
+        image, size = value["image"], value["size"]
         try:
-            image, size = item.read()
-            check_regions([*forbid, *require], size, name)
             fmask = union(forbid, image.shape[:2], size)
             rmask = union(require, image.shape[:2], size)
-            scored = score_detections(det, image)
-            chosen = choose_targets(det, scored, target=target, detection=detection)
-            if chosen.count == 0:
-                raise BlackboxCamError(no_detection_message(det, scored, target))
         except BlackboxCamError as e:
             report.cases.extend(GateCase(name, m, error=str(e)) for m in methods)
             if progress is not None:
                 progress(item)
             continue
         for m in methods:
-            try:
-                results = explain_detections(det, scored, calls[m], chosen, seed=seed)
-            except BlackboxCamError as e:
-                report.cases.append(GateCase(name, m, error=str(e)))
+            results = value["methods"][m]
+            if isinstance(results, Failed):
+                report.cases.append(GateCase(name, m, error=results.error))
                 continue
             for res in results:
                 need = rmask
