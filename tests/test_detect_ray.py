@@ -167,3 +167,12 @@ def test_detect_with_ray_ends_with_the_run_summary(tmp_path, ray_runtime, scenes
                                              "0 retries, 1 non-image file(s) skipped; ")
     assert _summary(again.output).startswith("9 image(s), 8 overlay(s) (0 made, 8 from the cache), 1 error(s)")
     assert _summary(first.output).endswith("images/s/worker (2 workers)")
+
+
+def test_explain_on_a_detector_with_ray_ends_with_the_run_summary(tmp_path, ray_runtime, scenes):
+    r = run("explain", require(DETECTOR), scenes, "-m", "drise", "--budget", "20", "--device", "cpu", "-q",
+            "--out", tmp_path / "o", "--ray", "--workers", "2")
+    assert r.exit_code == 1, r.output                          # broken.png
+    n = len(json.loads((tmp_path / "o" / "explain.json").read_text())) - 2   # one record per map, README, broken
+    assert n >= 8 and _summary(r.output).startswith(f"9 image(s), {n} map(s), 1 error(s), 0 retries, "
+                                                    "1 non-image file(s) skipped; ")
