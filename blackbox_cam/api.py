@@ -138,7 +138,8 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
     ray : run the images as Ray tasks, as ``blackbox-cam explain --ray``: ``True`` or ``"local"``
         starts a local Ray runtime (or uses the one this process already started with
         ``ray.init()``, which keeps it warm between calls), an address joins a cluster
-        (``"ray://head:10001"``). The results equal those of a run without it.
+        (``"ray://head:10001"``). The results equal those of a run without it, for a
+        detector too (each image's detections on one worker, from one query set).
     workers : with ``ray``: worker processes (default: one per CPU, or per GPU of the cluster).
 
     A bad image raises :class:`~blackbox_cam.errors.BlackboxCamError` naming it.
@@ -163,6 +164,11 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
     inputs, many = _inputs(image)
     if many and not inputs:
         raise BlackboxCamError(f"{image}: no images to explain")
+    if ray and detector:
+        return _explain_detector_on_ray(clf, call, inputs, many, target, detection, box, seed, ray, workers,
+                                        model_opts, progress)
+    if ray:
+        return _explain_on_ray(clf, call, inputs, many, target, seed, ray, workers, model_opts, progress)
     steps: Iterable[_Input] = inputs
     if many and progress:
         with warnings.catch_warnings():  # without ipywidgets tqdm.auto says so, then draws a text bar: fine
@@ -170,11 +176,6 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
             from tqdm.auto import tqdm
 
         steps = tqdm(inputs, desc=f"{method}", unit="image")
-    if ray and detector:
-        raise BlackboxCamError("ray= runs classifiers' explanations for now; explain a detector without ray= "
-                               "(one process: every detection of an image from one query set)")
-    if ray:
-        return _explain_on_ray(clf, call, inputs, many, target, seed, ray, workers, model_opts, progress)
     if workers is not None:
         raise BlackboxCamError("workers= needs ray= (e.g. ray=True for a local Ray runtime)")
     results = []
@@ -248,6 +249,66 @@ def _explain_on_ray(clf, call, inputs, many, target, seed, ray, workers, model_o
             res.source, res.stem = im.item.inp.source, im.item.inp.stem
             res.image_size = tuple(int(v) for v in im.size)
             results.append(res)
+    finally:
+        if bar is not None:
+            bar.close()
+        executor.close()
+    return results if many else results[0]
+
+
+def _explain_detector_on_ray(det, call, inputs, many, target, detection, box, seed, ray, workers, model_opts,
+                             progress):
+    """``explain(detector, ..., ray=...)``: each image a :func:`~blackbox_cam.jobs.explain.detections.detector_unit`
+    (the unit of ``blackbox-cam explain --ray`` on a detector) on a Ray worker, in order; the same
+    results, warnings and errors as a run without ``ray=``."""
+    from .jobs.dataset import MapRequest
+    from .jobs.executors import Failed, ImageSource, Ready, Work, make_executor
+    from .jobs.explain.detections import detector_unit
+
+    executor = make_executor(det, model_opts, ray, workers=workers)
+    requests = (MapRequest.of(call),)
+
+    def where(inp: _Input) -> str:
+        return inp.source or "image"
+
+    def raise_for(inp: _Input, err: str) -> None:
+        raise BlackboxCamError(err if err.startswith(where(inp)) else f"{where(inp)}: {err}")
+
+    def tasks():
+        for i, inp in enumerate(inputs):
+            try:
+                img, size = inp.read()
+            except BlackboxCamError as e:   # raised in turn, as without ray=
+                yield inp, Ready(Failed(str(e)))
+                continue
+            name = inp.source or f"image[{i}]"
+            src = (ImageSource.of(name, inp.source, remote=True) if inp.source and executor.remote
+                   else ImageSource(name, image=img, size=size))   # a file travels as its bytes
+            yield inp, Work(detector_unit, (src, requests, target, detection, box, seed, None), name)
+
+    results = []
+    bar = None
+    if many and progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(inputs), desc=f"{call.spec.name} on Ray ({executor.workers} workers)", unit="image")
+    try:
+        for inp, value in executor.imap(tasks()):
+            if bar is not None:
+                bar.update(1)
+            if isinstance(value, Failed):
+                raise_for(inp, value.error)
+            if "none" in value:
+                warnings.warn(f"{where(inp)}: {value['none']}", stacklevel=3)
+                results.append([])
+                continue
+            got = value["methods"][call.spec.name]
+            if isinstance(got, Failed):
+                raise_for(inp, got.error)
+            found = got[0]
+            for res in found:   # boxes already in the file's pixels (the unit's in_file_pixels)
+                res.source, res.stem = inp.source, inp.stem
+                res.image_size = tuple(int(v) for v in value["size"])
+            results.append(found)
     finally:
         if bar is not None:
             bar.close()

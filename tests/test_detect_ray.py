@@ -199,3 +199,85 @@ def test_bad_ray_address_on_a_detector_writes_nothing(cmd, tmp_path, scenes):
     lines = [ln for ln in r.output.splitlines() if not ln.startswith("backend:")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "nothing answers at 127.0.0.1:9" in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+# --- global, api and detect summary on a detector (raydet-b) ---
+def _summary(output):
+    """The run summary line (jobs.executors.run_summary) of a command's output."""
+    return next(ln for ln in output.splitlines() if " image(s), " in ln and " wall, " in ln)
+
+
+def test_global_on_a_detector_with_ray_writes_the_files_of_a_serial_run(tmp_path, ray_runtime, scenes):
+    """Box-aligned label maps, their pictures and global.json, byte for byte (global.json has no timed field)."""
+    args = ("global", require(DETECTOR), scenes, "-m", "drise", "--budget", "60", "--device", "cpu", "-q")
+    serial = run(*args, "--out", tmp_path / "serial")
+    ray = run(*args, "--out", tmp_path / "ray", "--ray", "--workers", "2")
+    assert serial.exit_code == ray.exit_code == 1, ray.output   # broken.png recorded, the others aggregated
+    assert "Ray: 2 worker(s), 1 CPU each" in ray.output
+    a, b = tmp_path / "serial", tmp_path / "ray"
+    names = sorted(p.name for p in a.iterdir())
+    assert {"global_red_tag.npy", "global_blue_tag.npy", "global_overall.npy", "global_sheet.png",
+            "global.json"} <= set(names) and names == sorted(p.name for p in b.iterdir())
+    for n in names:
+        assert (a / n).read_bytes() == (b / n).read_bytes(), n
+    doc = json.loads((b / "global.json").read_text())
+    assert _untimed(doc) == doc and doc["settings"]["task"] == "detector"
+    assert [f["name"] for f in doc["failures"]] == ["broken.png"] and [s["name"] for s in doc["skipped"]] == ["README"]
+    n = len(doc["images"])                                   # one record per detection
+    assert n >= 8 and [i["name"] for i in doc["images"]] == sorted((i["name"] for i in doc["images"]),
+                                                                   key=lambda s: int(s[1:-4]))   # input order
+    assert _summary(ray.output).startswith(f"9 image(s), {n} map(s), 1 error(s), 0 retries, "
+                                           "1 non-image file(s) skipped; ")
+    assert _summary(ray.output).endswith("(2 workers)") and _summary(serial.output).endswith("(1 worker)")
+
+
+@pytest.mark.parametrize("bad, says", [(("--ray", "127.0.0.1:9"), "nothing answers at 127.0.0.1:9"),
+                                       (("--workers", "2"), "--workers and --ray-gpus-per-worker need --ray")])
+def test_global_on_a_detector_bad_ray_option_is_one_line_exit_2_nothing_written(tmp_path, scenes, bad, says):
+    r = run("global", require(DETECTOR), scenes, "-m", "drise", "--budget", "60", "--device", "cpu",
+            "--out", tmp_path / "o", *bad)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if not ln.startswith("backend:")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_api_explain_a_detector_with_ray_equals_the_serial_call(ray_runtime, scenes):
+    """``bc.explain(detector, [...], ray=True)``: the same maps, boxes and order as without ray=,
+    files and an in-memory array alike; an image with no detection gives [] and a warning both ways."""
+    import blackbox_cam as bc
+    files = [str(scenes / f"s{i}.png") for i in range(4)]
+    blank = np.full((96, 128, 3), 127, np.uint8)             # nothing to detect
+    images = files + [np.asarray(Image.open(files[3]).convert("RGB")), blank]
+    with pytest.warns(UserWarning, match="image"):
+        serial = bc.explain(str(DETECTOR), images, "drise", budget=40, progress=False)
+    with pytest.warns(UserWarning, match="image"):
+        ray = bc.explain(str(DETECTOR), images, "drise", budget=40, progress=False, ray=True, workers=2)
+    assert [len(r) for r in serial] == [len(r) for r in ray] and serial[-1] == [] and sum(map(len, ray)) >= 5
+    for one, other in zip(serial, ray):
+        for s, r in zip(one, other):
+            assert np.array_equal(s.saliency, r.saliency)
+            assert (s.box, s.target, s.detection, s.score, s.source, s.stem, s.image_size) == \
+                   (r.box, r.target, r.detection, r.score, r.source, r.stem, r.image_size)
+    with pytest.raises(bc.BlackboxCamError, match="broken.png: not a readable image"):
+        bc.explain(str(DETECTOR), [files[0], str(scenes / "broken.png")], "drise", budget=40, progress=False,
+                   ray=True, workers=2)
+
+
+def test_detect_with_ray_ends_with_the_run_summary(tmp_path, ray_runtime, scenes):
+    args = ("detect", require(DETECTOR), scenes, "--device", "cpu", "--out", tmp_path / "o", "--ray", "--workers", "2")
+    first, again = run(*args), run(*args)
+    assert first.exit_code == again.exit_code == 1, first.output   # broken.png
+    assert _summary(first.output).startswith("9 image(s), 8 overlay(s) (8 made, 0 from the cache), 1 error(s), "
+                                             "0 retries, 1 non-image file(s) skipped; ")
+    assert _summary(again.output).startswith("9 image(s), 8 overlay(s) (0 made, 8 from the cache), 1 error(s)")
+    assert _summary(first.output).endswith("images/s/worker (2 workers)")
+
+
+def test_explain_on_a_detector_with_ray_ends_with_the_run_summary(tmp_path, ray_runtime, scenes):
+    r = run("explain", require(DETECTOR), scenes, "-m", "drise", "--budget", "20", "--device", "cpu", "-q",
+            "--out", tmp_path / "o", "--ray", "--workers", "2")
+    assert r.exit_code == 1, r.output                          # broken.png
+    n = len(json.loads((tmp_path / "o" / "explain.json").read_text())) - 2   # one record per map, README, broken
+    assert n >= 8 and _summary(r.output).startswith(f"9 image(s), {n} map(s), 1 error(s), 0 retries, "
+                                                    "1 non-image file(s) skipped; ")

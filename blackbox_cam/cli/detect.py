@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ def detect(model: Path, images: tuple[Path, ...], out_dir: Path, conf: float, io
     from ..io.output import RecordBook, ensure_dir
     from ..jobs.dataset import expand_inputs
     from ..jobs.detect.job import run
+    from ..jobs.executors import run_summary
     from ..model.detector import Detector, check_thresholds
 
     ray = ray_kwargs(kw)
@@ -54,11 +56,15 @@ def detect(model: Path, images: tuple[Path, ...], out_dir: Path, conf: float, io
     announce_backend(det)
     click.echo(f"model: {det.signature.task_reason}", err=True)
     executor = start_executor(det, ckw, ray)  # before anything is written: a bad --ray writes nothing
+    t0 = time.perf_counter()
     with executor:
         out = ensure_dir(out_dir)
         with RecordBook(out / "detections.json") as book:
-            failed = run(det, items, book, model=str(model), conf=conf, iou=iou, max_detections=max_detections,
-                         echo=click.echo, warn=lambda s: click.echo(s, err=True), executor=executor)
+            done = run(det, items, book, model=str(model), conf=conf, iou=iou, max_detections=max_detections,
+                       echo=click.echo, warn=lambda s: click.echo(s, err=True), executor=executor)
+    click.echo(run_summary(done.images, done.made + done.recorded, done.failed, executor.retries,
+                           time.perf_counter() - t0, executor.workers, made=done.made, skipped=done.skipped,
+                           what="overlay"), err=True)
     click.echo(f"{len(items)} image(s) -> {out / 'detections.json'}", err=True)
-    if failed:
+    if done.failed:
         sys.exit(1)

@@ -113,15 +113,18 @@ def explain(model: Path, images: tuple[Path, ...], methods: list[str], target: s
         from ..jobs.explain import explain_detector_items
 
         executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing
+        t_run = time.perf_counter()
         with executor:
             out = ensure_dir(out_dir)  # nothing is written before every option is checked
             with RecordBook(out / "explain.json") as book:
-                failed = explain_detector_items(clf, items, calls, book, model=str(model), target=target,
-                                                detection=detection, box=box, seed=seed,
-                                                show_uncertainty=show_uncertainty, echo=click.echo,
-                                                warn=lambda s: click.echo(s, err=True), progress=progress,
-                                                executor=executor)
-        if failed:
+                done = explain_detector_items(clf, items, calls, book, model=str(model), target=target,
+                                              detection=detection, box=box, seed=seed,
+                                              show_uncertainty=show_uncertainty, echo=click.echo,
+                                              warn=lambda s: click.echo(s, err=True), progress=progress,
+                                              executor=executor)
+        click.echo(run_summary(done.images, done.maps, done.failed, executor.retries, time.perf_counter() - t_run,
+                               executor.workers, skipped=done.skipped), err=True)
+        if done.failed:
             sys.exit(1)
         return
     executor = start_executor(clf, ckw, ray)   # before anything is written: a bad --ray writes nothing

@@ -72,7 +72,7 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
     clf = open_model(model, **ckw)
     if clf.task == "detector":
         return _global_detector(clf, inputs, out_dir, method=method, budget=budget, seed=seed, options=options,
-                                margin=0.5 if box_margin is None else box_margin, ray=ray.get("ray"))
+                                margin=0.5 if box_margin is None else box_margin, ckw=ckw, ray=ray)
     if box_margin is not None:
         raise BlackboxCamError("--box-margin applies to detectors; this model is a classifier")
     if clf.preprocess_fn is not None and METHODS[method].whitebox:
@@ -108,16 +108,28 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
 
 
 def _global_detector(det: Any, inputs: Any, out_dir: Path, *, method: str, budget: int | None, seed: int,
-                     options: dict[str, Any], margin: float, ray: Any) -> None:
-    """``global`` on a detector (:func:`blackbox_cam.jobs.global_.detections.run_global_detections`)."""
-    from ..jobs.global_.detections import run_global_detections
-    if ray is not None:
-        raise BlackboxCamError("--ray runs classifiers' global maps for now; run global on a detector without --ray")
+                     options: dict[str, Any], margin: float, ckw: dict[str, Any], ray: dict[str, Any]) -> None:
+    """``global`` on a detector (:func:`blackbox_cam.jobs.global_.detections.run_global_detections`),
+    in this process or on Ray workers (``--ray``: the same files)."""
+    from ..jobs.executors import run_summary
+    from ..jobs.global_.detections import NO_DETECTION, check_margin, run_global_detections
+    from ..methods import bind_all
+    bind_all([method], budget, options, clf=det)   # every option checked before Ray starts or a file is written
+    check_margin(margin)
     announce_backend(det)
     t0 = time.perf_counter()
-    result = run_global_detections(det, inputs, out_dir, method=method, budget=budget, seed=seed, options=options,
-                                   margin=margin, say=lambda m: click.echo(m, err=True))
+    executor = start_executor(det, ckw, ray)       # a bad --ray: one line, nothing written
+    try:
+        result = run_global_detections(det, inputs, out_dir, method=method, budget=budget, seed=seed,
+                                       options=options, margin=margin, say=lambda m: click.echo(m, err=True),
+                                       executor=executor)
+    finally:
+        executor.close()
     secs = time.perf_counter() - t0
+    empty = sum(s["reason"] == NO_DETECTION for s in result.skipped)
+    click.echo(run_summary(result.computed + empty + len(result.failures), len(result.images), len(result.failures),
+                           executor.retries, secs, executor.workers,
+                           skipped=len(result.skipped) - empty), err=True)
     click.echo(f"{len(result.images)} detection(s) of {result.computed} image(s) in {len(result.labels)} label(s), "
                f"{len(result.failures)} failed; {secs:.1f} s; maps aligned to each box grown by {margin:g}")
     for k in result.aggregator.labels:

@@ -537,13 +537,14 @@ def make_executor(clf: Any, classifier_kwargs: dict[str, Any] | None = None, ray
 
 
 def run_summary(images: int, maps: int, errors: int, retries: int, seconds: float, workers: int,
-                made: int | None = None, skipped: int = 0) -> str:
+                made: int | None = None, skipped: int = 0, what: str = "map") -> str:
     """The line a dataset command ends with: images, maps (made / from the cache), errors, retries,
-    wall time and images per second per worker."""
+    wall time and images per second per worker. ``what`` names the per-image outputs counted as
+    maps (``detect``: overlays)."""
     rate = images / seconds / max(1, workers) if seconds > 0 else 0.0
     cached = f" ({made} made, {maps - made} from the cache)" if made is not None else ""
     skip = f", {skipped} non-image file(s) skipped" if skipped else ""
-    return (f"{images} image(s), {maps} map(s){cached}, {errors} error(s), {retries} retr"
+    return (f"{images} image(s), {maps} {what}(s){cached}, {errors} error(s), {retries} retr"
             f"{'y' if retries == 1 else 'ies'}{skip}; {seconds:.1f} s wall, {rate:.3g} images/s/worker "
             f"({workers} worker{'s' if workers != 1 else ''})")
 

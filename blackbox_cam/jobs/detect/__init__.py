@@ -1,4 +1,4 @@
 """``detect``: a detector's boxes in the image's pixels, printed, recorded and drawn."""
-from .job import run, settings
+from .job import DetectRun, run, settings
 
-__all__ = ["run", "settings"]
+__all__ = ["DetectRun", "run", "settings"]

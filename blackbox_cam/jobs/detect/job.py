@@ -11,6 +11,7 @@ safe), in the order of the items whatever ran them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ...explainer.detections import detect_image
@@ -42,14 +43,30 @@ def detect_unit(detector, source: ImageSource, conf: float, iou: float, max_dete
         return Failed(message(e))
 
 
+@dataclass
+class DetectRun:
+    """What :func:`run` did: images detected now (``made``), taken from an earlier run's records
+    (``recorded``), failed, and non-image files skipped (for the run's summary line)."""
+
+    made: int = 0
+    recorded: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    @property
+    def images(self) -> int:
+        """The images of the run (the skipped non-image files aside)."""
+        return self.made + self.recorded + self.failed
+
+
 def run(detector, items, book, *, model: str, conf: float, iou: float, max_detections: int,
-        echo=print, warn=print, executor: Any = None) -> int:
+        echo=print, warn=print, executor: Any = None) -> DetectRun:
     """``detect`` over ``items`` (:func:`blackbox_cam.jobs.dataset.expand_inputs`), each committed
     to ``book`` (a :class:`~blackbox_cam.io.output.RecordBook` on ``detections.json``) with its
     overlay PNG; an image already recorded with the same settings and file digest is reused.
     ``executor``: where the units run (:class:`~blackbox_cam.jobs.executors.LocalExecutor` when
     None, or a Ray executor; the same records and files either way). ``echo`` gets one line per
-    detection, ``warn`` the errors. Returns the number of failed images."""
+    detection, ``warn`` the errors. Returns the counts (:class:`DetectRun`)."""
     executor = executor or LocalExecutor(detector)
     base = settings(detector, model, conf, iou, max_detections)
     done = {(r.get("image"), r.get("digest")): r for r in book.records() if r.get("method") == "detect"}
@@ -72,22 +89,24 @@ def run(detector, items, book, *, model: str, conf: float, iou: float, max_detec
             src = ImageSource.of(str(item.path), item.path, remote=executor.remote)
             yield (item, digest), Work(detect_unit, (src, conf, iou, max_detections, stem), str(item.path))
 
-    failed = 0
+    counts = DetectRun()
     for (item, digest), value in executor.imap(tasks()):
         if item.skip:
             warn(item.error)
             book.commit({**base, "image": str(item.path), "method": None, "skipped": item.error})
+            counts.skipped += 1
             continue
         if isinstance(value, Failed):  # one bad image is recorded and the batch goes on
             e = value.error
             warn(f"error: {e}" if e.startswith(str(item.path)) else f"error: {item.path}: {e}")
             book.commit({**base, "image": str(item.path), "method": "detect", "error": e})
-            failed += 1
+            counts.failed += 1
             continue
         if "lines" not in value:  # recorded by an earlier run with the same settings and file
             for d in value["detections"]:
                 echo(f"{item.path}: {d['label']} {d['score']:.3f} [" + ", ".join(f"{v:.1f}" for v in d["box"])
                      + "] (recorded)")
+            counts.recorded += 1
             continue
         for line in value["lines"]:
             echo(line)
@@ -95,4 +114,5 @@ def run(detector, items, book, *, model: str, conf: float, iou: float, max_detec
                "image_size": value["size"], "backend": detector.session.record(),
                "detections": value["detections"]}
         book.commit(rec, {"png": value["png"]}, stem=item.path.stem if item.origin == "arg" else item.stem())
-    return failed
+        counts.made += 1
+    return counts

@@ -16,6 +16,7 @@ The work on one image is :func:`detector_unit`, a unit of the shared executor
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from ...errors import BlackboxCamError
@@ -63,15 +64,27 @@ def detector_unit(det, source: ImageSource, requests: Sequence[MapRequest], targ
     return out
 
 
+@dataclass
+class DetectorRun:
+    """What :func:`explain_detector_items` did, for the run's summary line: images explained or
+    failed, maps written (one per detection and method), failures (an image, or one method on
+    it), non-image files skipped."""
+
+    images: int = 0
+    maps: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
 def explain_detector_items(det, items: Sequence[Any], calls: Mapping[str, Call], book, *, model: str,
                            target: str | int | None = None, detection: int | None = None, box: Any = None,
                            seed: int = 0, show_uncertainty: bool = False, echo: Callable[[str], None] = print,
                            warn: Callable[[str], None] = print, progress: Callable[..., Any] | None = None,
-                           executor: Any = None) -> int:
+                           executor: Any = None) -> DetectorRun:
     """Explain ``items`` (:func:`blackbox_cam.jobs.dataset.expand_inputs`) with every method of
     ``calls``; records go to ``book`` (a :class:`~blackbox_cam.io.output.RecordBook`). ``executor``:
     where the units run (in this process when None, or a Ray executor; the same files either
-    way). Returns the number of failed images."""
+    way). Returns the counts (:class:`DetectorRun`; ``failed``: failed images and methods)."""
     executor = executor or LocalExecutor(det)
     methods = list(calls)
     requests = tuple(MapRequest.of(calls[n]) for n in methods)
@@ -91,19 +104,21 @@ def explain_detector_items(det, items: Sequence[Any], calls: Mapping[str, Call],
                     continue
                 yield item, Work(detector_unit, (src, requests, target, detection, box, seed, bars), str(item.path))
 
-    failed = 0
+    run = DetectorRun()
     for item, value in executor.imap(tasks()):
         base = {"model": model, "image": str(item.path)}
         if item.skip:
             warn(item.error)
             book.commit({**base, "method": None, "skipped": item.error})
+            run.skipped += 1
             continue
+        run.images += 1
         if isinstance(value, Failed):
             e = value.error
             warn(f"error: {e}" if e.startswith(str(item.path)) else f"error: {item.path}: {e}")
             for m in methods:
                 book.commit({**base, "method": m, "error": e})
-            failed += 1
+            run.failed += 1
             continue
         if "none" in value:
             warn(f"warning: {item.name}: {value['none']}")
@@ -118,7 +133,7 @@ def explain_detector_items(det, items: Sequence[Any], calls: Mapping[str, Call],
             if isinstance(got, Failed):
                 warn(f"error: {item.path}: {got.error}")
                 book.commit({**base, "method": name, "error": got.error})
-                failed += 1
+                run.failed += 1
                 continue
             results, seconds = got
             for res in results:
@@ -128,8 +143,9 @@ def explain_detector_items(det, items: Sequence[Any], calls: Mapping[str, Call],
                 if res.explanation.warning:
                     warn(f"warning: {item.name} {res.box_caption()}: {res.explanation.warning}")
                 commit_result(book, rec, res, stem=stem, show_uncertainty=show_uncertainty)
+                run.maps += 1
                 echo(f"{item.name} {name}: {res.box_caption()} [" + ", ".join(f"{v:.1f}" for v in res.box)
                      + f"], similarity {res.score:.3f}, {res.explanation.queries} queries (shared by "
                      f"{len(results)}), {seconds:.1f}s -> {book.path.parent / rec['png']}")
-    return failed
+    return run
 

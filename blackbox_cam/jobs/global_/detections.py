@@ -15,6 +15,11 @@ of the box shows as mass outside the inner frame). The aspect ratio is not kept 
 stretched to a square): for labels whose boxes vary much in shape a cell then means a relative,
 not an absolute, position. PEPPR (which erases pixels of whole images by a global ranking)
 does not apply to box-aligned maps and is not computed.
+
+The work on one image is :func:`global_detection_unit`, a unit of the shared executor
+(:mod:`blackbox_cam.jobs.executors`): in this process, or on a Ray worker holding its own
+:class:`~blackbox_cam.model.detector.Detector` (``global --ray``); it sends back the crops only,
+and the driver aggregates them in input order, so both write the same files.
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ from PIL import Image
 
 from ...errors import BlackboxCamError
 from ...explainer.detection_maps import choose_targets, explain_detections, score_detections
-from ..dataset import Item, expand_inputs
+from ..dataset import Item, MapRequest, expand_inputs
+from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work
 from .job import GlobalResult, _write_summary
 from .maps import Aggregator
 
@@ -54,51 +60,93 @@ def box_crop(array: np.ndarray, box: Iterable[float], margin: float, grid: int) 
     return res[:, :, 0] if a.ndim == 2 else res
 
 
+#: The reason recorded in ``skipped`` for an image with no detection to aggregate.
+NO_DETECTION = "no detection above --conf"
+
+
+def check_margin(margin: Any) -> None:
+    """One line saying what is wrong with ``margin`` (checked before anything runs)."""
+    if not (isinstance(margin, (int, float)) and np.isfinite(margin) and margin >= 0):
+        raise BlackboxCamError(f"--box-margin {margin!r} must be a share >= 0 of the box's size")
+
+
+def global_detection_unit(det: Any, source: ImageSource, request: MapRequest, seed: int, margin: float,
+                          grid: int) -> list[tuple[int, np.ndarray, np.ndarray, dict[str, Any]]] | Failed:
+    """One image's part of ``global`` on a detector, a unit of the shared executor
+    (:mod:`blackbox_cam.jobs.executors`): every detection explained by ``request`` from one
+    query set, its map and the image cropped to its grown box (:func:`box_crop`). Returns one
+    ``(label, map crop, image crop, record)`` per detection (an empty list: no detection), or
+    :class:`~blackbox_cam.jobs.executors.Failed` for a bad image. Only the ``grid x grid`` crops
+    travel back from a Ray worker; the driver alone aggregates them, in input order."""
+    try:
+        image, _size = source.read()
+        scored = score_detections(det, image)
+        chosen = choose_targets(det, scored)
+        if chosen.count == 0:
+            return []
+        found = explain_detections(det, scored, request.call(), chosen, seed=seed)
+    except BlackboxCamError as e:
+        return Failed(str(e))
+    return [(res.target, box_crop(res.saliency, res.box, margin, grid), box_crop(scored.image, res.box, margin, grid),
+             {"detection": res.detection, "box": [round(v, 2) for v in res.box], "label": res.target,
+              "score": res.confidence, "similarity": float(res.score)})
+            for res in found]
+
+
 def run_global_detections(det: Any, inputs: Iterable[str | os.PathLike | Item], out_dir: str | os.PathLike, *,
                           method: str = "drise", budget: int | None = None, seed: int = 0,
                           options: dict[str, Any] | None = None, margin: float = MARGIN, grid: int = GRID,
-                          say: Callable[[str], None] | None = None) -> GlobalResult:
+                          say: Callable[[str], None] | None = None, executor: Any = None) -> GlobalResult:
     """Every detection of every input explained with ``method``, aligned to its box
     (:func:`box_crop`) and averaged per detected label; writes the files ``global`` writes
-    (:func:`.plots.write_maps`, ``global.json``) except PEPPR's."""
+    (:func:`.plots.write_maps`, ``global.json``) except PEPPR's. ``executor``: where the
+    per-image units (:func:`global_detection_unit`) run, in this process when None or on Ray
+    workers (:class:`~blackbox_cam.jobs.executors.RayExecutor`); the files are the same."""
     from ...io.output import ensure_dir
     from ...methods import bind_all
     from .plots import write_maps
 
     call = bind_all([method], budget, options or {}, clf=det)[method]
-    if not (isinstance(margin, (int, float)) and np.isfinite(margin) and margin >= 0):
-        raise BlackboxCamError(f"--box-margin {margin!r} must be a share >= 0 of the box's size")
+    check_margin(margin)
+    executor = executor or LocalExecutor(det)
+    request = MapRequest.of(call)
     inputs = list(inputs)
     items = inputs if inputs and all(isinstance(i, Item) for i in inputs) else expand_inputs(inputs)
     out = ensure_dir(out_dir)
     say = say or (lambda _m: None)
     agg = Aggregator((grid, grid))
     result = GlobalResult(Path(out), agg, {}, [], [], None, {}, {})
-    for item in items:
+
+    def tasks():
+        for item in items:
+            if item.skip:
+                yield item, Ready(None)
+            elif item.error is not None:     # known before reading (Item.read would raise it)
+                yield item, Ready(Failed(item.error))
+            else:
+                try:
+                    src = ImageSource.of(str(item.path), item.path, remote=executor.remote)
+                except OSError as e:         # remote: the file's bytes could not be read
+                    yield item, Ready(Failed(f"{item.path}: {e}"))
+                    continue
+                yield item, Work(global_detection_unit, (src, request, seed, margin, grid), str(item.path))
+
+    for item, value in executor.imap(tasks()):
         if item.skip:
             result.skipped.append({"image": str(item.path), "name": item.name, "reason": item.error or ""})
             continue
-        try:
-            image, _size = item.read()
-            scored = score_detections(det, image)
-            chosen = choose_targets(det, scored)
-            if chosen.count == 0:
-                result.skipped.append({"image": str(item.path), "name": item.name,
-                                       "reason": "no detection above --conf"})
-                say(f"{item.name}: no detection, nothing to aggregate")
-                continue
-            found = explain_detections(det, scored, call, chosen, seed=seed)
-        except BlackboxCamError as e:
-            result.failures.append({"image": str(item.path), "name": item.name, "error": str(e)})
-            say(f"error: {item.name}: {e}")
+        if isinstance(value, Failed):
+            result.failures.append({"image": str(item.path), "name": item.name, "error": value.error})
+            say(f"error: {item.name}: {value.error}")
+            continue
+        if not value:
+            result.skipped.append({"image": str(item.path), "name": item.name, "reason": NO_DETECTION})
+            say(f"{item.name}: no detection, nothing to aggregate")
             continue
         result.computed += 1
-        for res in found:
-            agg.add(res.target, box_crop(res.saliency, res.box, margin, grid),
-                    box_crop(scored.image, res.box, margin, grid))
-            result.images.append({"image": str(item.path), "name": item.name, "detection": res.detection,
-                                  "box": [round(v, 2) for v in res.box], "label": res.target,
-                                  "score": res.confidence, "similarity": float(res.score)})
+        for label, sal, img, record in value:
+            agg.add(label, sal, img)
+            result.images.append({"image": str(item.path), "name": item.name, **record})
     if not result.images:
         raise BlackboxCamError(f"no detection could be explained ({len(result.failures)} image(s) failed, "
                                f"{len(result.skipped)} without detections)")
