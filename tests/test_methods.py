@@ -179,6 +179,28 @@ def test_occlusion_does_not_pay_twice_for_the_unmasked_score(planted, heldout):
     assert res.explanation.queries == windows + 1  # the windows plus the one unmasked prediction
 
 
+def test_decam_composes_beside_the_model_only_off_the_cpu(planted_path, heldout):
+    """On a CPU the model's threads fill the cores, so DE-CAM composes the next batch in the calling
+    thread (a composing thread measured 2 % slower on 2 cores, issue 30); on CUDA it composes
+    beside the model call. The scores are the same either way (test_detection_methods)."""
+    from blackbox_cam import Classifier
+    from blackbox_cam.methods.decam import PairScorer, _model_off_cpu
+    from blackbox_cam.methods.targets import ClassTarget
+
+    clf = Classifier(planted_path, device="cpu")
+    x = clf.prepare(heldout["images"][0].astype(np.float32))
+    on_cpu = PairScorer(clf, x, np.zeros_like(x), ClassTarget((0,)))
+    assert clf.session.device == "cpu" and not on_cpu.pipeline and on_cpu._pool is None
+    on_cpu.close()
+    forced = PairScorer(clf, x, np.zeros_like(x), ClassTarget((0,)), pipeline=True)
+    assert forced.pipeline and forced._pool is not None
+    forced.close()
+
+    class OnCuda:  # what a model on a CUDA session reports (this machine has no GPU)
+        session = type("Session", (), {"device": "cuda"})()
+    assert PairScorer.PIPELINE is None and _model_off_cpu(OnCuda()) and not _model_off_cpu(clf)
+
+
 @pytest.mark.parametrize("method", BLACKBOX)
 def test_blas_runs_on_one_thread_beside_the_model(planted_path, heldout, method):
     """OpenBLAS's idle threads spin on the cores the model needs next (issue 30: DE-CAM at 0.85 of

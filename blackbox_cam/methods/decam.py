@@ -25,7 +25,7 @@ Search
     :func:`scipy.optimize.differential_evolution`, ``vectorized=True``,
     ``updating="deferred"``: each generation is composed by the Numba kernel and scored in
     batched model calls (:class:`PairScorer`: the masks kept and removed in one stream of
-    near-equal batches, the next batch composed while the model runs the current one).
+    near-equal batches; off the CPU the next batch is composed while the model runs the current one).
     Population ``S`` and generations ``G`` with ``2 S G <= budget`` (a hard
     limit, also enforced by the runtime). ``best1bin``, dithered mutation ``(mutation, 1)``,
     no polishing (it would spend queries outside the budget), ``tol = 0``. Optionally
@@ -138,6 +138,11 @@ def schedule(generations: int, refine: float) -> tuple[int, int]:
     return (generations, 0) if generations - fine < 2 or fine < 1 else (generations - fine, fine)
 
 
+def _model_off_cpu(model: Any) -> bool:
+    """Whether the model's session runs on another device than the CPU (CUDA)."""
+    return str(getattr(getattr(model, "session", None), "device", "cpu")).lower() != "cpu"
+
+
 class PairScorer:
     """Scores each mask kept and removed (DE-CAM's antithetic pair) in one stream of model calls,
     for every target of ``target`` (:mod:`.targets`: classes or detections, ``T`` columns).
@@ -150,17 +155,25 @@ class PairScorer:
     The scores are those of :class:`~.perturb.MaskScorer` image for image; only the order of the
     work changes. ``pipeline=False`` composes in the calling thread (the reference for
     ``bench/bench_decam.py``).
+
+    By default (``pipeline=None``) the worker thread is used only when the model runs off the
+    CPU (CUDA): on a CPU the model's own threads already fill the cores, so composing beside it
+    slows the model call by what it saves. Measured on 2 cores (``bench/bench_decam.py
+    --compare-pipeline``, issue 30, third session): queries per second over raw ONNX Runtime's
+    0.92 vs 0.90 at 300 queries and 0.94 vs 0.92 at 2000 without and with the thread.
     """
 
-    #: Compose the next batch while the model runs (module default; the bench flips it to compare).
-    PIPELINE = True
+    #: Compose the next batch while the model runs: ``None`` = only when the model runs off the CPU
+    #: (module default; the bench sets True or False to compare).
+    PIPELINE: bool | None = None
 
     def __init__(self, clf, x: np.ndarray, base: np.ndarray, target: AnyTarget, pipeline: bool | None = None,
                  ) -> None:
         self.clf, self.x, self.base, self.target = clf, x, base, as_target(target)
         self.capacity = batch_capacity(clf, x.shape)
         self._bufs = [np.empty((self.capacity,) + x.shape, np.float32) for _ in range(2)]
-        self.pipeline = self.PIPELINE if pipeline is None else bool(pipeline)
+        choice = self.PIPELINE if pipeline is None else pipeline
+        self.pipeline = _model_off_cpu(clf) if choice is None else bool(choice)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="decam-compose") if self.pipeline else None
 
     def close(self) -> None:
