@@ -159,8 +159,9 @@ class PairScorer:
     By default (``pipeline=None``) the worker thread is used only when the model runs off the
     CPU (CUDA): on a CPU the model's own threads already fill the cores, so composing beside it
     slows the model call by what it saves. Measured on 2 cores (``bench/bench_decam.py
-    --compare-pipeline``, issue 30, third session): queries per second over raw ONNX Runtime's
-    0.92 vs 0.90 at 300 queries and 0.94 vs 0.92 at 2000 without and with the thread.
+    --compare-pipeline``, issue 30, third session, two runs): queries per second over raw ONNX
+    Runtime's 0.92-0.94 without the thread and 0.88-0.93 with it at 300 queries; at 2000 and 10000
+    the two overlap within the raw reference's own +-3 % (docs/decam.md, table 9).
     """
 
     #: Compose the next batch while the model runs: ``None`` = only when the model runs off the CPU
