@@ -40,7 +40,7 @@ from ...explainer.pipeline import map_to_image
 from ...methods import bind_all, parse_methods
 from ...metrics.detection import detection_deletion, detection_insertion
 from ..dataset import Item, MapRequest, expand_inputs
-from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work
+from ..executors import Failed, ImageSource, LocalExecutor, item_tasks
 from .job import CompareResult, ImageResult, MetricSettings, _message, _row, choose_reference
 
 
@@ -140,22 +140,8 @@ def compare_detections(det: Any, images: Sequence[Any], methods: Sequence[str], 
     results: list[ImageResult] = []
     skipped: list[dict[str, str]] = []
 
-    def tasks():
-        for item in items:
-            if item.skip:
-                yield item, Ready(None)
-            elif item.error is not None:   # known before reading (Item.read would raise it)
-                yield item, Ready(Failed(item.error))
-            else:
-                try:
-                    src = ImageSource.of(str(item.path), item.path, remote=executor.remote)
-                except OSError as e:       # remote: the file's bytes could not be read
-                    yield item, Ready(Failed(f"{item.path}: {e}"))
-                    continue
-                yield item, Work(compare_detector_unit, (src, requests, target, detection, seed, settings),
-                                 str(item.path))
-
-    for item, value in executor.imap(tasks()):
+    tasks = item_tasks(items, executor, compare_detector_unit, requests, target, detection, seed, settings)
+    for item, value in executor.imap(tasks):
         if item.skip:
             skipped.append({"image": item.name, "reason": item.error or ""})
             say(item.error or f"{item.name}: skipped")

@@ -25,7 +25,7 @@ from ...explainer.detection_maps import (choose_targets, explain_detections, in_
 from ...explainer.records import commit_result, result_record
 from ...methods import Call
 from ..dataset import MapRequest
-from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work
+from ..executors import Failed, ImageSource, LocalExecutor, item_tasks
 
 
 def detector_unit(det, source: ImageSource, requests: Sequence[MapRequest], target: str | int | None,
@@ -90,22 +90,9 @@ def explain_detector_items(det, items: Sequence[Any], calls: Mapping[str, Call],
     requests = tuple(MapRequest.of(calls[n]) for n in methods)
     bars = None if executor.remote else progress
 
-    def tasks():
-        for item in items:
-            if item.skip:
-                yield item, Ready(None)
-            elif item.error is not None:   # known before reading (Item.read would raise it)
-                yield item, Ready(Failed(item.error))
-            else:
-                try:
-                    src = ImageSource.of(str(item.path), item.path, remote=executor.remote)
-                except OSError as e:       # remote: the file's bytes could not be read
-                    yield item, Ready(Failed(f"{item.path}: {e}"))
-                    continue
-                yield item, Work(detector_unit, (src, requests, target, detection, box, seed, bars), str(item.path))
-
     run = DetectorRun()
-    for item, value in executor.imap(tasks()):
+    tasks = item_tasks(items, executor, detector_unit, requests, target, detection, box, seed, bars)
+    for item, value in executor.imap(tasks):
         base = {"model": model, "image": str(item.path)}
         if item.skip:
             warn(item.error)

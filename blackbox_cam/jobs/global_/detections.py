@@ -33,7 +33,7 @@ from PIL import Image
 from ...errors import BlackboxCamError
 from ...explainer.detection_maps import choose_targets, explain_detections, score_detections
 from ..dataset import Item, MapRequest, expand_inputs
-from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work
+from ..executors import Failed, ImageSource, LocalExecutor, item_tasks
 from .job import GlobalResult, _write_summary
 from .maps import Aggregator
 
@@ -117,21 +117,8 @@ def run_global_detections(det: Any, inputs: Iterable[str | os.PathLike | Item], 
     agg = Aggregator((grid, grid))
     result = GlobalResult(Path(out), agg, {}, [], [], None, {}, {})
 
-    def tasks():
-        for item in items:
-            if item.skip:
-                yield item, Ready(None)
-            elif item.error is not None:     # known before reading (Item.read would raise it)
-                yield item, Ready(Failed(item.error))
-            else:
-                try:
-                    src = ImageSource.of(str(item.path), item.path, remote=executor.remote)
-                except OSError as e:         # remote: the file's bytes could not be read
-                    yield item, Ready(Failed(f"{item.path}: {e}"))
-                    continue
-                yield item, Work(global_detection_unit, (src, request, seed, margin, grid), str(item.path))
-
-    for item, value in executor.imap(tasks()):
+    tasks = item_tasks(items, executor, global_detection_unit, request, seed, margin, grid)
+    for item, value in executor.imap(tasks):
         if item.skip:
             result.skipped.append({"image": str(item.path), "name": item.name, "reason": item.error or ""})
             continue
