@@ -182,6 +182,8 @@ def test_gate_on_a_detector_with_ray_writes_the_files_of_a_serial_run(tmp_path, 
     cases = doc["images"]
     errors = [c for c in cases if c.get("error")]
     assert [c["image"].rsplit("/", 1)[-1] for c in errors] == ["broken.png"] * 2    # one per method
+    said = [ln for ln in serial.output.splitlines() if ln.startswith("error: ")]
+    assert len(said) == 2 and all(ln.count("broken.png") == 2 for ln in said), said  # the file named once (+ PIL's)
     checked = [c for c in cases if not c.get("error")]
     assert len(checked) >= 2 * 8 and all("detection" in c and "box" in c for c in checked)
     failed = [c for c in checked if not c["passed"]]

@@ -132,7 +132,8 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
         executor.close()
     for case in report.cases:
         if case.error is not None:
-            click.echo(f"error: {case.image}: {case.error}", err=True)
+            said = case.error if case.error.startswith(str(case.image)) else f"{case.image}: {case.error}"
+            click.echo(f"error: {said}", err=True)   # a reader's error names its file already
     write_json(out / "gate.json", report.to_dict())
     if junit is not None:
         write_junit(junit, report)
