@@ -114,6 +114,23 @@ def test_image_argument_not_in_the_csv_is_checked(tmp_path):
     assert again.exit_code == 0 and "4 images: 33 matched" in again.output, again.output
 
 
+def test_a_folder_argument_skips_its_non_image_files(tmp_path):
+    """A folder given on the command line is read as every job reads one (issue 29): a README beside
+    the pictures is skipped with one note, not refused as an unreadable image."""
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    shutil.copy(VEND / "images" / "group.png", folder / "group.png")
+    (folder / "README").write_text("the vendor's test pictures\n")
+    csv_ = tmp_path / "e.csv"
+    csv_.write_text("image,label,score,x0,y0,x1,y1\n" + "".join(
+        ln.replace("images/group.png", str(folder / "group.png")) + "\n"
+        for ln in CF_CSV.read_text().splitlines()[1:] if ln.startswith("images/group.png")))
+    r = _cli(["verify", VEND / "centerface_tiny.onnx", folder, "--expect", csv_, "--conf", "0.2", "--iou", "0.3",
+              "--no-suspects", "--table", tmp_path / "t.csv"])
+    assert r.exit_code == 0 and "note: skipped 1 non-image file(s): README" in r.output, r.output
+    assert re.search(r"^1 images: \d+ matched, 0 missed, 0 extra", r.output, re.M), r.output
+
+
 def test_half_empty_row_refused(tmp_path):
     p = tmp_path / "e.csv"
     p.write_text("image,label,score,x0,y0,x1,y1\nimages/group.png,face,,,,,\n")
