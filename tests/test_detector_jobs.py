@@ -207,6 +207,23 @@ def test_global_aggregates_per_detected_label(scenes, tmp_path):
     assert (out / "global_sheet.png").exists()
 
 
+def test_global_takes_the_detectors_thresholds(scenes, tmp_path):
+    """``global`` selects detections with ``--conf``/``--iou``/``--max-detections`` as every other
+    detector command does, and records them; a classifier refuses them in one line."""
+    folder = scenes[0][0].parent
+    base = run("global", PLANTED, folder, "-m", "occlusion", "--budget", 64, "--out", tmp_path / "a", "-q")
+    one = run("global", PLANTED, folder, "-m", "occlusion", "--budget", 64, "--out", tmp_path / "b", "-q",
+              "--max-detections", 1, "--conf", 0.3, "--iou", 0.5)
+    assert base.exit_code == one.exit_code == 0, one.output
+    a, b = (json.loads((tmp_path / d / "global.json").read_text()) for d in "ab")
+    assert len(b["images"]) == len({i["image"] for i in b["images"]}) < len(a["images"])   # one detection per image
+    assert (b["settings"]["conf"], b["settings"]["iou"], b["settings"]["max_detections"]) == (0.3, 0.5, 1)
+    assert a["settings"]["conf"] == 0.25
+    r = run("global", MODELS / "efficientnet_lite0.onnx", folder, "--conf", 0.3, "--out", tmp_path / "c")
+    assert r.exit_code == 2 and r.output.startswith("error: ") and "apply to detectors" in r.output, r.output
+    assert not (tmp_path / "c").exists()
+
+
 def _iou(a, b):
     a, b = np.asarray(a, float), np.asarray(b, float)
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

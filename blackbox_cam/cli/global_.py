@@ -10,8 +10,8 @@ import click
 
 from ..methods import METHODS
 from ..errors import BlackboxCamError
-from .options import (announce_backend, budget_help, classifier_kwargs, method_kwargs, method_options, model_options,
-                      ray_kwargs, ray_options, start_executor)
+from .options import (announce_backend, budget_help, classifier_kwargs, detector_kwargs, detector_thresholds,
+                      method_kwargs, method_options, model_options, ray_kwargs, ray_options, start_executor)
 
 
 @click.command("global")
@@ -38,6 +38,7 @@ from .options import (announce_backend, budget_help, classifier_kwargs, method_k
               help="Detectors: each detection's map is cropped to its box grown by M (width and height times 1+M; "
                    "default 0.5) and resized to a 64x64 box grid before averaging per label.")
 @ray_options
+@detector_thresholds
 @method_options
 @model_options
 def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | None, seed: int,
@@ -69,7 +70,7 @@ def global_(model: Path, inputs: tuple[Path, ...], method: str, budget: int | No
     ray = ray_kwargs(kw)
     bind_all([method], budget, options)  # options and budget checked before the model is loaded
     ckw = classifier_kwargs(kw)
-    clf = open_model(model, **ckw)
+    clf = open_model(model, **detector_kwargs(kw), **ckw)
     if clf.task == "detector":
         return _global_detector(clf, inputs, out_dir, method=method, budget=budget, seed=seed, options=options,
                                 margin=0.5 if box_margin is None else box_margin, ckw=ckw, ray=ray)

@@ -89,11 +89,9 @@ def load_classifier(model: Any, kw: dict[str, Any]) -> Any:
     return Classifier(model, **classifier_kwargs(kw))
 
 
-def detector_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """How a detector's detections are selected (Ultralytics' defaults); a classifier refuses them."""
+def detector_thresholds(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Which detections a detector reports (Ultralytics' defaults); a classifier refuses them."""
     opts = [
-        click.option("--detection", type=int, default=None, metavar="K",
-                     help="Detectors: only the K-th detection of each image (0 = the highest score)."),
         click.option("--conf", type=float, default=None,
                      help="Detectors: keep detections scoring above this, in [0, 1] (default 0.25, Ultralytics')."),
         click.option("--iou", type=float, default=None,
@@ -104,6 +102,13 @@ def detector_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
+
+
+def detector_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """How a detector's detections are selected: :func:`detector_thresholds` and ``--detection``."""
+    return click.option("--detection", type=int, default=None, metavar="K",
+                        help="Detectors: only the K-th detection of each image (0 = the highest score).")(
+        detector_thresholds(fn))
 
 
 def detector_kwargs(kw: dict[str, Any]) -> dict[str, Any]:

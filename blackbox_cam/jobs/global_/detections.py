@@ -143,7 +143,9 @@ def run_global_detections(det: Any, inputs: Iterable[str | os.PathLike | Item], 
                        "alignment": f"each detection's map cropped to its box grown by {margin:g} and resized to "
                                     f"{grid}x{grid} (bilinear; inner box = the middle {1 / (1 + margin):.0%})",
                        "box_margin": margin, "grid": grid, "input_size": [grid, grid],
-                       "num_classes": det.num_classes, "peppr": None}
+                       "num_classes": det.num_classes, "peppr": None,
+                       "conf": getattr(det, "conf", None), "iou": getattr(det, "iou", None),
+                       "max_detections": getattr(det, "max_detections", None)}
     result.files.update(write_maps(agg, result.names, result.out))
     _write_summary(result)
     return result
