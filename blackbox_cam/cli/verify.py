@@ -114,8 +114,8 @@ def _verify_detector(model: Path, also: tuple[Path, ...], expect: Path, images: 
 
     det = Detector(model, conf=conf, iou=iou, **classifier_kwargs(kw))
     found = expand_inputs(also)
-    skipped = {id(it) for it in note_skipped(found)}   # a README beside the pictures is no image the vendor saw
-    expected = read_expected_boxes(expect, det, images, [it.path for it in found if id(it) not in skipped])
+    note_skipped(found)   # a README beside the pictures is no image the vendor saw
+    expected = read_expected_boxes(expect, det, images, [it.path for it in found if not it.skip])
     announce_backend(det)
     click.echo(f"pipeline: {det.geometry.describe()}; {det.preprocessing.describe()}"
                + (f" (from {det.sidecar_file})" if det.sidecar_file else " (no sidecar)"), err=True)

@@ -133,23 +133,25 @@ class ImageSource:
         return cls(name, path=str(path))
 
 
-def item_tasks(items: Iterable[Any], executor: Any, unit: Callable[..., Any], *args: Any
-               ) -> Iterator[tuple[Any, Ready | Work]]:
+def item_tasks(items: Iterable[Any], executor: Any, unit: Callable[..., Any], *args: Any,
+               source: Callable[[Any, bool], ImageSource] | None = None) -> Iterator[tuple[Any, Ready | Work]]:
     """``(item, task)`` for each dataset item (:class:`~blackbox_cam.jobs.dataset.Item`): ``Ready(None)``
     for a skipped file, ``Ready(Failed)`` for one known bad before reading (or whose bytes cannot be
-    read for a remote worker), else ``Work(unit, (source, *args))`` on its :class:`ImageSource`."""
+    read for a remote worker), else ``Work(unit, (source, *args))`` on its :class:`ImageSource`
+    (``source(item, remote)`` when given, e.g. for in-memory images; else the item's file)."""
     for item in items:
-        if item.skip:
+        if getattr(item, "skip", False):
             yield item, Ready(None)
-        elif item.error is not None:   # known before reading (Item.read would raise it)
+        elif getattr(item, "error", None) is not None:   # known before reading (Item.read would raise it)
             yield item, Ready(Failed(item.error))
         else:
             try:
-                src = ImageSource.of(str(item.path), item.path, remote=executor.remote)
+                src = (source(item, executor.remote) if source is not None
+                       else ImageSource.of(str(item.path), item.path, remote=executor.remote))
             except OSError as e:       # remote: the file's bytes could not be read
                 yield item, Ready(Failed(f"{item.path}: {e}"))
                 continue
-            yield item, Work(unit, (src, *args), str(item.path))
+            yield item, Work(unit, (src, *args), src.name)
 
 
 class LocalExecutor:

@@ -38,7 +38,7 @@ from ...errors import BlackboxCamError
 from ...explainer.detection_maps import choose_targets, explain_detections, no_detection_message, score_detections
 from ...methods import bind_all
 from ..dataset import MapRequest
-from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work
+from ..executors import Failed, ImageSource, LocalExecutor, item_tasks
 from .job import GateCase, GateReport, GateRule, as_items, check_inputs, check_map, item_name
 from .regions import Region, check_regions, union
 
@@ -152,22 +152,12 @@ def run_gate_detections(det: Any, images: Any, methods: Sequence[str] = ("drise"
     requests = tuple(MapRequest.of(calls[m]) for m in methods)
     regions = (*forbid, *require)
 
-    def tasks():
-        for item in items:
-            if getattr(item, "skip", False):
-                continue
-            if getattr(item, "error", None) is not None:   # known before reading (Item.read would raise it)
-                yield item, Ready(Failed(item.error))
-                continue
-            try:
-                src = _source(item, executor.remote)
-            except OSError as e:                            # remote: the file's bytes could not be read
-                yield item, Ready(Failed(f"{item.path}: {e}"))
-                continue
-            yield item, Work(gate_detector_unit, (src, requests, regions, target, detection, seed), item_name(item))
-
     t_run = time.perf_counter()
-    for item, value in executor.imap(tasks()):
+    tasks = item_tasks(items, executor, gate_detector_unit, requests, regions, target, detection, seed,
+                       source=_source)
+    for item, value in executor.imap(tasks):
+        if value is None:   # a skipped file (README beside the pictures): listed in report.skipped
+            continue
         name = item_name(item)
         if isinstance(value, Failed):
             report.cases.extend(GateCase(name, m, error=value.error) for m in methods)
