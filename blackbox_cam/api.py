@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import BlackboxCamError
 from .io.images import as_rgb
+from .jobs.executors import named
 from .model.open import DETECTOR_ONLY, open_model
 from .model.runtime import Classifier, Model
 
@@ -189,7 +190,7 @@ def explain(model: str | os.PathLike | Classifier, image: Any, method: str = "de
                 found = [explain_scored(clf, score_image(clf, img, target), call, seed=seed)]
         except BlackboxCamError as e:
             where = inp.source or "image"
-            raise BlackboxCamError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
+            raise BlackboxCamError(named(where, str(e))) from None
         for res in found:
             res.source, res.stem = inp.source, inp.stem
             res.image_size = tuple(int(v) for v in size)
@@ -244,7 +245,7 @@ def _explain_on_ray(clf, call, inputs, many, target, seed, ray, workers, model_o
             err = im.error or im.errors.get(call.spec.name)
             if err is not None:
                 where = im.item.inp.source or "image"
-                raise BlackboxCamError(err if err.startswith(where) else f"{where}: {err}")
+                raise BlackboxCamError(named(where, err))
             res = im.results[call.spec.name][0]
             res.source, res.stem = im.item.inp.source, im.item.inp.stem
             res.image_size = tuple(int(v) for v in im.size)
@@ -272,7 +273,7 @@ def _explain_detector_on_ray(det, call, inputs, many, target, detection, box, se
         return inp.source or "image"
 
     def raise_for(inp: _Input, err: str) -> None:
-        raise BlackboxCamError(err if err.startswith(where(inp)) else f"{where(inp)}: {err}")
+        raise BlackboxCamError(named(where(inp), err))
 
     def tasks():
         for i, inp in enumerate(inputs):
@@ -414,6 +415,6 @@ def detect(model: str | os.PathLike | Any, image: Any, *, conf: float | None = N
                                         max_detections=max_detections, source=inp.source, stem=inp.stem))
         except BlackboxCamError as e:
             where = inp.source or "image"
-            raise BlackboxCamError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
+            raise BlackboxCamError(named(where, str(e))) from None
     return results if many else results[0]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from ..jobs.executors import named
 from ..jobs.gate.job import MAX_FAIL_RATE, MAX_SHARE, MIN_SHARE
 from ..methods import METHODS
 from .options import (announce_pipeline, classifier_kwargs, detector_kwargs, detector_options, image_bar, method_kwargs, method_options, methods_option,
@@ -132,8 +133,7 @@ def gate(model: Path, inputs: tuple[Path, ...], forbid: tuple[str, ...], require
         executor.close()
     for case in report.cases:
         if case.error is not None:
-            said = case.error if case.error.startswith(str(case.image)) else f"{case.image}: {case.error}"
-            click.echo(f"error: {said}", err=True)   # a reader's error names its file already
+            click.echo(f"error: {named(case.image, case.error)}", err=True)
     write_json(out / "gate.json", report.to_dict())
     if junit is not None:
         write_junit(junit, report)

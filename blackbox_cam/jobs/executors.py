@@ -81,6 +81,13 @@ def message(e: BaseException) -> str:
     return str(e) if isinstance(e, BlackboxCamError) else f"{type(e).__name__}: {e}"
 
 
+def named(name: Any, error: str) -> str:
+    """``error`` as one line about ``name``: prefixed with it unless it already starts with it (a
+    reader's errors name their file themselves, so the name is not said twice)."""
+    name = str(name)
+    return error if error.startswith(name) else f"{name}: {error}"
+
+
 def failed(name: str, e: BaseException) -> Failed:
     """:class:`Failed` whose message names ``name`` once."""
     m = message(e)

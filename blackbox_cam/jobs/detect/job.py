@@ -17,7 +17,7 @@ from typing import Any
 from ...explainer.detections import detect_image
 from ...io.output import png_bytes
 from ..dataset import file_digest
-from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work, message
+from ..executors import Failed, ImageSource, LocalExecutor, Ready, Work, message, named
 
 
 def settings(detector, model: str, conf: float, iou: float, max_detections: int) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def run(detector, items, book, *, model: str, conf: float, iou: float, max_detec
             continue
         if isinstance(value, Failed):  # one bad image is recorded and the batch goes on
             e = value.error
-            warn(f"error: {e}" if e.startswith(str(item.path)) else f"error: {item.path}: {e}")
+            warn(f"error: {named(item.path, e)}")
             book.commit({**base, "image": str(item.path), "method": "detect", "error": e})
             counts.failed += 1
             continue

@@ -25,7 +25,7 @@ from ...explainer.detection_maps import (choose_targets, explain_detections, in_
 from ...explainer.records import commit_result, result_record
 from ...methods import Call
 from ..dataset import MapRequest
-from ..executors import Failed, ImageSource, LocalExecutor, item_tasks
+from ..executors import Failed, ImageSource, LocalExecutor, item_tasks, named
 
 
 def detector_unit(det, source: ImageSource, requests: Sequence[MapRequest], target: str | int | None,
@@ -102,7 +102,7 @@ def explain_detector_items(det, items: Sequence[Any], calls: Mapping[str, Call],
         run.images += 1
         if isinstance(value, Failed):
             e = value.error
-            warn(f"error: {e}" if e.startswith(str(item.path)) else f"error: {item.path}: {e}")
+            warn(f"error: {named(item.path, e)}")
             for m in methods:
                 book.commit({**base, "method": m, "error": e})
             run.failed += 1
