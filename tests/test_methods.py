@@ -132,6 +132,44 @@ def test_decam_refined_search_keeps_budget_and_determinism(planted_path, heldout
     assert plain.saliency.tobytes() != runs[0].saliency.tobytes()
 
 
+def test_decam_probe_is_an_occlusion_inside_the_budget(planted, heldout):
+    """--probe: a coarse occlusion (windows of a quarter side, half-window stride) spends its queries
+    out of DE-CAM's budget, and the map is the search's map times the occlusion method's own map
+    for those windows; too small a budget skips it (the map is then the plain search's)."""
+    from blackbox_cam.methods.base import normalise
+
+    img = heldout["images"][3].astype(np.float32)
+    res = explain_image(planted, img, "decam", budget=301, seed=1, probe=49).explanation
+    s = res.extra["search"]
+    side = min(planted.input_size)
+    assert s["probe"] == {"window": round(side / 4), "stride": round(side / 8), "windows": 49}
+    assert res.queries <= 301 and 2 * s["population"] * s["generations"] <= 300 - 49
+    occl = explain_image(planted, img, "occlusion", budget=50, window=round(side / 4)).explanation
+    g = res.extra["grid_maps"]
+    want = normalise(normalise(g["regression"]) * normalise(g["elite"]) * occl.saliency)
+    np.testing.assert_allclose(res.saliency, want, atol=1e-6)
+    small = explain_image(planted, img, "decam", budget=101, seed=1, probe=49).explanation
+    plain = explain_image(planted, img, "decam", budget=101, seed=1).explanation
+    assert "probe" not in small.extra["search"] and small.saliency.tobytes() == plain.saliency.tobytes()
+
+
+def test_decam_probe_genomes_keep_cells_as_the_probe_says():
+    from scipy.stats import qmc
+
+    from blackbox_cam.methods.decam import probe_genomes
+
+    g = 6
+    probe = np.zeros((60, 60))
+    probe[:, 30:] = 1.0  # right half: evidence
+    u = qmc.LatinHypercube(d=g * g, rng=np.random.default_rng(0)).random(400)
+    genes = probe_genomes(u, probe, g)
+    kept = (genes > 0.5).reshape(-1, g, g).mean(axis=0)
+    assert genes.min() >= 0.0 and genes.max() <= 1.0
+    np.testing.assert_allclose(kept[:, :3], 0.25, atol=0.01)
+    np.testing.assert_allclose(kept[:, 3:], 0.75, atol=0.01)
+    assert np.all(np.diff(probe_genomes(np.linspace(0, 1, 11)[:, None].repeat(g * g, 1), probe, g), axis=0) <= 0)
+
+
 def test_decam_trace_ends_with_the_returned_map(planted, heldout):
     img = heldout["images"][6].astype(np.float32)
     traced = explain_image(planted, img, "decam", budget=201, seed=2, trace=True).explanation

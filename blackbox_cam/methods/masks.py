@@ -61,22 +61,29 @@ def _tables(n_pix: int, offsets: np.ndarray, cell: float, n_grid: int, smooth: b
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _compose(image, baseline, masks, y0, y1, fy, x0, x1, fx, invert, out, row):
-    nb = masks.shape[0]
+def _compose(image, baseline, masks, y0, y1, fy, x0, x1, fx, start, stop, split, invert, out):
+    """Images ``start:stop`` of a stream over ``masks``: index ``i < split`` is mask ``i``, index
+    ``i >= split`` mask ``i - split`` inverted (``invert`` flips both). One parallel loop over every
+    output row of the batch (not over its images: a batch of 3 on 2 cores would leave one idle)."""
     nc, h, w = image.shape
-    for b in prange(nb):
-        for y in range(h):
-            a, c_, t = y0[b, y], y1[b, y], fy[b, y]
+    for r in prange((stop - start) * h):
+        k = r // h
+        y = r - k * h
+        i = start + k
+        b = i if i < split else i - split
+        flip = (i >= split) != invert
+        a, c_, t = y0[b, y], y1[b, y], fy[b, y]
+        row = np.empty(w, np.float32)
+        for x in range(w):
+            i0, j, s = x0[b, x], x1[b, x], fx[b, x]
+            top = masks[b, a, i0] + s * (masks[b, a, j] - masks[b, a, i0])
+            bot = masks[b, c_, i0] + s * (masks[b, c_, j] - masks[b, c_, i0])
+            m = top + t * (bot - top)
+            row[x] = 1.0 - m if flip else m
+        for c in range(nc):
             for x in range(w):
-                i, j, s = x0[b, x], x1[b, x], fx[b, x]
-                top = masks[b, a, i] + s * (masks[b, a, j] - masks[b, a, i])
-                bot = masks[b, c_, i] + s * (masks[b, c_, j] - masks[b, c_, i])
-                m = top + t * (bot - top)
-                row[b, x] = 1.0 - m if invert else m
-            for c in range(nc):
-                for x in range(w):
-                    base = baseline[c, y, x]
-                    out[b, c, y, x] = base + row[b, x] * (image[c, y, x] - base)
+                base = baseline[c, y, x]
+                out[k, c, y, x] = base + row[x] * (image[c, y, x] - base)
 
 
 @njit(parallel=True, cache=True)
@@ -112,8 +119,11 @@ def _offsets(offsets: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray
     return off[:, 0], off[:, 1]
 
 
-def _geometry(masks: np.ndarray, size: tuple[int, int], cell: tuple[float, float],
-              offsets: np.ndarray | None, smooth: bool):
+def geometry(masks: np.ndarray, size: tuple[int, int], cell: tuple[float, float],
+             offsets: np.ndarray | None = None, smooth: bool = True) -> tuple[np.ndarray, ...]:
+    """The kernels' sampling tables for ``masks`` ``(B, gh, gw)`` at ``size``: ``(y0, y1, fy, x0, x1, fx)``
+    (:func:`axis_weights` at every pixel row and column). Computed once, they serve every batch cut
+    from the same masks (:func:`compose_pairs`)."""
     nb, gh, gw = masks.shape
     oy, ox = _offsets(offsets, nb)
     return (*_tables(size[0], oy, float(cell[0]), gh, smooth), *_tables(size[1], ox, float(cell[1]), gw, smooth))
@@ -133,10 +143,22 @@ def compose(image: np.ndarray, baseline: np.ndarray, masks: np.ndarray, cell: tu
         out = np.empty((nb,) + image.shape, np.float32)
     elif out.shape[0] < nb:
         raise ValueError("out buffer smaller than the mask batch")
-    row = np.empty((nb, image.shape[2]), np.float32)
     _compose(np.ascontiguousarray(image, np.float32), np.ascontiguousarray(baseline, np.float32), masks,
-             *_geometry(masks, image.shape[1:], cell, offsets, smooth), invert, out, row)
+             *geometry(masks, image.shape[1:], cell, offsets, smooth), 0, nb, nb, invert, out)
     return out[:nb]
+
+
+def compose_pairs(image: np.ndarray, baseline: np.ndarray, masks: np.ndarray, tables: tuple[np.ndarray, ...],
+                  start: int, stop: int, out: np.ndarray) -> np.ndarray:
+    """Images ``start:stop`` of the antithetic stream of ``n`` masks (index ``i < n``: mask ``i`` kept,
+    ``i >= n``: mask ``i - n`` removed) into ``out``, in one kernel call; ``tables`` is
+    :func:`geometry` of all ``n`` masks (one table per generation, not per batch). Equal image for
+    image to :func:`compose` with and without ``invert``."""
+    n = masks.shape[0]
+    if not 0 <= start <= stop <= 2 * n or out.shape[0] < stop - start:
+        raise ValueError("stream slice outside the masks or larger than the out buffer")
+    _compose(image, baseline, masks, *tables, start, stop, n, False, out)
+    return out[:stop - start]
 
 
 def accumulate(masks: np.ndarray, weights: np.ndarray, size: tuple[int, int], cell: tuple[float, float],
@@ -153,12 +175,12 @@ def accumulate(masks: np.ndarray, weights: np.ndarray, size: tuple[int, int], ce
     if weights.ndim == 2:
         if out is None:
             out = np.zeros((weights.shape[1],) + tuple(size), np.float64)
-        _accumulate_many(masks, np.ascontiguousarray(weights), *_geometry(masks, size, cell, offsets, smooth),
+        _accumulate_many(masks, np.ascontiguousarray(weights), *geometry(masks, size, cell, offsets, smooth),
                          bool(square), out)
         return out
     if out is None:
         out = np.zeros(size, np.float64)
-    _accumulate_many(masks, np.ascontiguousarray(weights[:, None]), *_geometry(masks, size, cell, offsets, smooth),
+    _accumulate_many(masks, np.ascontiguousarray(weights[:, None]), *geometry(masks, size, cell, offsets, smooth),
                      bool(square), out[None])
     return out
 

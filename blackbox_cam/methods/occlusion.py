@@ -10,32 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .masks import accumulate, baseline as make_baseline
+from .masks import baseline as make_baseline
 from .base import MethodOutput, normalise, register
 from .options import Option
-from .perturb import BASELINE_OPTION, MaskScorer
+from .perturb import BASELINE_OPTION
 from .targets import ClassTarget, DetectionTarget
 from .uncertainty import Uncertainty, summarise
-
-
-def _positions(size: int, window: int, stride: int) -> list[int]:
-    last = size - window
-    pos = list(range(0, last + 1, stride))
-    if pos[-1] != last:
-        pos.append(last)  # cover the far border too
-    return pos
-
-
-def plan(h: int, w: int, window: int, budget: int | None) -> tuple[int, list[int], list[int]]:
-    """The stride and window positions: stride window/2 by default, else the smallest stride within budget."""
-    if budget is None:
-        stride = max(1, window // 2)
-        return stride, _positions(h, window, stride), _positions(w, window, stride)
-    for stride in range(1, max(h, w) + 1):
-        ys, xs = _positions(h, window, stride), _positions(w, window, stride)
-        if len(ys) * len(xs) <= budget:
-            return stride, ys, xs
-    return max(h, w), [(h - window) // 2], [(w - window) // 2]  # one central window
+from .windows import plan, scan  # noqa: F401  (plan: the window layout, as before)
 
 
 @register("occlusion", min_budget=2, multi=True, kinds=("class", "detection"),
@@ -49,32 +30,14 @@ def occlusion(clf, x: np.ndarray, target: ClassTarget | DetectionTarget, *, budg
     """Occlusion saliency: one query per window, ``score`` (the unmasked scores, ``[T]``) the reference."""
     h, w = x.shape[1:]
     win = int(window or max(2, round(min(h, w) / 8)))
-    base = make_baseline(x, baseline, seed=seed)
-    stride, ys, xs = plan(h, w, win, budget)
-    boxes = [(y, xx) for y in ys for xx in xs]
-    scorer = MaskScorer(clf, x, base, target, limit=len(boxes))
     nt = target.count
     score = np.asarray(score, np.float64).reshape(nt)
-    sums = np.zeros((3 * nt + 2, h, w), np.float64)  # every sum below, accumulated in one pass per batch
+    sums, lo, hi, (stride, ys, xs) = scan(clf, x, make_baseline(x, baseline, seed=seed), target, score, win, budget)
+    boxes = [(y, xx) for y in ys for xx in xs]
     drop_sum = sums[:nt]
-    drop_sq = sums[nt:2 * nt]     # second moment: the windows' spread at each pixel
-    drop_a = sums[2 * nt:3 * nt]  # half A: windows on the even squares of a checkerboard
+    drop_sq = sums[nt:2 * nt]
+    drop_a = sums[2 * nt:3 * nt]
     count, count_a = sums[3 * nt], sums[3 * nt + 1]
-    parity = np.array([(ys.index(y) + xs.index(xx)) % 2 == 0 for y, xx in boxes], np.float64)
-    lo, hi = score.copy(), score.copy()
-    step = scorer.capacity
-    masks = np.zeros((step, h, w), np.float32)
-    for i in range(0, len(boxes), step):
-        chunk = boxes[i:i + step]
-        masks[:] = 0.0
-        for k, (y, xx) in enumerate(chunk):
-            masks[k, y:y + win, xx:xx + win] = 1.0
-        m = masks[:len(chunk)]
-        drops = score[None] - scorer(m, (1.0, 1.0), smooth=False, invert=True)   # (windows, T)
-        half = parity[i:i + len(chunk)]
-        accumulate(m, np.concatenate([drops, drops * drops, drops * half[:, None], np.ones((len(chunk), 1)),
-                                      half[:, None]], axis=1), (h, w), (1.0, 1.0), smooth=False, out=sums)
-        lo, hi = np.minimum(lo, score - drops.max(axis=0)), np.maximum(hi, score - drops.min(axis=0))
     params = {"window": win, "stride": stride, "windows": len(boxes)}
     outs = []
     for t in range(nt):
