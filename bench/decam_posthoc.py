@@ -30,6 +30,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import evalset  # noqa: E402
+from decam_variants import print_paired  # noqa: E402
 
 from blackbox_cam import Classifier, metrics  # noqa: E402
 from blackbox_cam.explainer.pipeline import explain_image  # noqa: E402
@@ -76,16 +77,7 @@ def main() -> None:
               flush=True)
     print(f"\n{args.set} {args.split}, budget {args.budget}, seeds {seeds}, options {args.options}, "
           f"AUC step {args.auc_step} rows; paired difference to default (+- 1.99 s.e.)\n")
-    print("| map | deletion | insertion | pointing (misses) | energy |\n|---|---|---|---|---|")
-    base = np.array(rows["default"])
-    for k, v in rows.items():
-        a = np.array(v)
-        dd = a - base
-        h = 1.99 * dd.std(axis=0, ddof=1) / np.sqrt(len(dd))
-        print(f"| {k} | {a[:, 0].mean():.4f} ({dd[:, 0].mean():+.4f} ± {h[0]:.4f}) | {a[:, 1].mean():.3f} "
-              f"({dd[:, 1].mean():+.3f} ± {h[1]:.3f}) | {a[:, 2].mean():.3f} ({int((1 - a[:, 2]).sum())}) | "
-              f"{a[:, 3].mean():.3f} ({dd[:, 3].mean():+.3f}) |")
-
+    print_paired(rows, first="map")  # the first set is "default"
 
 if __name__ == "__main__":
     main()

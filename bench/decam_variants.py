@@ -31,6 +31,20 @@ def measure(clf, x, m, box, tg, step) -> tuple[float, float, float, float]:
             float(metrics.pointing_game(m, box, tolerance=0)), metrics.energy_in_region(m, box))
 
 
+def print_paired(rows: dict[str, list], labels: dict[str, str] | None = None, first: str = "variant") -> None:
+    """A markdown table of each row set's means (deletion, insertion, pointing with its misses, energy)
+    and its paired difference to the first set (+- 1.99 standard errors over the paired runs)."""
+    print(f"| {first} | deletion | insertion | pointing (misses) | energy |\n|---|---|---|---|---|")
+    base = np.array(next(iter(rows.values())))
+    for k, v in rows.items():
+        a = np.array(v)
+        dd = a - base
+        h = 1.99 * dd.std(axis=0, ddof=1) / np.sqrt(len(dd))
+        print(f"| {(labels or {}).get(k, k)} | {a[:, 0].mean():.4f} ({dd[:, 0].mean():+.4f} ± {h[0]:.4f}) | "
+              f"{a[:, 1].mean():.3f} ({dd[:, 1].mean():+.3f} ± {h[1]:.3f}) | {a[:, 2].mean():.3f} "
+              f"({int((1 - a[:, 2]).sum())}) | {a[:, 3].mean():.3f} ({dd[:, 3].mean():+.3f} ± {h[3]:.3f}) |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("variants", nargs="+", help="NAME=JSON of DE-CAM options; the first is the reference")
@@ -63,15 +77,7 @@ def main() -> None:
               flush=True)
     print(f"\n{args.set} {args.split}, budget {args.budget}, seeds {seeds}, AUC step {args.auc_step} rows; "
           "paired difference to the first row (+- 1.99 s.e.)\n")
-    print("| variant | deletion | insertion | pointing (misses) | energy |\n|---|---|---|---|---|")
-    base = np.array(next(iter(rows.values())))
-    for k, v in rows.items():
-        a = np.array(v)
-        dd = a - base
-        h = 1.99 * dd.std(axis=0, ddof=1) / np.sqrt(len(dd))
-        print(f"| {k} {json.dumps(confs[k])} | {a[:, 0].mean():.4f} ({dd[:, 0].mean():+.4f} ± {h[0]:.4f}) | "
-              f"{a[:, 1].mean():.3f} ({dd[:, 1].mean():+.3f} ± {h[1]:.3f}) | {a[:, 2].mean():.3f} "
-              f"({int((1 - a[:, 2]).sum())}) | {a[:, 3].mean():.3f} ({dd[:, 3].mean():+.3f} ± {h[3]:.3f}) |")
+    print_paired(rows, {k: f"{k} {json.dumps(c)}" for k, c in confs.items()})
     if rise:
         a = np.array(rise)
         print(f"| RISE at {args.rise} (seed 0) | {a[:, 0].mean():.4f} | {a[:, 1].mean():.3f} | {a[:, 2].mean():.3f} "
