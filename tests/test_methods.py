@@ -157,6 +157,25 @@ def test_decam_probe_is_an_occlusion_inside_the_budget(planted, heldout):
     assert "probe" not in small.extra["search"] and small.saliency.tobytes() == plain.saliency.tobytes()
 
 
+@pytest.mark.parametrize("hw", [(224, 224), (64, 64), (48, 192), (45, 636), (320, 96)])
+def test_decam_probe_windows_cover_every_pixel(hw):
+    """The probe's windows overlap and cover every pixel on any aspect ratio (a text-line model's
+    48 x 192 input included) within 49 queries; a quarter of the side on a square input."""
+    from blackbox_cam.methods.windows import covering_window, plan
+
+    h, w = hw
+    win = covering_window(h, w, 49)
+    stride, ys, xs = plan(h, w, win, 49)
+    assert len(ys) * len(xs) <= 49 and stride <= win
+    covered = np.zeros(hw, bool)
+    for y in ys:
+        for x in xs:
+            covered[y:y + win, x:x + win] = True
+    assert covered.all()
+    if h == w:
+        assert win == round(h / 4)
+
+
 def test_decam_probe_genomes_keep_cells_as_the_probe_says():
     from scipy.stats import qmc
 

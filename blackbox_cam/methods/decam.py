@@ -45,7 +45,8 @@ Map
     ``regression`` and ``elite`` give either factor alone, ``best`` the single best mask.
 Probe (``probe``, default 49 queries; issue 30, fourth session)
     Before the search, a coarse occlusion (Zeiler and Fergus 2014; :func:`.windows.drop_maps`):
-    windows of a quarter of the input side at half-window stride, 7 x 7 = 49 queries at 224 px,
+    the smallest windows whose half-window-stride scan fits the probe's queries
+    (:func:`.windows.covering_window`: a quarter of the side, 7 x 7 = 49 queries, at 224 px),
     the target's drop when each is removed. It costs queries out of the budget and is used twice:
     the first population keeps each genome cell with probability ``0.25 + 0.5 p`` (``p`` the probe's
     normalised map at the cell, :func:`probe_genomes`; ``probe_init``), so the search starts around
@@ -84,7 +85,7 @@ from .options import Option
 from .perturb import BASELINE_OPTION, batch_capacity
 from .targets import AnyTarget, as_target
 from .uncertainty import Rounds, Uncertainty, reliability, summarise
-from .windows import drop_maps
+from .windows import covering_window, drop_maps
 
 DEFAULT_BUDGET = 2000
 AGGREGATES = ("combined", "regression", "elite", "best")
@@ -92,10 +93,7 @@ AGGREGATES = ("combined", "regression", "elite", "best")
 #: between seeds, which the ridge covariance does not see), added in quadrature to the ridge term.
 #: Chosen on the tune half for top-20 % coverage (docs/uncertainty.md, issue 30).
 ELITE_RELATIVE_SE = 0.12
-#: The probe's window side as a share of the input's shorter side (49 windows at half-window stride
-#: when the probe has 49 queries), and the first population's keep probability at a probe value of 0
-#: and of 1 (docs/decam.md table 10).
-PROBE_WINDOW = 0.25
+#: The first population's keep probability at a probe value of 0 and of 1 (docs/decam.md table 10).
 PROBE_KEEP = (0.25, 0.75)
 
 
@@ -405,8 +403,9 @@ OPTIONS = (
     Option("recombination", float, 0.7, "DE's crossover probability.", min=0.0, max=1.0),
     Option("refine", float, 0.0, "Share of the generations searched at a genome of 2 grid - 1 cells per side "
            "(coarse-to-fine: the population carries over, edges move by half a cell).", min=0.0, max=0.9),
-    Option("probe", int, 49, "Queries for a coarse occlusion probe before the search (windows of a quarter of the "
-           "input side at half-window stride, Zeiler & Fergus 2014): the map is multiplied by the probe's map; "
+    Option("probe", int, 49, "Queries for a coarse occlusion probe before the search (the smallest windows whose "
+           "half-window-stride scan fits them: a quarter of the side on a square input; Zeiler & Fergus 2014): "
+           "the map is multiplied by the probe's map; "
            "skipped when fewer than twice as many queries would be left for the search (0: none).", min=0),
     Option("probe_init", bool, True, "Draw the first population's masks keeping each cell with a probability "
            "that follows the probe's map (0.25 to 0.75).", cli=False),
@@ -444,7 +443,7 @@ def decam(clf, x: np.ndarray, target, *, budget: int, seed: int, score: np.ndarr
     probe_maps, probe_info = None, None
     if probe and int(budget) - int(probe) >= 2 * int(probe):
         drops, probe_info = drop_maps(clf, x, base, targets, np.asarray(score, np.float64).reshape(targets.count),
-                                      max(2, round(min(h, w) * PROBE_WINDOW)), int(probe))
+                                      covering_window(h, w, int(probe)), int(probe))
         # the covering windows' mean drop is constant on stride-sized blocks: a Gaussian of half a stride
         # removes the block edges the product would otherwise print on the map (seams on the cat's eyes)
         soft = 0.5 * probe_info["stride"]

@@ -34,6 +34,19 @@ def plan(h: int, w: int, window: int, budget: int | None) -> tuple[int, list[int
     return max(h, w), [(h - window) // 2], [(w - window) // 2]  # one central window
 
 
+def covering_window(h: int, w: int, budget: int) -> int:
+    """The smallest square window whose scan at half-window stride fits ``budget`` windows, so the
+    windows overlap and cover every pixel on any aspect ratio (a window fixed to a share of the
+    shorter side would, on a 48 x 192 text line, leave stride-wide gaps no window ever removes).
+    A quarter of the side on a square input at 49 windows (56 px at 224)."""
+    side = min(h, w)
+    for window in range(2, side + 1):
+        stride = max(1, window // 2)
+        if len(_positions(h, window, stride)) * len(_positions(w, window, stride)) <= budget:
+            return window
+    return side
+
+
 def scan(clf, x: np.ndarray, base: np.ndarray, target: ClassTarget | DetectionTarget, score: np.ndarray,
          window: int, budget: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, list[int], list[int]]]:
     """Score ``x`` with each ``window x window`` patch replaced by ``base`` (one query per window,
