@@ -157,7 +157,8 @@ def schedule(generations: int, refine: float) -> tuple[int, int]:
 
 def probe_genomes(init: np.ndarray, probe: np.ndarray, grid: int) -> np.ndarray:
     """A first population ``(S, g*g)`` drawn from uniform genes ``init`` so that each cell is kept
-    (gene > 0.5) with probability ``0.25 + 0.5 p``, ``p`` the probe's map ``[0, 1]`` at the cell's node;
+    (gene > 0.5) with probability ``lo + (hi - lo) p`` (:data:`PROBE_KEEP`, 0.25 to 0.75), ``p`` the probe's
+    map ``[0, 1]`` at the cell's node;
     monotone in each gene, so the Latin-hypercube strata stay strata."""
     h, w = probe.shape
     g = int(grid)
@@ -256,8 +257,8 @@ class _Search:
     one map per generation).
     """
 
-    def __init__(self, clf, x: np.ndarray, target, *, grid: int, baseline: str, area: float, seed: int,
-                 resolution: int, alpha: float, elite: int, trace: bool, base: np.ndarray | None = None,
+    def __init__(self, clf, x: np.ndarray, target, *, grid: int, base: np.ndarray, area: float, seed: int,
+                 resolution: int, alpha: float, elite: int, trace: bool,
                  probe: list[np.ndarray] | None = None, q0: int | None = None) -> None:
         self.h, self.w = x.shape[1:]
         self.probe = probe  # each target's coarse occlusion map in [0, 1] (the map's third factor), or None
@@ -265,7 +266,7 @@ class _Search:
         self.set_grid(grid)
         target = as_target(target)
         self.t = target.count
-        self.scorer = PairScorer(clf, x, make_baseline(x, baseline, seed=seed) if base is None else base, target)
+        self.scorer = PairScorer(clf, x, base, target)
         self.shifts = np.random.default_rng([seed, 3])
         # two halves of the observations (alternate generations): their maps give the stability
         # score, their sum the map (docs/uncertainty.md)
@@ -450,8 +451,8 @@ def decam(clf, x: np.ndarray, target, *, budget: int, seed: int, score: np.ndarr
         probe_maps = [normalise(ndimage.gaussian_filter(d, soft, mode="nearest")) for d in drops]
         budget = int(budget) - probe_info["windows"]
     pop, gens = plan(int(budget), population)
-    search = _Search(clf, x, targets, grid=g, baseline=baseline, area=area, seed=seed, resolution=r, alpha=alpha,
-                     elite=max(1, round(elite * pop * gens)), trace=trace, base=base, probe=probe_maps, q0=q0)
+    search = _Search(clf, x, targets, grid=g, base=base, area=area, seed=seed, resolution=r, alpha=alpha,
+                     elite=max(1, round(elite * pop * gens)), trace=trace, probe=probe_maps, q0=q0)
     coarse, fine = schedule(gens, refine)
     common = dict(polish=False, tol=0.0, atol=0.0, updating="deferred", vectorized=True, strategy="best1bin",
                   mutation=(mutation, 1.0), recombination=recombination)

@@ -16,7 +16,7 @@ from .options import Option
 from .perturb import BASELINE_OPTION
 from .targets import ClassTarget, DetectionTarget
 from .uncertainty import Uncertainty, summarise
-from .windows import plan, scan  # noqa: F401  (plan: the window layout, as before)
+from .windows import scan
 
 
 @register("occlusion", min_budget=2, multi=True, kinds=("class", "detection"),
