@@ -8,6 +8,9 @@ differences (mean +- 1.99 standard errors over cases x seeds). Deletion and inse
 
     PYTHONPATH=. python bench/decam_variants.py --split tune --budget 200 --seeds 0,1,2 'old={"probe": 0}' 'new={}'
     PYTHONPATH=. python bench/decam_variants.py --set planted --budget 500 'old={"probe": 0}' 'new={}'
+
+``--save runs.json`` keeps every run's four measures (``runs`` in case-major, seed-minor order, per
+variant) for pairings the table does not print, e.g. each case's seed mean against RISE's.
 """
 from __future__ import annotations
 
@@ -54,6 +57,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--auc-step", type=int, default=4)
     ap.add_argument("--rise", type=int, default=None, metavar="BUDGET", help="add RISE at BUDGET (seed 0)")
+    ap.add_argument("--save", type=Path, default=None, metavar="JSON",
+                    help="also write every run's measures (case, seed, variant) and RISE's, for other pairings")
     args = ap.parse_args()
     confs = dict(v.split("=", 1) for v in args.variants)
     confs = {k: json.loads(v) for k, v in confs.items()}
@@ -78,6 +83,12 @@ def main() -> None:
     print(f"\n{args.set} {args.split}, budget {args.budget}, seeds {seeds}, AUC step {args.auc_step} rows; "
           "paired difference to the first row (+- 1.99 s.e.)\n")
     print_paired(rows, {k: f"{k} {json.dumps(c)}" for k, c in confs.items()})
+    if args.save:
+        args.save.write_text(json.dumps({
+            "set": args.set, "split": args.split, "budget": args.budget, "seeds": seeds, "auc_step": args.auc_step,
+            "measures": ["deletion", "insertion", "pointing", "energy"], "cases": [str(n) for n in d["names"]],
+            "variants": {k: {"options": confs[k], "runs": [list(map(float, r)) for r in v]} for k, v in rows.items()},
+            "rise": {"budget": args.rise, "runs": [list(map(float, r)) for r in rise]} if rise else None}, indent=1))
     if rise:
         a = np.array(rise)
         print(f"| RISE at {args.rise} (seed 0) | {a[:, 0].mean():.4f} | {a[:, 1].mean():.3f} | {a[:, 2].mean():.3f} "

@@ -579,6 +579,13 @@ def plot(agg: list[dict], path: Path, x: str = "budget") -> None:
                     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(bud))
                     ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([str(b) for b in bud]))
                     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            else:  # seconds: within a decade the log axis labels every minor tick on top of each other
+                lo_x, hi_x = ax.get_xlim()
+                if hi_x / max(lo_x, 1e-12) < 10:
+                    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+                    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+                ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.4g"))
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             from blackbox_cam.jobs.compare.job import METRICS
             ax.set_title(f"{s}: {METRICS[k]['label']} ({'higher' if METRICS[k]['higher'] else 'lower'} better)",
                          fontsize=9)

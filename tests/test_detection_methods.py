@@ -176,7 +176,7 @@ def test_decam_auto_reads_the_least_stable_targets_clipped_halves():
     stub = SimpleNamespace(t=2, half_maps=lambda: (np.stack([a0, a1]), np.stack([b0, b1])),
                            clf=SimpleNamespace(queries=1099), q0=99)
     rounds = Rounds(AutoBudget(0.9), 2000)
-    assert _Search.settled(stub, rounds)  # 1000 queries >= a quarter of 2000, stability >= 0.85
+    assert _Search.settled(stub, rounds)  # 1000 queries >= a quarter of 2000, stability >= 0.8
     assert rounds.history == [(1001, round(reliability(clip(a0), clip(b0)), 4))]
     assert "clipped halves" in rounds.reason
 

@@ -1,6 +1,8 @@
 """The black-box methods on the planted-evidence model, where the right answer is known."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -155,6 +157,28 @@ def test_decam_probe_is_an_occlusion_inside_the_budget(planted, heldout):
     small = explain_image(planted, img, "decam", budget=101, seed=1, probe=49).explanation
     plain = explain_image(planted, img, "decam", budget=101, seed=1).explanation
     assert "probe" not in small.extra["search"] and small.saliency.tobytes() == plain.saliency.tobytes()
+
+
+def test_decam_ridge_penalty_grows_when_observations_are_fewer_than_cells(planted, heldout, monkeypatch):
+    """With fewer observations than regression cells (small budgets) the ridge penalty is
+    alpha x cells / observations (issue 30, fifth session), otherwise alpha itself: the 300-query
+    map equals the map of a search told that penalty outright; explain.json's search records it."""
+    from blackbox_cam.methods import decam as decam_module
+
+    assert decam_module.ridge_alpha(1.0, 1950, 400) == 1.0 == decam_module.ridge_alpha(1.0, 400, 400)
+    assert decam_module.ridge_alpha(2.0, 100, 400) == pytest.approx(8.0)
+    img = heldout["images"][3].astype(np.float32)
+    scaled = explain_image(planted, img, "decam", budget=300, seed=2).explanation
+    s, cells = scaled.extra["search"], scaled.params["resolution"] ** 2
+    want = cells / (2 * s["evaluations"])
+    assert want > 1.5 and s["ridge_alpha"] == pytest.approx(want, abs=1e-4)
+    monkeypatch.setattr(decam_module, "ridge_alpha", lambda alpha, observations, features: alpha)
+    told = explain_image(planted, img, "decam", budget=300, seed=2, alpha=want).explanation
+    np.testing.assert_array_equal(told.saliency, scaled.saliency)
+    plain = explain_image(planted, img, "decam", budget=300, seed=2, alpha=1.0).explanation
+    assert plain.saliency.tobytes() != scaled.saliency.tobytes()
+    big = explain_image(planted, img, "decam", budget=1000, seed=2).explanation
+    assert big.extra["search"]["ridge_alpha"] == 1.0
 
 
 @pytest.mark.parametrize("hw", [(224, 224), (64, 64), (48, 192), (45, 636), (320, 96)])
