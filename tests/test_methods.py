@@ -181,6 +181,29 @@ def test_decam_ridge_penalty_grows_when_observations_are_fewer_than_cells(plante
     assert big.extra["search"]["ridge_alpha"] == 1.0
 
 
+def test_window_sums_are_the_masks_weighted_sum_bit_for_bit():
+    """The scan behind occlusion and DE-CAM's probe adds each window's weights on its square only
+    (windows.add_windows); the result is the weighted sum of the windows' full-size binary masks
+    (masks.accumulate, what it used before) to the last bit, overlapping windows and negative
+    weights included."""
+    from blackbox_cam.methods.masks import accumulate
+    from blackbox_cam.methods.windows import add_windows, plan
+
+    rng = np.random.default_rng(5)
+    h, w, win = 40, 56, 12
+    _, ys, xs = plan(h, w, win, 30)
+    boxes = [(y, x) for y in ys for x in xs]
+    weights = rng.normal(size=(len(boxes), 4))
+    masks = np.zeros((len(boxes), h, w), np.float32)
+    for k, (y, x) in enumerate(boxes):
+        masks[k, y:y + win, x:x + win] = 1.0
+    want = accumulate(masks, weights, (h, w), (1.0, 1.0), smooth=False)
+    got = np.zeros((4, h, w))
+    for i in range(0, len(boxes), 7):  # in batches, as the scan adds them
+        add_windows(got, boxes[i:i + 7], win, weights[i:i + 7])
+    assert got.tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize("hw", [(224, 224), (64, 64), (48, 192), (45, 636), (320, 96)])
 def test_decam_probe_windows_cover_every_pixel(hw):
     """The probe's windows overlap and cover every pixel on any aspect ratio (a text-line model's
