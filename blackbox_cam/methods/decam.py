@@ -461,8 +461,7 @@ def decam(clf, x: np.ndarray, target, *, budget: int, seed: int, score: np.ndarr
     q0 = clf.queries
     probe_maps, probe_info = None, None
     if probe and int(budget) - int(probe) >= 2 * int(probe):
-        drops, probe_info = drop_maps(clf, x, base, targets, np.asarray(score, np.float64).reshape(targets.count),
-                                      covering_window(h, w, int(probe)), int(probe))
+        drops, probe_info = drop_maps(clf, x, base, targets, score, covering_window(h, w, int(probe)), int(probe))
         # the covering windows' mean drop is constant on stride-sized blocks: a Gaussian of half a stride
         # removes the block edges the product would otherwise print on the map (seams on the cat's eyes)
         soft = 0.5 * probe_info["stride"]

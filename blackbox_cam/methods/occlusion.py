@@ -35,8 +35,8 @@ def occlusion(clf, x: np.ndarray, target: ClassTarget | DetectionTarget, *, budg
     sums, lo, hi, (stride, ys, xs) = scan(clf, x, make_baseline(x, baseline, seed=seed), target, score, win, budget)
     boxes = [(y, xx) for y in ys for xx in xs]
     drop_sum = sums[:nt]
-    drop_sq = sums[nt:2 * nt]
-    drop_a = sums[2 * nt:3 * nt]
+    drop_sq = sums[nt:2 * nt]     # second moment: the windows' spread at each pixel
+    drop_a = sums[2 * nt:3 * nt]  # half A: windows on the even squares of a checkerboard
     count, count_a = sums[3 * nt], sums[3 * nt + 1]
     params = {"window": win, "stride": stride, "windows": len(boxes)}
     outs = []
